@@ -1,0 +1,472 @@
+"""Reading DICOM: find files, scan headers, group into studies/series, decode pixels to HU.
+
+The only module that reads DICOM with pydicom. Headers first (``stop_before_pixels``), pixels later
+and in parallel (:class:`~ich_viewer.core.volume.VolumeLoader`). One bad file never stops a load:
+it is reported in :attr:`LoadResult.skipped` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import warnings
+import zipfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pydicom
+from pydicom import config as pydicom_config
+from pydicom import uid as dicom_uid
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.fileset import FileSet
+from pydicom.pixels import pixel_array
+from pydicom.pixels.decoders.base import get_decoder
+
+from ich_viewer.core import imagecodecs_plugin
+from ich_viewer.core.errors import DecodeError, NoImagesFoundError
+from ich_viewer.core.geometry import natural_key, order_slices
+from ich_viewer.core.series import (
+    AIR_HU,
+    FileRef,
+    HuTransform,
+    LoadResult,
+    Patient,
+    Series,
+    Skipped,
+    SliceRef,
+    Study,
+)
+from ich_viewer.core.windows import Window
+
+log = logging.getLogger(__name__)
+
+imagecodecs_plugin.register()
+# RSNA 2019 files store "ID_..." in UI fields; pydicom would warn once per file. We validate what
+# we use ourselves, so pydicom's reading-time validation stays quiet.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+PIXEL_DATA_TAG = (0x7FE0, 0x0010)
+CT_STORAGE = {dicom_uid.CTImageStorage, dicom_uid.EnhancedCTImageStorage, "1.2.840.10008.5.1.4.1.1.2.2"}
+#: What would decode each compressed syntax, for the message when nothing installed can.
+DECODER_ADVICE = {
+    dicom_uid.JPEGLossless: "imagecodecs or python-gdcm",
+    dicom_uid.JPEGLosslessSV1: "imagecodecs or python-gdcm",
+    dicom_uid.JPEGBaseline8Bit: "Pillow or python-gdcm",
+    dicom_uid.JPEGExtended12Bit: "imagecodecs (12-bit) or Pillow (8-bit)",
+    dicom_uid.JPEGLSLossless: "pyjpegls or python-gdcm",
+    dicom_uid.JPEGLSNearLossless: "pyjpegls or python-gdcm",
+    dicom_uid.JPEG2000Lossless: "pylibjpeg-openjpeg or python-gdcm",
+    dicom_uid.JPEG2000: "pylibjpeg-openjpeg or python-gdcm",
+    dicom_uid.RLELossless: "pydicom itself (or pylibjpeg-rle)",
+}
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+def _iter_candidates(paths: Iterable[str | os.PathLike], skipped: list[Skipped]) -> Iterator[FileRef]:
+    """Every file under ``paths``: folders recursively, zip members, files a DICOMDIR lists."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+                for name in sorted(files, key=natural_key):
+                    if name.upper() == "DICOMDIR":
+                        continue  # an index of files that this walk finds anyway
+                    yield from _expand_file(Path(root) / name, skipped)
+        elif path.is_file():
+            yield from _expand_file(path, skipped, explicit=True)
+        else:
+            skipped.append(Skipped(str(path), "does not exist"))
+
+
+def _expand_file(path: Path, skipped: list[Skipped], explicit: bool = False) -> Iterator[FileRef]:
+    if path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = [m for m in archive.namelist() if not m.endswith("/")]
+        except (zipfile.BadZipFile, OSError) as exc:
+            skipped.append(Skipped(str(path), f"not a readable zip archive ({exc})"))
+            return
+        for member in sorted(members, key=natural_key):
+            if Path(member).name.upper() != "DICOMDIR" and not Path(member).name.startswith("."):
+                yield FileRef(str(path), member)
+    elif explicit and path.name.upper() == "DICOMDIR":
+        yield from _dicomdir_files(path, skipped)
+    else:
+        yield FileRef(str(path))
+
+
+def _dicomdir_files(path: Path, skipped: list[Skipped]) -> Iterator[FileRef]:
+    try:
+        fileset = FileSet(pydicom.dcmread(path))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is "unreadable", reported
+        skipped.append(Skipped(str(path), f"unreadable DICOMDIR ({_short(exc)})"))
+        return
+    for instance in fileset:
+        ref = Path(instance.path)
+        if ref.is_file():
+            yield FileRef(str(ref))
+        else:
+            skipped.append(Skipped(str(ref), "listed in the DICOMDIR but missing"))
+
+
+# --------------------------------------------------------------------------- scanning headers
+
+
+class _Scanned:
+    """Header facts of one usable file, before grouping."""
+
+    __slots__ = ("slices", "study_uid", "series_uid", "ds", "shape", "orientation", "spacing")
+
+    def __init__(self, slices, ds, shape, orientation, spacing):
+        self.slices = slices
+        self.ds = ds
+        self.study_uid = str(ds.get("StudyInstanceUID", "") or "unknown study")
+        self.series_uid = str(ds.get("SeriesInstanceUID", "") or "unknown series")
+        self.shape = shape
+        self.orientation = orientation
+        self.spacing = spacing
+
+
+def scan_file(ref: FileRef) -> _Scanned | Skipped:
+    """Read one file's header and decide whether it is a usable CT image (never raises)."""
+    try:
+        with ref.open() as fp:
+            ds = _read_header(fp)
+            if ds is None:
+                return Skipped(str(ref), "not a DICOM file")
+            problem = _check_image(ds, fp)
+    except Exception as exc:  # noqa: BLE001 - a broken file is a skip reason, not a crash
+        return Skipped(str(ref), f"unreadable DICOM file ({_short(exc)})")
+    if problem:
+        return Skipped(str(ref), problem)
+    try:
+        return _describe(ref, ds)
+    except Exception as exc:  # noqa: BLE001
+        return Skipped(str(ref), f"invalid image geometry tags ({_short(exc)})")
+
+
+def _read_header(fp) -> Dataset | None:
+    try:
+        return pydicom.dcmread(fp, stop_before_pixels=True)
+    except InvalidDicomError:
+        pass
+    # Old files without the 128-byte preamble: accept only if forcing yields an image header.
+    fp.seek(0)
+    try:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001
+        return None
+    if "Rows" not in ds or ("Modality" not in ds and "SOPClassUID" not in ds):
+        return None
+    return ds
+
+
+def _transfer_syntax(ds: Dataset) -> dicom_uid.UID:
+    meta = getattr(ds, "file_meta", None)
+    tsuid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if tsuid:
+        return dicom_uid.UID(tsuid)
+    return dicom_uid.ImplicitVRLittleEndian if ds.is_implicit_VR is not False else dicom_uid.ExplicitVRLittleEndian
+
+
+def _check_image(ds: Dataset, fp) -> str | None:
+    """Why this header is not a usable CT image, or None. ``fp`` sits where the header ended."""
+    if not any(k in ds for k in ("Rows", "Modality", "SOPClassUID")):
+        return "not a DICOM image (its header has no image or modality tags)"
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if sop_class == dicom_uid.MediaStorageDirectoryStorage:
+        return "a DICOMDIR index, not an image (open the DICOMDIR itself to follow it)"
+    modality = str(ds.get("Modality", "") or "")
+    if modality != "CT" and not (not modality and sop_class in CT_STORAGE):
+        return f"not CT (modality {modality or 'missing'})"
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "LOCALIZER" in image_type:
+        return "a localizer (scout) image, not an axial slice"
+    if "Rows" not in ds or "Columns" not in ds:
+        return "no pixel data (no image size)"
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return f"a colour image ({ds.get('PhotometricInterpretation', 'RGB')}), not a CT slice"
+    tsuid = _transfer_syntax(ds)
+    try:
+        decoder = get_decoder(tsuid)
+    except NotImplementedError:
+        return f"uses transfer syntax {tsuid.name} ({tsuid}), which pydicom cannot decode"
+    if not decoder.is_available:
+        advice = DECODER_ADVICE.get(tsuid, "a decoder plugin for pydicom")
+        return f"uses {tsuid.name} ({tsuid}); no installed decoder reads it (install {advice})"
+    if tsuid == dicom_uid.DeflatedExplicitVRLittleEndian:
+        return None  # the byte stream is compressed: size checks happen when decoding
+    return _check_pixel_bytes(ds, fp, tsuid)
+
+
+def _check_pixel_bytes(ds: Dataset, fp, tsuid: dicom_uid.UID) -> str | None:
+    """Truncated or pixel-less files are caught here, from the pixel element's header alone."""
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return "no pixel data"
+    endian = "<" if tsuid.is_little_endian else ">"
+    group, element = struct.unpack(endian + "HH", head[:4])
+    if (group, element) != PIXEL_DATA_TAG:
+        return "no pixel data"
+    if tsuid.is_implicit_VR:
+        (length,), offset = struct.unpack(endian + "L", head[4:8]), 8
+    elif head[4:6] in (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"UT", b"SQ", b"UC", b"UR"):
+        (length,), offset = struct.unpack(endian + "L", head[8:12]), 12
+    else:
+        (length,), offset = struct.unpack(endian + "H", head[6:8]), 8
+    fp.seek(0, os.SEEK_END)
+    available = fp.tell() - start - offset
+    if length == 0xFFFFFFFF:  # encapsulated (compressed) frames
+        return None if available > 8 else "truncated file (compressed pixel data missing)"
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    expected = int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("BitsAllocated", 16)) // 8
+    if available < min(length, expected):
+        return f"truncated file (pixel data has {max(available, 0)} of {expected} bytes)"
+    return None
+
+
+def _describe(ref: FileRef, ds: Dataset) -> _Scanned:
+    tsuid = str(_transfer_syntax(ds))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    orientation = _floats(
+        _group_value(shared, None, "PlaneOrientationSequence", "ImageOrientationPatient")
+        or ds.get("ImageOrientationPatient")
+    )
+    spacing = _floats(
+        _group_value(shared, None, "PixelMeasuresSequence", "PixelSpacing") or ds.get("PixelSpacing")
+    ) or (1.0, 1.0)
+    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+    instance = _int(ds.get("InstanceNumber"))
+    slices = []
+    for frame in range(frames):
+        frame_group = per_frame[frame] if per_frame is not None and frame < len(per_frame) else None
+        position = _floats(
+            _group_value(frame_group, shared, "PlanePositionSequence", "ImagePositionPatient")
+            or (ds.get("ImagePositionPatient") if frames == 1 else None)
+        )
+        transform_item = _group_item(frame_group, shared, "PixelValueTransformationSequence")
+        slices.append(
+            SliceRef(
+                file=ref,
+                frame=frame if frames > 1 else None,
+                sop_uid=sop_uid if frames == 1 else f"{sop_uid}#{frame + 1}",
+                instance=instance if frames == 1 else (instance or 0) * 10000 + frame + 1,
+                position=position,
+                hu=_hu_transform(ds, transform_item),
+                transfer_syntax=tsuid,
+            )
+        )
+    return _Scanned(slices, ds, (int(ds.Rows), int(ds.Columns)), orientation, spacing)
+
+
+def _hu_transform(ds: Dataset, transform_item: Dataset | None) -> HuTransform:
+    source = transform_item if transform_item is not None and "RescaleSlope" in transform_item else ds
+    slope = float(source.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(source.get("RescaleIntercept", 0.0) or 0.0)
+    padding = ds.get("PixelPaddingValue")
+    # RSNA 2019 defect (found by Kaggle participants): 12-bit unsigned storage with an intercept
+    # near 0 whose stored values wrapped; real HU = ((stored + 1000) mod 4096) - 1000.
+    wrap = (
+        int(ds.get("BitsStored", 16)) == 12
+        and int(ds.get("PixelRepresentation", 0)) == 0
+        and intercept > -100
+    )
+    return HuTransform(slope, intercept, None if padding is None else int(padding), wrap)
+
+
+def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def _group_item(frame_group, shared, macro: str) -> Dataset | None:
+    for group in (frame_group, shared):
+        if group is not None and group.get(macro):
+            return group.get(macro)[0]
+    return None
+
+
+def _group_value(frame_group, shared, macro: str, keyword: str):
+    item = _group_item(frame_group, shared, macro)
+    return item.get(keyword) if item is not None else None
+
+
+def _floats(value) -> tuple[float, ...] | None:
+    if value is None or len(value) == 0:
+        return None
+    return tuple(float(v) for v in value)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+def load(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    progress: ProgressCallback | None = None,
+) -> LoadResult:
+    """Open files, folders (recursively), zip archives and DICOMDIRs; group and order the CT found.
+
+    Raises :class:`NoImagesFoundError` (with ``.skipped``) when nothing usable was found.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    skipped: list[Skipped] = []
+    candidates = list(_iter_candidates(paths, skipped))
+    scanned: list[_Scanned] = []
+    for done, ref in enumerate(candidates, 1):
+        result = scan_file(ref)
+        if isinstance(result, Skipped):
+            skipped.append(result)
+        else:
+            scanned.append(result)
+        if progress is not None:
+            progress(done, len(candidates))
+    for item in skipped:
+        log.info("skipped %s", item.reason)  # the reason only: file names may carry patient names
+    if not scanned:
+        shown = "; ".join(f"{Path(s.path).name}: {s.reason}" for s in skipped[:3])
+        raise NoImagesFoundError(
+            f"No CT images found in {len(candidates)} file(s)"
+            + (f" ({shown}{'; ...' if len(skipped) > 3 else ''})" if shown else "")
+            + ". Open a folder, zip or DICOMDIR that holds head CT in DICOM format.",
+            skipped,
+        )
+    studies = _group(scanned, skipped)
+    return LoadResult(tuple(studies), tuple(skipped))
+
+
+def _group(scanned: list[_Scanned], skipped: list[Skipped]) -> list[Study]:
+    by_study: dict[str, dict[str, list[_Scanned]]] = defaultdict(lambda: defaultdict(list))
+    for item in scanned:
+        by_study[item.study_uid][item.series_uid].append(item)
+    studies = []
+    for study_uid, series_map in by_study.items():
+        first = next(iter(series_map.values()))[0].ds
+        series = [_make_series(uid, items, skipped) for uid, items in series_map.items()]
+        series = sorted((s for s in series if s is not None), key=lambda s: (s.number or 0, s.description))
+        if series:
+            studies.append(
+                Study(
+                    uid=study_uid,
+                    date=str(first.get("StudyDate", "") or ""),
+                    description=str(first.get("StudyDescription", "") or ""),
+                    patient=Patient(
+                        name=str(first.get("PatientName", "") or ""),
+                        id=str(first.get("PatientID", "") or ""),
+                        birth_date=str(first.get("PatientBirthDate", "") or ""),
+                        sex=str(first.get("PatientSex", "") or ""),
+                    ),
+                    series=tuple(series),
+                )
+            )
+    return sorted(studies, key=lambda s: (s.date, s.uid))
+
+
+def _make_series(uid: str, items: list[_Scanned], skipped: list[Skipped]) -> Series | None:
+    # One matrix size and one orientation per series: the majority wins, the rest is reported.
+    shape = Counter(i.shape for i in items).most_common(1)[0][0]
+    orientations = Counter(_rounded(i.orientation) for i in items if i.shape == shape)
+    orientation_key = orientations.most_common(1)[0][0]
+    kept, seen_sops = [], set()
+    for item in items:
+        if item.shape != shape:
+            skipped.append(Skipped(str(item.slices[0].file), f"image size {item.shape} differs from its series {shape}"))
+        elif _rounded(item.orientation) != orientation_key:
+            skipped.append(Skipped(str(item.slices[0].file), "orientation differs from the rest of its series"))
+        elif item.slices[0].sop_uid and item.slices[0].sop_uid in seen_sops:
+            skipped.append(Skipped(str(item.slices[0].file), "duplicate of another file (same SOP Instance UID)"))
+        else:
+            seen_sops.add(item.slices[0].sop_uid)
+            kept.append(item)
+    reference = kept[0]
+    ordered, geometry = order_slices([s for i in kept for s in i.slices], reference.orientation)
+    ds = reference.ds
+    return Series(
+        uid=uid,
+        description=str(ds.get("SeriesDescription", "") or ""),
+        number=_int(ds.get("SeriesNumber")),
+        slices=tuple(ordered),
+        rows=shape[0],
+        columns=shape[1],
+        pixel_spacing=(reference.spacing[0], reference.spacing[-1]),
+        orientation=reference.orientation,
+        geometry=geometry,
+        file_window=_file_window(ds),
+    )
+
+
+def _rounded(orientation: tuple[float, ...] | None):
+    return None if orientation is None else tuple(round(v, 3) for v in orientation)
+
+
+def _file_window(ds: Dataset) -> Window | None:
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    try:
+        center = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
+        width = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return Window("file", center, width) if width > 0 else None
+
+
+# --------------------------------------------------------------------------- decoding to HU
+
+
+def decode_slice(ref: SliceRef) -> np.ndarray:
+    """Decode one slice to float32 HU [H, W]. Raises :class:`DecodeError` with the syntax's name."""
+    try:
+        with ref.file.open() as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid-UID and VR chatter from odd files
+            if ref.transfer_syntax == dicom_uid.DeflatedExplicitVRLittleEndian:
+                # pixel_array() reads raw file offsets, which a deflated stream does not have.
+                stored = pydicom.dcmread(fp).pixel_array
+                stored = stored[ref.frame] if ref.frame is not None else stored
+            else:
+                stored = pixel_array(
+                    fp, index=ref.frame, decoding_plugin=imagecodecs_plugin.plugin_for(ref.transfer_syntax)
+                )
+    except Exception as exc:  # noqa: BLE001 - every decoder raises its own types
+        tsuid = dicom_uid.UID(ref.transfer_syntax)
+        raise DecodeError(
+            f"Could not decode {ref.file.name} ({tsuid.name}, {tsuid}): {_short(exc)}. "
+            f"It decodes with {DECODER_ADVICE.get(tsuid, 'pydicom')} when the data is intact."
+        ) from exc
+    return stored_to_hu(stored, ref.hu)
+
+
+def stored_to_hu(stored: np.ndarray, transform: HuTransform) -> np.ndarray:
+    """Stored values -> float32 HU: RSNA wrap fix, padding and out-of-field pixels to air."""
+    values = stored.astype(np.int32)
+    padding = values == transform.padding_value if transform.padding_value is not None else None
+    if transform.wrap_12bit:
+        values = (values + 1000) % 4096 - 1000
+    hu = values.astype(np.float32) * np.float32(transform.slope) + np.float32(transform.intercept)
+    if padding is not None:
+        hu[padding] = AIR_HU
+    # -2000 / -3024 mark pixels outside the reconstruction circle; nothing real is below air.
+    np.maximum(hu, np.float32(AIR_HU), out=hu)
+    return hu

@@ -1,0 +1,23 @@
+"""One small hierarchy of typed errors. Each message says what happened and what to do about it."""
+
+from __future__ import annotations
+
+
+class IchViewerError(Exception):
+    """Base class for every error the application raises on purpose (shown to the user as-is)."""
+
+
+class NoImagesFoundError(IchViewerError):
+    """Nothing usable (a decodable CT image) was found under the given paths.
+
+    ``skipped`` lists every file that was looked at, with the reason it was not used, so the
+    caller can show why (e.g. "MR image, not CT", "truncated file").
+    """
+
+    def __init__(self, message: str, skipped: tuple = ()):
+        super().__init__(message)
+        self.skipped = tuple(skipped)
+
+
+class DecodeError(IchViewerError):
+    """Pixel data could not be decoded; the message names the transfer syntax and what decodes it."""

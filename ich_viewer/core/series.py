@@ -1,0 +1,216 @@
+"""Frozen descriptions of what was found on disk: patients' studies, series, slices and geometry.
+
+Headers only: pixels are decoded lazily by :mod:`ich_viewer.core.dicom_io` when
+:meth:`Series.volume` (or a :class:`~ich_viewer.core.dicom_io.VolumeLoader`) asks for them.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Callable
+
+import numpy as np
+
+from ich_viewer.core.windows import Window
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ich_viewer.core.volume import VolumeLoader
+
+#: What replaces padding and out-of-field pixels: the bottom of the usual CT range (air).
+AIR_HU = -1024.0
+
+
+@dataclass(frozen=True, order=True)
+class FileRef:
+    """A file on disk, or a member of a zip archive (``member`` set)."""
+
+    path: str
+    member: str | None = None
+
+    def open(self) -> BinaryIO:
+        """Open for reading. Zip members are read into memory (they are single slices, ~0.5 MB)."""
+        if self.member is None:
+            return open(self.path, "rb")
+        with zipfile.ZipFile(self.path) as archive:
+            return io.BytesIO(archive.read(self.member))
+
+    @property
+    def name(self) -> str:
+        return Path(self.member if self.member is not None else self.path).name
+
+    def __str__(self) -> str:
+        return self.path if self.member is None else f"{self.path}/{self.member}"
+
+
+@dataclass(frozen=True)
+class HuTransform:
+    """How stored pixel values become Hounsfield units for one file."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    padding_value: int | None = None
+    #: The RSNA 2019 defect: 12-bit data labelled unsigned whose values wrapped (see dicom_io).
+    wrap_12bit: bool = False
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    """One axial image: a single-frame file, or one frame of a multi-frame file."""
+
+    file: FileRef
+    frame: int | None
+    sop_uid: str
+    instance: int | None
+    position: tuple[float, float, float] | None
+    hu: HuTransform
+    transfer_syntax: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not used, with a one-line reason a person understands."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How the slices were ordered, and anything odd about their spacing.
+
+    ``ordering`` is ``"position"`` (ImagePositionPatient on the slice normal), ``"instance"``
+    (InstanceNumber) or ``"filename"``. Oddities are reported, never silently fixed.
+    """
+
+    ordering: str
+    slice_spacing: float | None
+    duplicates: tuple[tuple[int, int], ...] = ()  # index pairs at the same position
+    gaps: tuple[int, ...] = ()  # index i: the step from slice i to i+1 is a gap
+    irregular: bool = False
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        out = []
+        if self.ordering != "position":
+            out.append(
+                f"slices ordered by {'instance number' if self.ordering == 'instance' else 'file name'}"
+                " (no usable ImagePositionPatient)"
+            )
+        if self.duplicates:
+            out.append(f"{len(self.duplicates)} slice(s) share a position with another slice")
+        if self.gaps:
+            out.append(f"{len(self.gaps)} gap(s) in slice positions (after slice {', '.join(str(g + 1) for g in self.gaps)})")
+        if self.irregular:
+            out.append("irregular slice spacing")
+        return tuple(out)
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """A series of axial CT slices in slice order (inferior to superior along the slice normal)."""
+
+    uid: str
+    description: str
+    number: int | None
+    slices: tuple[SliceRef, ...]
+    rows: int
+    columns: int
+    pixel_spacing: tuple[float, float]  # (row spacing, column spacing), mm
+    orientation: tuple[float, ...] | None  # ImageOrientationPatient (6 values)
+    geometry: Geometry
+    file_window: Window | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    @property
+    def files(self) -> list[str]:
+        """File paths in slice order (a multi-frame file appears once per frame)."""
+        return [str(s.file) for s in self.slices]
+
+    @property
+    def z(self) -> np.ndarray:
+        """Slice positions along the slice normal in mm; index positions if the file has none."""
+        return self._cache_get("z", lambda: _positions_on_normal(self))
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """(slice, row, column) spacing in mm; the slice spacing is the median step, 0 if unknown."""
+        return (self.geometry.slice_spacing or 0.0, *self.pixel_spacing)
+
+    def loader(self, workers: int | None = None) -> "VolumeLoader":
+        """Start decoding in the background; the loader shows slices as they arrive."""
+        from ich_viewer.core.volume import VolumeLoader
+
+        with self._lock:
+            existing = self._cache.get("loader")
+            if existing is None or existing.cancelled:
+                existing = VolumeLoader(self, workers=workers)
+                self._cache["loader"] = existing
+            return existing
+
+    def volume(self) -> np.ndarray:
+        """All slices as one contiguous float32 HU array [Z, H, W], decoded once and cached."""
+        return self.loader().result()
+
+    def _cache_get(self, key: str, compute: Callable):
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = compute()
+            return self._cache[key]
+
+
+def _positions_on_normal(series: Series) -> np.ndarray:
+    if series.orientation is None or any(s.position is None for s in series.slices):
+        return np.arange(len(series.slices), dtype=np.float64) * (series.geometry.slice_spacing or 1.0)
+    return np.array([project_on_normal(s.position, series.orientation) for s in series.slices])
+
+
+def slice_normal(orientation: tuple[float, ...]) -> np.ndarray:
+    """The unit normal of an ImageOrientationPatient (row direction x column direction)."""
+    row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float)
+    normal = np.cross(row, col)
+    return normal / (np.linalg.norm(normal) or 1.0)
+
+
+def project_on_normal(position: tuple[float, float, float], orientation: tuple[float, ...]) -> float:
+    return float(np.dot(np.asarray(position, float), slice_normal(orientation)))
+
+
+@dataclass(frozen=True)
+class Patient:
+    """Identifiers for the overlay; the anonymised display hides them, logs never contain them."""
+
+    name: str
+    id: str
+    birth_date: str = ""
+    sex: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Study:
+    uid: str
+    date: str
+    description: str
+    patient: Patient
+    series: tuple[Series, ...]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    studies: tuple[Study, ...]
+    skipped: tuple[Skipped, ...]
+
+    @property
+    def series(self) -> list[Series]:
+        """Every series of every study, in study order."""
+        return [s for study in self.studies for s in study.series]

@@ -1,0 +1,124 @@
+"""Decoding a series into one contiguous float32 HU array, in parallel, first slice first.
+
+JPEG Lossless (via imagecodecs), JPEG 2000 (OpenJPEG) and uncompressed reads release the GIL for
+their heavy part, so a thread pool uses every core without the start-up cost of processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ich_viewer.core.errors import DecodeError
+from ich_viewer.core.series import AIR_HU
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ich_viewer.core.series import Series
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class VolumeLoader:
+    """Decodes a series in the background into ``array`` ([Z, H, W] float32 HU).
+
+    ``first`` is decoded before the others (the slice a viewer shows first, the middle by
+    default). Slices that fail to decode are set to air and are listed in ``errors``.
+    """
+
+    def __init__(self, series: "Series", workers: int | None = None, first: int | None = None):
+        from ich_viewer.core.dicom_io import decode_slice  # the only pydicom importer
+
+        self._decode = decode_slice
+        self.series = series
+        n = len(series.slices)
+        # np.empty: pages are only touched when a slice lands, so the first slice is not held up
+        # by filling 250 MB; ``ready`` says which rows hold data.
+        self.array = np.empty((n, series.rows, series.columns), dtype=np.float32)
+        self.ready = np.zeros(n, dtype=bool)
+        self.errors: dict[int, str] = {}
+        self.cancelled = False
+        self._done = 0
+        self._condition = threading.Condition()
+        self._callbacks: list[Callable[[int], None]] = []
+        first = n // 2 if first is None else first
+        order = [first] + [i for i in range(n) if i != first]
+        self._pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode")
+        for index in order:
+            self._pool.submit(self._decode_one, index)
+        self._pool.shutdown(wait=False)
+
+    # ---- progress
+    @property
+    def done(self) -> int:
+        """How many slices are finished (decoded or failed)."""
+        return self._done
+
+    @property
+    def finished(self) -> bool:
+        return self._done == len(self.ready)
+
+    def subscribe(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(index)`` (from a decoding thread) as each slice finishes."""
+        with self._condition:
+            self._callbacks.append(callback)
+            already = [int(i) for i in np.flatnonzero(self.ready)]
+        for index in already:
+            callback(index)
+
+    # ---- access
+    def slice(self, index: int, timeout: float | None = None) -> np.ndarray:
+        """HU of one slice, waiting for it if needed (a view of ``array``, do not modify)."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: self.ready[index] or index in self.errors or self.cancelled, timeout):
+                raise TimeoutError(f"slice {index} not decoded within {timeout} s")
+        if index in self.errors:
+            raise DecodeError(self.errors[index])
+        return self.array[index]
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every slice is finished; False on timeout."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self.finished or self.cancelled, timeout)
+
+    def result(self) -> np.ndarray:
+        """The whole volume; raises :class:`DecodeError` if any slice failed or it was cancelled."""
+        self.wait()
+        if self.cancelled:
+            raise DecodeError("decoding was cancelled")
+        if self.errors:
+            first = min(self.errors)
+            raise DecodeError(f"{len(self.errors)} of {len(self.ready)} slices failed; slice {first + 1}: {self.errors[first]}")
+        return self.array
+
+    def cancel(self) -> None:
+        """Stop decoding; slices already running finish, the rest are dropped."""
+        with self._condition:
+            self.cancelled = True
+            self._condition.notify_all()
+
+    # ---- worker
+    def _decode_one(self, index: int) -> None:
+        if self.cancelled:
+            return
+        try:
+            self.array[index] = self._decode(self.series.slices[index])
+            failed = None
+        except Exception as exc:  # noqa: BLE001 - reported per slice, never lost
+            failed = str(exc)
+            self.array[index] = AIR_HU
+        with self._condition:
+            if failed is None:
+                self.ready[index] = True
+            else:
+                self.errors[index] = failed
+            self._done += 1
+            callbacks = list(self._callbacks)
+            self._condition.notify_all()
+        for callback in callbacks:
+            callback(index)

@@ -1,0 +1,47 @@
+"""Shared test set-up: offscreen Qt, real test data locations, and fast failure for missing files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before anything imports Qt: widgets render offscreen, with no display needed.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+from pydicom.data import get_testdata_file  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ICH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def dicom_testfile(name: str) -> str:
+    """Path of a pydicom / pydicom-data test file, failing at once (never downloading) if absent."""
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.fail(f"pydicom test file {name!r} is not installed: install the dev extra (pydicom-data)")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real head-CT folder beside the checkout; CI has it, a user's fresh clone may not."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real head CT not found at {SHARED_DATA} (../shared/data beside the checkout, or set ICH_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cq500_dir(shared_data: Path) -> Path:
+    path = shared_data / "cq500-ct0"
+    if not path.is_dir():
+        pytest.skip(f"{path} is missing from the shared data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def rsna_dir(shared_data: Path) -> Path:
+    path = shared_data / "rsna-unlabelled"
+    if not path.is_dir():
+        pytest.skip(f"{path} is missing from the shared data")
+    return path

@@ -1,0 +1,204 @@
+"""Opening, grouping, Hounsfield units and bad input, on real DICOM files."""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.pixels import apply_rescale
+
+import ich_viewer
+from ich_viewer.core.errors import NoImagesFoundError
+from ich_viewer.core.series import AIR_HU
+from tests import dicom_factory as make
+from tests.conftest import dicom_testfile
+
+
+def reference_hu(path: str) -> np.ndarray:
+    """pydicom's own rescale, clamped at air like the loader."""
+    ds = pydicom.dcmread(path)
+    return np.maximum(apply_rescale(ds.pixel_array, ds).astype(np.float32), AIR_HU)
+
+
+def reasons(result_or_error) -> dict[str, str]:
+    return {Path(s.path).name: s.reason for s in result_or_error.skipped}
+
+
+# ----------------------------------------------------------------------------- opening
+
+
+def test_a_single_real_ct_file_opens_as_one_series():
+    result = ich_viewer.load(dicom_testfile("CT_small.dcm"))
+    assert len(result.studies) == 1 and len(result.series) == 1
+    series = result.series[0]
+    assert len(series) == 1 and series.files == [dicom_testfile("CT_small.dcm")]
+    volume = series.volume()
+    assert volume.shape == (1, 128, 128) and volume.dtype == np.float32
+    np.testing.assert_array_equal(volume[0], reference_hu(dicom_testfile("CT_small.dcm")))
+
+
+def test_folder_is_read_recursively_and_several_paths_combine(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    make.copy(dicom_testfile("693_UNCR.dcm"), tmp_path / "a" / "deep" / "x.dcm")
+    other = make.copy(dicom_testfile("CT_small.dcm"), tmp_path / "ct_small.dcm")
+    assert len(ich_viewer.load(tmp_path / "a").series) == 1
+    assert len(ich_viewer.load([tmp_path / "a", other]).series) == 2
+
+
+def test_zip_archive_gives_the_same_volume_as_the_folder(tmp_path, rsna_dir):
+    files = sorted(rsna_dir.glob("*.dcm"))[:3]
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            zf.write(f, arcname=f"scans/{f.name}")
+        zf.writestr("scans/readme.txt", "not dicom")
+    from_zip = ich_viewer.load(archive)
+    from_files = ich_viewer.load(files)
+    assert [s.uid for s in from_zip.series] == [s.uid for s in from_files.series]
+    for a, b in zip(from_zip.series, from_files.series):
+        np.testing.assert_array_equal(a.volume(), b.volume())
+    assert reasons(from_zip) == {"readme.txt": "not a DICOM file"}
+    assert all(str(archive) in f for s in from_zip.series for f in s.files)
+
+
+def test_dicomdir_follows_its_records_and_reports_non_ct(tmp_path):
+    result = ich_viewer.load(dicom_testfile("dicomdirtests/DICOMDIR"))
+    assert [s.rows for s in result.series] and all(len(s) >= 1 for s in result.series)
+    folders = {Path(f).parent.name for s in result.series for f in s.files}
+    assert folders and all(name.startswith("CT") for name in folders)  # CR and MR records are reported
+    assert any("not CT (modality CR)" == r for r in reasons(result).values())
+    assert any("not CT (modality MR)" == r for r in reasons(result).values())
+
+
+def test_bad_files_among_good_ones_are_skipped_with_a_reason_each(tmp_path):
+    make.copy(dicom_testfile("CT_small.dcm"), tmp_path / "good.dcm")
+    make.truncated_copy(dicom_testfile("CT_small.dcm"), tmp_path / "truncated.dcm")
+    (tmp_path / "random.dcm").write_bytes(b"\0" * 128 + b"DICM" + os.urandom(3000))
+    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n")
+    make.copy(dicom_testfile("MR_small.dcm"), tmp_path / "mr.dcm")
+    make.copy(dicom_testfile("SC_rgb.dcm"), tmp_path / "colour.dcm")
+    no_pixels = make.read("CT_small.dcm")
+    del no_pixels.PixelData
+    no_pixels.save_as(tmp_path / "nopixels.dcm")
+
+    result = ich_viewer.load(tmp_path)
+
+    assert [Path(f).name for s in result.series for f in s.files] == ["good.dcm"]
+    why = reasons(result)
+    assert why["truncated.dcm"].startswith("truncated file")
+    assert why["random.dcm"].startswith(("unreadable DICOM file", "not a DICOM image"))
+    assert why["report.pdf"] == "not a DICOM file"
+    assert why["mr.dcm"] == "not CT (modality MR)"
+    assert why["colour.dcm"] == "not CT (modality OT)"
+    assert why["nopixels.dcm"] == "no pixel data"
+    assert all("\n" not in r for r in why.values())
+
+
+def test_colour_ct_is_refused_as_colour(tmp_path):
+    make.relabel_as_ct("SC_rgb.dcm", tmp_path / "rgb_ct.dcm")
+    with pytest.raises(NoImagesFoundError) as error:
+        ich_viewer.load(tmp_path)
+    assert "colour image" in reasons(error.value)["rgb_ct.dcm"]
+
+
+def test_nothing_usable_raises_one_typed_error_listing_the_reasons(tmp_path):
+    with pytest.raises(NoImagesFoundError, match="No CT images found in 0 file"):
+        ich_viewer.load(tmp_path)
+    make.copy(dicom_testfile("MR_small.dcm"), tmp_path / "mr.dcm")
+    with pytest.raises(NoImagesFoundError, match="modality MR") as error:
+        ich_viewer.load([tmp_path, tmp_path / "missing"])
+    assert reasons(error.value) == {"mr.dcm": "not CT (modality MR)", "missing": "does not exist"}
+
+
+def test_undecodable_syntax_names_the_syntax(tmp_path):
+    ds = make.read("CT_small.dcm")
+    ds.file_meta.TransferSyntaxUID = "1.3.6.1.4.1.5962.300.1"  # a vendor's private syntax
+    ds.save_as(tmp_path / "private.dcm", implicit_vr=False, little_endian=True)
+    with pytest.raises(NoImagesFoundError) as error:
+        ich_viewer.load(tmp_path)
+    assert "1.3.6.1.4.1.5962.300.1" in reasons(error.value)["private.dcm"]
+
+
+def test_missing_decoder_message_says_what_would_decode_it(tmp_path, monkeypatch):
+    from ich_viewer.core import dicom_io
+
+    class Unavailable:
+        is_available = False
+
+    monkeypatch.setattr(dicom_io, "get_decoder", lambda tsuid: Unavailable())
+    with pytest.raises(NoImagesFoundError) as error:
+        ich_viewer.load(dicom_testfile("693_J2KR.dcm"))
+    reason = reasons(error.value)["693_J2KR.dcm"]
+    assert "JPEG 2000 Image Compression (Lossless Only)" in reason and "pylibjpeg-openjpeg" in reason
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def test_rsna_invalid_uids_group_silently(rsna_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = ich_viewer.load(rsna_dir)
+        volumes = [s.volume() for s in result.series[:5]]
+    assert not result.skipped
+    assert sum(len(s) for s in result.series) == 155
+    assert all(s.uid.startswith("ID_") for s in result.series)
+    assert all(v.shape == (1, 512, 512) for v in volumes)
+
+
+def test_two_series_in_one_folder_are_kept_apart(tmp_path):
+    hu = np.full((16, 16), 30.0)
+    for i in range(3):
+        make.ct_slice_from_hu(hu, tmp_path / f"a{i}.dcm", z=i * 5, series_uid="1.2.3.1", study_uid="1.2.3", instance=i + 1)
+        make.ct_slice_from_hu(hu + 10, tmp_path / f"b{i}.dcm", z=i * 2, series_uid="1.2.3.2", study_uid="1.2.3", instance=i + 1)
+    result = ich_viewer.load(tmp_path)
+    assert len(result.studies) == 1
+    by_uid = {s.uid: s for s in result.series}
+    assert set(by_uid) == {"1.2.3.1", "1.2.3.2"}
+    assert by_uid["1.2.3.1"].spacing[0] == pytest.approx(5) and by_uid["1.2.3.2"].spacing[0] == pytest.approx(2)
+    assert float(by_uid["1.2.3.2"].volume().mean()) == pytest.approx(40)
+
+
+# ----------------------------------------------------------------------------- Hounsfield units
+
+
+@pytest.mark.parametrize("bits", [16, 12])
+def test_real_rsna_slices_in_both_storages_rescale_like_pydicom(rsna_dir, bits):
+    files = [f for f in sorted(rsna_dir.glob("*.dcm")) if pydicom.dcmread(f, stop_before_pixels=True).BitsStored == bits][:4]
+    assert files
+    for f in files:
+        hu = ich_viewer.load(f).series[0].volume()[0]
+        np.testing.assert_array_equal(hu, reference_hu(str(f)))
+        assert hu.min() >= AIR_HU  # -2000 / -3024 out-of-field markers become air
+
+
+def test_pixel_padding_value_becomes_air(tmp_path):
+    ds = make.read("CT_small.dcm")
+    stored = ds.pixel_array.copy()
+    stored[:10, :10] = -2000
+    ds.PixelData = stored.tobytes()
+    ds.PixelPaddingValue = -2000
+    ds.save_as(tmp_path / "padded.dcm")
+    hu = ich_viewer.load(tmp_path / "padded.dcm").series[0].volume()[0]
+    assert np.all(hu[:10, :10] == AIR_HU)
+    np.testing.assert_array_equal(hu[20:, 20:], reference_hu(dicom_testfile("CT_small.dcm"))[20:, 20:])
+
+
+def test_rsna_12bit_intercept_wrap_is_corrected(tmp_path, rsna_dir):
+    """The RSNA 2019 defect: 12-bit unsigned storage, intercept > -100, values wrapped at 4096."""
+    source = next(f for f in sorted(rsna_dir.glob("*.dcm")) if pydicom.dcmread(f, stop_before_pixels=True).BitsStored == 12)
+    true_hu = np.clip(reference_hu(str(source)), -1000, 3000)
+    ds = pydicom.dcmread(source)
+    ds.PixelData = (np.round(true_hu).astype(np.int32) % 4096).astype(np.uint16).tobytes()
+    ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    ds.save_as(tmp_path / "defect.dcm")
+
+    naive = apply_rescale(pydicom.dcmread(tmp_path / "defect.dcm").pixel_array, pydicom.dcmread(tmp_path / "defect.dcm"))
+    assert naive.max() > 3000 and (naive > 3000).mean() > 0.2  # air read naively as dense bone
+    fixed = ich_viewer.load(tmp_path / "defect.dcm").series[0].volume()[0]
+    np.testing.assert_array_equal(fixed, np.round(true_hu))

@@ -1,0 +1,98 @@
+"""Slice ordering and spacing reports, on generated series and the real CQ500 series."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pydicom
+import pytest
+
+import ich_viewer
+from ich_viewer.core.geometry import order_slices
+from tests import dicom_factory as make
+
+TILTED = (1.0, 0.0, 0.0, 0.0, float(np.cos(0.3)), float(-np.sin(0.3)))
+
+
+def write_series(folder, zs, *, names=None, orientation=(1, 0, 0, 0, 1, 0), instances=None):
+    """Slices whose pixel value encodes their z, so order can be checked from the volume."""
+    names = names or [f"s{i:03d}.dcm" for i in range(len(zs))]
+    for i, (z, name) in enumerate(zip(zs, names)):
+        make.ct_slice_from_hu(np.full((8, 8), z), folder / name, z=z, series_uid="1.2.9.1",
+                              study_uid="1.2.9", instance=(instances or list(range(1, len(zs) + 1)))[i],
+                              orientation=orientation)
+    return ich_viewer.load(folder).series[0]
+
+
+def test_order_follows_position_on_a_tilted_normal_not_file_names(tmp_path):
+    zs = [40.0, 0.0, 10.0, 30.0, 20.0]
+    series = write_series(tmp_path, zs, orientation=TILTED, instances=[1, 2, 3, 4, 5])
+    assert series.geometry.ordering == "position"
+    np.testing.assert_allclose(series.z - series.z[0], [0, 10, 20, 30, 40], atol=1e-4)
+    np.testing.assert_allclose(series.volume()[:, 0, 0], [0, 10, 20, 30, 40])
+    assert series.spacing[0] == pytest.approx(10) and not series.geometry.warnings
+
+
+def test_falls_back_to_instance_number_then_file_name(tmp_path):
+    series = write_series(tmp_path, [0.0, 10.0, 20.0], instances=[3, 1, 2])
+    for name in series.files:  # strip positions
+        ds = pydicom.dcmread(name)
+        del ds.ImagePositionPatient
+        ds.save_as(name)
+    by_instance = ich_viewer.load(tmp_path).series[0]
+    assert by_instance.geometry.ordering == "instance"
+    np.testing.assert_allclose(by_instance.volume()[:, 0, 0], [10, 20, 0])
+    for name in by_instance.files:
+        ds = pydicom.dcmread(name)
+        del ds.InstanceNumber
+        ds.save_as(name)
+    by_name = ich_viewer.load(tmp_path).series[0]
+    assert by_name.geometry.ordering == "filename"
+    assert [f.rsplit("/", 1)[1] for f in by_name.files] == ["s000.dcm", "s001.dcm", "s002.dcm"]
+    assert "file name" in by_name.geometry.warnings[0]
+
+
+def test_duplicates_gaps_and_irregular_spacing_are_reported(tmp_path):
+    (tmp_path / "dup").mkdir(), (tmp_path / "gap").mkdir(), (tmp_path / "irr").mkdir()
+    dup = write_series(tmp_path / "dup", [0.0, 5.0, 5.0, 10.0])
+    assert dup.geometry.duplicates == ((1, 2),) and len(dup) == 4
+    gap = write_series(tmp_path / "gap", [0.0, 5.0, 10.0, 25.0, 30.0])
+    assert gap.geometry.gaps == (2,) and not gap.geometry.irregular
+    irregular = write_series(tmp_path / "irr", [0.0, 5.0, 11.0, 15.0, 20.0])
+    assert irregular.geometry.irregular and not irregular.geometry.gaps
+    assert any("irregular" in w for w in irregular.geometry.warnings)
+
+
+def test_same_file_twice_is_kept_once(tmp_path):
+    write_series(tmp_path, [0.0, 5.0])
+    make.copy(tmp_path / "s001.dcm", tmp_path / "copy_of_s001.dcm")
+    result = ich_viewer.load(tmp_path)
+    assert len(result.series[0]) == 2
+    assert [s.reason for s in result.skipped] == ["duplicate of another file (same SOP Instance UID)"]
+
+
+def test_multiframe_enhanced_ct_yields_its_frames_as_slices():
+    series = ich_viewer.load(make.dicom_testfile("eCT_Supplemental.dcm")).series[0]
+    assert len(series) == 2 and sorted(s.frame for s in series.slices) == [0, 1]
+    assert series.geometry.ordering == "position" and series.z[1] > series.z[0]
+    volume = series.volume()
+    stored = pydicom.dcmread(make.dicom_testfile("eCT_Supplemental.dcm")).pixel_array
+    for index, ref in enumerate(series.slices):  # each slice is its frame, rescaled per frame
+        expected = stored[ref.frame] * ref.hu.slope + ref.hu.intercept
+        np.testing.assert_allclose(volume[index], np.maximum(expected, -1024))
+
+
+def test_real_cq500_series_orders_by_position_and_reports_its_gap(cq500_dir):
+    series = ich_viewer.load(cq500_dir).series[0]
+    assert len(series) == 238 and series.geometry.ordering == "position"
+    assert np.all(np.diff(series.z) > 0)
+    assert len(series.geometry.gaps) == 1 and not series.geometry.duplicates
+    with open(cq500_dir / "manifest.csv") as f:
+        manifest = sorted(csv.DictReader(f), key=lambda row: float(row["z"]))
+    assert [p.rsplit("/", 1)[1] for p in series.files] == [row["file"] for row in manifest]
+
+
+def test_order_slices_is_a_pure_function_of_refs():
+    ordered, geometry = order_slices([], None)
+    assert ordered == [] and geometry.ordering == "instance"

@@ -1,0 +1,57 @@
+"""Lazy, parallel decoding: the first slice comes first, the volume is one contiguous array."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ich_viewer
+from ich_viewer.core.errors import DecodeError
+from ich_viewer.core.volume import VolumeLoader
+from tests import dicom_factory as make
+
+
+def test_cq500_volume_is_one_contiguous_float32_array_in_slice_order(cq500_dir):
+    series = ich_viewer.load(cq500_dir).series[0]
+    volume = series.volume()
+    assert volume.shape == (238, 512, 512) and volume.dtype == np.float32 and volume.flags.c_contiguous
+    assert series.volume() is volume  # decoded once, cached
+    brain = volume[150, 200:300, 200:300]
+    assert 0 < float(np.median(brain)) < 80  # soft tissue of a real head, in HU
+    single = ich_viewer.load(series.files[150]).series[0].volume()[0]
+    np.testing.assert_array_equal(volume[150], single)
+
+
+def test_requested_first_slice_is_decoded_before_the_rest(cq500_dir):
+    series = ich_viewer.load(cq500_dir).series[0]
+    order: list[int] = []  # list.append is atomic: safe from the decoding threads
+    loader = VolumeLoader(series, workers=2, first=200)
+    loader.subscribe(order.append)
+    first = loader.slice(200)
+    assert first.shape == (512, 512)
+    loader.wait()
+    assert loader.finished and not loader.errors and sorted(order) == list(range(238))
+    assert 200 in order[:2]  # submitted first; with 2 workers at most one other can finish before it
+
+
+def test_cancel_stops_decoding_and_result_says_so(cq500_dir):
+    series = ich_viewer.load(cq500_dir).series[0]
+    loader = VolumeLoader(series, workers=1)
+    loader.cancel()
+    with pytest.raises(DecodeError, match="cancelled"):
+        loader.result()
+    assert loader.done < len(series)
+
+
+def test_a_slice_that_fails_is_reported_and_set_to_air(tmp_path):
+    for i in range(3):
+        make.ct_slice_from_hu(np.full((8, 8), 40.0), tmp_path / f"s{i}.dcm", z=i * 5.0,
+                              series_uid="1.2.7.1", study_uid="1.2.7", instance=i + 1)
+    series = ich_viewer.load(tmp_path).series[0]
+    (tmp_path / "s1.dcm").write_bytes(b"gone")  # the file changed after scanning
+    loader = series.loader()
+    loader.wait()
+    assert set(loader.errors) == {1} and loader.array[1].max() == -1024
+    assert loader.array[0].min() == 40 and loader.array[2].min() == 40
+    with pytest.raises(DecodeError, match="1 of 3 slices failed; slice 2"):
+        series.volume()
