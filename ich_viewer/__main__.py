@@ -1,0 +1,97 @@
+"""``ich-viewer``: the GUI with no sub-command, headless tools with one.
+
+    ich-viewer [PATH ...] [--demo]        open the viewer (on files/folders, or on the demo phantom)
+    ich-viewer phantom OUT [--seed N ...] write a synthetic head-CT study with chosen subtypes
+    ich-viewer info PATH ...              list the studies and series found, and skipped files
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ich_viewer.core.errors import IchViewerError
+
+SUBCOMMANDS = ("phantom", "info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ich-viewer",
+        description="Head-CT viewer with a local hemorrhage model (teaching and demonstration; not for diagnosis).",
+    )
+    sub = parser.add_subparsers(dest="command")
+    phantom = sub.add_parser("phantom", help="write a synthetic head-CT study (DICOM + RSNA-format labels.csv)")
+    phantom.add_argument("out", type=Path, help="new or empty folder to write into")
+    phantom.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same study")
+    phantom.add_argument("--subtypes", default="epidural,intraparenchymal,intraventricular,subarachnoid,subdural",
+                         help="comma-separated hemorrhage subtypes to include ('' for none)")
+    phantom.add_argument("--slices", type=int, default=36, help="number of axial slices, skull base to vertex")
+    phantom.add_argument("--size", type=int, default=512, help="matrix size in pixels (square)")
+    phantom.add_argument("--thickness", type=float, default=5.0, help="slice thickness and spacing, mm")
+    phantom.add_argument("--storage", choices=("int16", "uint12"), default="int16",
+                         help="pixel storage: signed 16-bit, or unsigned 12-bit with intercept -1024")
+    info = sub.add_parser("info", help="list studies, series and skipped files under the paths")
+    info.add_argument("paths", nargs="+", type=Path)
+    return parser
+
+
+def build_gui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ich-viewer", epilog=f"Sub-commands: {', '.join(SUBCOMMANDS)} (see 'ich-viewer phantom --help').")
+    parser.add_argument("paths", nargs="*", type=Path, help="files, folders, zip archives or DICOMDIRs to open")
+    parser.add_argument("--demo", action="store_true", help="open a synthetic phantom study with every subtype")
+    return parser
+
+
+def run_phantom(args: argparse.Namespace) -> int:
+    from ich_viewer.core.phantom import make_phantom, write_phantom_study
+
+    subtypes = [s.strip() for s in args.subtypes.split(",") if s.strip()]
+    series = make_phantom(seed=args.seed, subtypes=subtypes, n_slices=args.slices, size=args.size,
+                          slice_thickness=args.thickness)
+    paths = write_phantom_study(series, args.out, storage=args.storage)
+    positives = {name: int(series.labels[:, i].sum()) for i, name in enumerate(
+        ("any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"))}
+    print(f"wrote {len(paths)} slices and labels.csv to {args.out}")
+    print("positive slices: " + ", ".join(f"{k} {v}" for k, v in positives.items()))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    import ich_viewer
+
+    result = ich_viewer.load(args.paths)
+    for study in result.studies:
+        print(f"study {study.uid}  date {study.date or '-'}  {study.description or '(no description)'}")
+        for series in study.series:
+            spacing = series.spacing
+            print(f"  series {series.uid}: {len(series)} slices {series.rows}x{series.columns}, "
+                  f"spacing {spacing[0]:.3g}/{spacing[1]:.3g}/{spacing[2]:.3g} mm, "
+                  f"{series.description or '(no description)'}")
+            for warning in series.geometry.warnings:
+                print(f"    warning: {warning}")
+    for skipped in result.skipped:
+        print(f"skipped {skipped}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] in SUBCOMMANDS:
+        args = build_parser().parse_args(argv)
+        try:
+            return {"phantom": run_phantom, "info": run_info}[args.command](args)
+        except (IchViewerError, ValueError) as exc:
+            print(f"ich-viewer: {exc}", file=sys.stderr)
+            return 2
+    args = build_gui_parser().parse_args(argv)
+    from ich_viewer.app import run_gui
+
+    return run_gui(args.paths, demo=args.demo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Start the GUI: logging, the last-resort excepthook dialog, QApplication, MainWindow."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+try:  # onnxruntime before Qt: on Windows the other order can load the wrong DLLs.
+    import onnxruntime  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+log = logging.getLogger(__name__)
+
+
+def demo_study_dir(seed: int = 2019) -> Path:
+    """Write the demo phantom (every subtype) to a fresh temporary folder and return it."""
+    from ich_viewer.core.phantom import make_phantom, write_phantom_study
+
+    out = Path(tempfile.mkdtemp(prefix="ich-viewer-demo-"))
+    write_phantom_study(make_phantom(seed=seed), out)
+    return out
+
+
+def install_excepthook() -> None:
+    """An unexpected error becomes a dialog with the message, never a silent exit or a traceback."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def hook(kind, value, tb):
+        log.error("unexpected error: %s", "".join(traceback.format_exception_only(kind, value)).strip())
+        log.debug("".join(traceback.format_exception(kind, value, tb)))
+        if QApplication.instance() is not None:
+            QMessageBox.critical(None, "ICH Viewer", f"Something went wrong: {value}\n\nNothing was changed on disk.")
+
+    sys.excepthook = hook
+
+
+def run_gui(paths: Sequence[Path] = (), demo: bool = False) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from ich_viewer.gui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("ICH Viewer")
+    app.setOrganizationName("ICH Viewer")
+    install_excepthook()
+    window = MainWindow()
+    window.show()
+    if demo:
+        paths = [demo_study_dir()]
+    if paths:
+        window.open_paths(list(paths))
+    return app.exec()

@@ -1,0 +1,1 @@
+"""The Qt user interface: thin widgets over ich_viewer.core (the only Qt code in the product)."""
