@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pydicom
 import pytest
-from skimage.morphology import binary_dilation, disk
+from skimage.morphology import dilation, disk
 
 import ich_viewer
 from ich_viewer.core.phantom import BRAIN_DEPTH, CLASSES, MIN_LESION_AREA_MM2, RSNA_ORDER, SUBTYPES, make_phantom, write_phantom_study
@@ -57,7 +57,7 @@ def test_epidural_is_a_lens_against_the_inner_table_and_subdural_a_long_thin_cre
     epidural, subdural = phantom.masks["epidural"][k_e], phantom.masks["subdural"][k_s]
     # Both hug the skull: along their whole length, the outer edge touches bone (> 300 HU).
     for mask, k in ((epidural, k_e), (subdural, k_s)):
-        touching = binary_dilation(mask, disk(2)) & (phantom.hu[k] > 300)
+        touching = dilation(mask, disk(2)) & (phantom.hu[k] > 300)
         rows, cols = np.nonzero(mask)
         assert touching.sum() >= 0.5 * np.hypot(np.ptp(rows), np.ptp(cols))
     # The epidural is thick for its length (lens), the subdural long and thin (crescent).
