@@ -31,17 +31,20 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def cq500_dir(shared_data: Path) -> Path:
-    path = shared_data / "cq500-ct0"
+def _shared_folder(shared_data: Path, name: str) -> Path:
+    path = shared_data / name
     if not path.is_dir():
         pytest.skip(f"{path} is missing from the shared data")
     return path
+
+
+@pytest.fixture(scope="session")
+def cq500_dir(shared_data: Path) -> Path:
+    """The real 238-slice JPEG Lossless CQ500-CT-0 series."""
+    return _shared_folder(shared_data, "cq500-ct0")
 
 
 @pytest.fixture(scope="session")
 def rsna_dir(shared_data: Path) -> Path:
-    path = shared_data / "rsna-unlabelled"
-    if not path.is_dir():
-        pytest.skip(f"{path} is missing from the shared data")
-    return path
+    """155 real RSNA 2019 single slices, both storage formats."""
+    return _shared_folder(shared_data, "rsna-unlabelled")
