@@ -46,14 +46,13 @@ def build_gui_parser() -> argparse.ArgumentParser:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from ich_viewer.core.phantom import make_phantom, write_phantom_study
+    from ich_viewer.core.phantom import CLASSES, make_phantom, write_phantom_study
 
     subtypes = [s.strip() for s in args.subtypes.split(",") if s.strip()]
     series = make_phantom(seed=args.seed, subtypes=subtypes, n_slices=args.slices, size=args.size,
                           slice_thickness=args.thickness)
     paths = write_phantom_study(series, args.out, storage=args.storage)
-    positives = {name: int(series.labels[:, i].sum()) for i, name in enumerate(
-        ("any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"))}
+    positives = {name: int(series.labels[:, i].sum()) for i, name in enumerate(CLASSES)}
     print(f"wrote {len(paths)} slices and labels.csv to {args.out}")
     print("positive slices: " + ", ".join(f"{k} {v}" for k, v in positives.items()))
     return 0

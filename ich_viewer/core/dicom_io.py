@@ -273,6 +273,7 @@ def _describe(ref: FileRef, ds: Dataset) -> _Scanned:
                 file=ref,
                 frame=frame if frames > 1 else None,
                 sop_uid=sop_uid if frames == 1 else f"{sop_uid}#{frame + 1}",
+                # Frames of one file sort after each other in the instance-number fallback.
                 instance=instance if frames == 1 else (instance or 0) * 10000 + frame + 1,
                 position=position,
                 hu=_hu_transform(ds, transform_item),
