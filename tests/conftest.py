@@ -48,3 +48,9 @@ def cq500_dir(shared_data: Path) -> Path:
 def rsna_dir(shared_data: Path) -> Path:
     """155 real RSNA 2019 single slices, both storage formats."""
     return _shared_folder(shared_data, "rsna-unlabelled")
+
+
+@pytest.fixture(scope="session")
+def ctich_dir(shared_data: Path) -> Path:
+    """CT-ICH (PhysioNet) brain-window PNG export: 2,814 labelled slices of 75 patients."""
+    return _shared_folder(shared_data, "ctich")

@@ -1,0 +1,50 @@
+"""One interface for every data source: slice records with patient/study and labels, and HU pixels.
+
+A reader (RSNA, CT-ICH, phantom) lists :class:`SliceRecord` s and returns each slice as float32 HU
+[H, W] in the orientation DICOM slices are displayed in (rows = anterior->posterior, columns =
+patient right->left, i.e. radiological convention). Everything downstream (cache, splits, training)
+sees only this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ich_viewer.core.phantom import CLASSES
+
+__all__ = ["CLASSES", "SliceRecord", "Source", "labels_array"]
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    key: str  # unique across all sources, e.g. "rsna/ID_0a1b2c" or "ctich/49/12"
+    patient: str  # the unit of splitting: never on both sides of a split
+    study: str  # the unit of study-level metrics (max over its slices)
+    index: int  # slice position inside its study, for ordering and study plots
+    labels: tuple[int, ...] | None  # 6 values in CLASSES order, or None when unlabelled
+    source: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)  # reader-specific (paths, frame)
+
+
+class Source(Protocol):
+    """What every reader provides."""
+
+    name: str
+    #: HU range that the stored pixels actually cover (CT-ICH PNGs: -20..100), or None for full DICOM.
+    hu_range: tuple[float, float] | None
+
+    def records(self) -> list[SliceRecord]: ...
+
+    def read_hu(self, record: SliceRecord) -> np.ndarray: ...
+
+
+def labels_array(records: Sequence[SliceRecord]) -> np.ndarray:
+    """uint8 [N, 6] labels; unlabelled records are rows of -1 (as int8)."""
+    out = np.full((len(records), len(CLASSES)), -1, np.int8)
+    for i, record in enumerate(records):
+        if record.labels is not None:
+            out[i] = record.labels
+    return out
