@@ -1,0 +1,67 @@
+"""python -m training {prepare,train,evaluate,export} --config RECIPE [--set section.key=value ...]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from training.config import CONFIG_DIR, describe_options, load_config
+
+STEPS = {
+    "prepare": "decode every source into the int16 HU cache at the model's size (parallel, resumable)",
+    "train": "train on the training patients (resumes from <out>/<name>/checkpoint.pt; torchrun for DDP)",
+    "evaluate": "predict the validation patients; write metrics, thresholds, curves, model card and report",
+    "export": "write <out>/<name>/model.onnx per the model contract (and an INT8 copy if export.int8)",
+    "all": "prepare, train, evaluate and export in one go",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    recipes = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+    parser = argparse.ArgumentParser(
+        prog="python -m training", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reproduce the ICH ResNet and export the viewer's ONNX model.\n\nSteps:\n"
+        + "\n".join(f"  {k:9s} {v}" for k, v in STEPS.items()),
+        epilog=f"Checked-in recipes ({CONFIG_DIR}): {recipes}\n\nConfig options (TOML sections; override with "
+               f"--set section.key=value):\n{describe_options()}")
+    parser.add_argument("step", choices=list(STEPS))
+    parser.add_argument("--config", required=True, help="a recipe name (e.g. ctich_resnet18) or a TOML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config option (value in TOML syntax); repeatable")
+    parser.add_argument("--no-resume", action="store_true", help="train: start again even if a checkpoint exists")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="evaluate: bootstrap resamples over patients")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    steps = ["prepare", "train", "evaluate", "export"] if args.step == "all" else [args.step]
+    for step in steps:
+        t0 = time.perf_counter()
+        if step == "prepare":
+            from training.data.cache import prepare
+            cache = prepare(config, progress=not args.no_progress)
+            result = f"{len(cache.records)} slices in {cache.root}"
+        elif step == "train":
+            from training.train import train
+            result = train(config, resume=not args.no_resume, progress=not args.no_progress)
+        elif step == "evaluate":
+            from training.evaluate import run_evaluation
+            result = run_evaluation(config, n_boot=args.bootstrap)
+        else:
+            from training.export_run import run_export
+            result = json.dumps(run_export(config), indent=1)
+        print(f"{step}: {result} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Training configuration: one TOML file per recipe (``training/configs/``), read into dataclasses.
+
+Every option has a default and a one-line meaning (``python -m training --help-config`` prints them),
+and any option can be overridden on the command line with ``--set section.key=value``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def _opt(default, help: str, **kw):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class WindowConfig:
+    name: str
+    center: float
+    width: float
+    function: str = "linear"  # "linear" or "sigmoid" (Lee et al. 2018)
+    learned: bool = False
+
+
+@dataclass
+class DataConfig:
+    sources: list = _opt([], "data sources: tables with kind = ctich_png | ctich_nifti | rsna | phantom and its options")
+    cache_dir: str = _opt("", "where `prepare` writes the int16 HU cache (default runs/<name>/cache)")
+    workers: int = _opt(2, "processes that decode DICOMs / PNGs while preparing the cache")
+    synthetic_lesions: dict = _opt({}, "paste phantom lesions into negative real slices: {fraction, subtypes, seed}")
+
+
+@dataclass
+class SplitConfig:
+    folds: int = _opt(5, "grouped k-fold over patients (never over slices)")
+    fold: int = _opt(0, "which fold is the validation split")
+    seed: int = _opt(0, "seed of the patient shuffle")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _opt("resnet18", "torchvision ResNet: resnet18 | resnet34 | resnet50 | resnet101 | resnet152")
+    size: int = _opt(224, "working size in pixels: the graph resizes any input to size x size")
+    clip: list | None = _opt(None, "[lo, hi] HU range of the training data, clipped inside the graph (CT-ICH: -20..100)")
+    windows: list = _opt(
+        [{"name": "brain", "center": 40, "width": 80}, {"name": "subdural", "center": 80, "width": 200},
+         {"name": "bone", "center": 600, "width": 2800}],
+        "windows computed in the graph, one input channel each: {name, center, width, function, learned}")
+    head: str = _opt("mlp", "linear | mlp (Linear-hidden-ReLU-Linear, the seed paper's head)")
+    hidden: int = _opt(256, "width of the mlp head")
+    dropout: float = _opt(0.0, "dropout before the last linear layer")
+    pretrained: str = _opt("none", "none | imagenet (torchvision's cached weights, never downloaded) | a .pth path")
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = _opt(True, "random left-right flip")
+    degrees: float = _opt(10.0, "random rotation range (degrees)")
+    translate: float = _opt(0.05, "random translation (fraction of the size)")
+    scale: list = _opt([0.9, 1.1], "random zoom range")
+    hu_noise: float = _opt(0.0, "std of Gaussian noise added in HU")
+    hu_shift: float = _opt(0.0, "random global HU offset range +-, a scanner calibration jitter")
+    hu_scale: float = _opt(0.0, "random HU contrast scale range +- around 1, about the water level 0")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _opt(10, "passes over the (sampled) training split")
+    batch_size: int = _opt(32, "images per optimiser step per process (before accumulation)")
+    accumulate: int = _opt(1, "gradient accumulation steps")
+    lr: float = _opt(1e-3, "peak learning rate (AdamW, one-cycle schedule)")
+    weight_decay: float = _opt(1e-4, "AdamW weight decay")
+    warmup: float = _opt(0.1, "fraction of steps spent warming up")
+    class_weights: list = _opt([2, 1, 1, 1, 1, 1], "BCE weight per class (any first); RSNA's metric weights any x2")
+    pos_weight: list | None = _opt(None, "BCE positive weight per class, or null")
+    balanced_sampling: float = _opt(0.0, "0 = plain shuffle; a > 0 draws slices with weight (1/class frequency)^a")
+    epoch_size: int | None = _opt(None, "slices drawn per epoch (default: the training split size)")
+    amp: str = _opt("none", "autocast dtype: none | bf16 | fp16 (fp16 only on CUDA)")
+    channels_last: bool = _opt(True, "channels_last memory format (faster convolutions)")
+    loader_workers: int = _opt(0, "DataLoader worker processes")
+    threads: int = _opt(0, "torch intra-op threads on CPU (0 = all cores)")
+    checkpoint_every: int = _opt(1, "save a resumable checkpoint every N epochs")
+    max_steps: int | None = _opt(None, "stop after this many optimiser steps in total (tests, smoke runs)")
+
+
+@dataclass
+class ExportConfig:
+    opset: int = _opt(18, "ONNX opset")
+    int8: bool = _opt(False, "also write an INT8 statically quantised copy (ONNX Runtime)")
+    version: str = _opt("0.1.0", "model version written into the card")
+    license: str = _opt("CC BY 4.0 (weights derived from CT-ICH)", "licence of the weights, into the card")
+
+
+@dataclass
+class CardConfig:
+    intended_use: str = _opt(
+        "Teaching and demonstration of intracranial hemorrhage subtypes on head CT. Not a medical device; "
+        "not for diagnosis, triage or any clinical decision.", "shown in the viewer's model dialog")
+    limitations: str = _opt("Not clinically validated.", "plain sentences shown in the viewer's model dialog")
+    dataset: str = _opt("", "what the validation data is, for the card")
+    citation: str = _opt("", "data citation(s) for the card")
+
+
+@dataclass
+class Config:
+    name: str = _opt("model", "run name; outputs go to <out>/<name>/")
+    seed: int = _opt(0, "seed for weights, sampling and augmentation")
+    out: str = _opt("runs", "output root")
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    card: CardConfig = field(default_factory=CardConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / self.name
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.data.cache_dir) if self.data.cache_dir else self.run_dir / "cache"
+
+    @property
+    def windows(self) -> list[WindowConfig]:
+        return [WindowConfig(**w) for w in self.model.windows]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTION_TYPES = {"data": DataConfig, "split": SplitConfig, "model": ModelConfig, "augment": AugmentConfig,
+                  "train": TrainConfig, "export": ExportConfig, "card": CardConfig}
+
+
+def from_dict(raw: dict) -> Config:
+    raw = dict(raw)
+    kwargs: dict[str, Any] = {}
+    for name, cls in _SECTION_TYPES.items():
+        section = raw.pop(name, {}) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(section) - known
+        if unknown:
+            raise ValueError(f"unknown option(s) in [{name}]: {', '.join(sorted(unknown))}")
+        kwargs[name] = cls(**section)
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"unknown top-level option(s): {', '.join(sorted(unknown))}")
+    config = Config(**raw, **kwargs)
+    for window in config.windows:
+        if window.function not in ("linear", "sigmoid"):
+            raise ValueError(f"window {window.name}: function must be linear or sigmoid")
+    return config
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A config file path, or the name of a checked-in recipe (``ctich_resnet18``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    recipe = CONFIG_DIR / f"{name_or_path}.toml"
+    if recipe.is_file():
+        return recipe
+    names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+    raise FileNotFoundError(f"no config file {name_or_path!r}; checked-in recipes: {names}")
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a TOML recipe and apply ``section.key=value`` overrides (values parsed as TOML)."""
+    with open(resolve_path(name_or_path), "rb") as f:
+        raw = tomllib.load(f)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value  # a bare string
+        target = raw
+        *parents, leaf = key.strip().split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = parsed
+    return from_dict(raw)
+
+
+def describe_options() -> str:
+    """Every option with its default and meaning, for --help."""
+    lines = []
+    for prefix, cls in [("", Config), *[(f"{n}.", c) for n, c in _SECTION_TYPES.items()]]:
+        for f in dataclasses.fields(cls):
+            if "help" not in f.metadata:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"  {prefix}{f.name} = {json.dumps(default)}\n      {f.metadata['help']}")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Torch datasets over the prepared cache, augmentation in HU, and the epoch sampler.
+
+Randomness is drawn from generators seeded by (seed, epoch, slice), never from global state, so an
+epoch's batches are identical whatever the number of loader workers or processes, and a run resumed
+from a checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from training.config import AugmentConfig
+
+AIR_HU = -1024.0
+
+
+class CachedSlices(Dataset):
+    """(HU [1, S, S] float32, labels [6] float32) for the given cache rows."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+                 augment: AugmentConfig | None = None, seed: int = 0):
+        self.images, self.labels, self.rows = images, labels, np.asarray(rows)
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = int(self.rows[i])
+        hu = torch.from_numpy(self.images[row].astype(np.float32))[None]
+        if self.augment is not None:
+            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, row)) & 0x7FFF_FFFF_FFFF)
+            hu = augment_hu(hu, self.augment, generator)
+        return hu, torch.from_numpy(self.labels[row].astype(np.float32))
+
+
+def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
+    return float(lo + (hi - lo) * torch.rand((), generator=generator))
+
+
+def augment_hu(hu: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Flip, small affine (air fills the borders), HU contrast/offset jitter and noise."""
+    if cfg.flip and torch.rand((), generator=generator) < 0.5:
+        hu = TF.horizontal_flip(hu)
+    if cfg.degrees or cfg.translate or tuple(cfg.scale) != (1.0, 1.0):
+        size = hu.shape[-1]
+        shift = [round(_uniform(generator, -cfg.translate, cfg.translate) * size) for _ in range(2)]
+        hu = TF.affine(hu, angle=_uniform(generator, -cfg.degrees, cfg.degrees), translate=shift,
+                       scale=_uniform(generator, *cfg.scale), shear=[0.0, 0.0],
+                       interpolation=InterpolationMode.BILINEAR, fill=AIR_HU)
+    if cfg.hu_scale:  # contrast about water (0 HU): differences between scanners' calibrations
+        hu = hu * _uniform(generator, 1 - cfg.hu_scale, 1 + cfg.hu_scale)
+    if cfg.hu_shift:
+        hu = hu + _uniform(generator, -cfg.hu_shift, cfg.hu_shift)
+    if cfg.hu_noise:
+        hu = hu + cfg.hu_noise * torch.randn(hu.shape, generator=generator)
+    return hu
+
+
+def sample_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    """Per-slice weight (1 / frequency of its rarest positive class)^power; negatives use the
+    negative frequency. power 0 = uniform, 1 = every class (and "none") drawn about equally."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    positives = labels[:, 1:].sum(0).astype(float)  # subtypes only: "any" is their union
+    negatives = float((labels[:, 0] == 0).sum())
+    inverse = np.where(positives > 0, n / np.maximum(positives, 1), 0.0)
+    weights = np.full(n, (n / max(negatives, 1)) ** power)
+    for i, row in enumerate(labels[:, 1:]):
+        if row.any():
+            weights[i] = inverse[row > 0].max() ** power
+    return weights / weights.sum()
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled or class-balanced draws, the same on every process, then split among processes."""
+
+    def __init__(self, n: int, seed: int, weights: np.ndarray | None = None, epoch_size: int | None = None,
+                 rank: int = 0, world: int = 1):
+        self.n, self.seed, self.weights = n, seed, weights
+        self.epoch_size = epoch_size or n
+        self.rank, self.world, self.epoch = rank, world, 0
+        self.per_rank = math.ceil(self.epoch_size / world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        total = self.per_rank * self.world
+        if self.weights is not None:
+            draw = torch.multinomial(torch.as_tensor(self.weights), total, replacement=True, generator=generator)
+        else:
+            reps = math.ceil(total / self.n)
+            draw = torch.cat([torch.randperm(self.n, generator=generator) for _ in range(reps)])[:total]
+        return draw[self.rank::self.world].tolist()
+
+    def __iter__(self):
+        return iter(self.indices())
+
+    def __len__(self) -> int:
+        return self.per_rank

@@ -1,0 +1,135 @@
+"""Evaluate a trained run on its validation patients and write the model card and the report.
+
+Outputs in ``<run>/eval/``: ``predictions.csv`` (per validation slice), ``evaluation.json``,
+``card.json`` (the model card that ``export`` embeds), ``report.md`` with ``roc.png``/``pr.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.config import Config
+from training.data.base import CLASSES
+from training.data.cache import Cache
+from training.export import ContractGraph
+from training.metrics import evaluate as evaluate_predictions
+from training.model import build_model
+from training.report import write_report
+from training.thresholds import calibrate, curves
+from training.train import predict, split_rows
+
+
+def load_trained(config: Config) -> tuple[torch.nn.Module, dict]:
+    path = config.run_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: run `python -m training train --config ...` first")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(config)
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+@torch.no_grad()
+def cam_scale(model: torch.nn.Module, images: np.ndarray, rows: np.ndarray, labels: np.ndarray,
+              max_slices: int = 256) -> dict[str, float]:
+    """Per class, the 99th percentile of the CAM peak over validation slices positive for it (all
+    validation slices when too few are): the fixed scale on which the viewer shows CAMs."""
+    graph = ContractGraph(model).eval()
+    scale = {}
+    for c, name in enumerate(CLASSES):
+        pick = rows[labels[:, c] == 1] if (labels[:, c] == 1).sum() >= 5 else rows
+        pick = np.sort(pick[:max_slices])
+        peaks = []
+        for start in range(0, len(pick), 32):
+            hu = torch.from_numpy(images[pick[start:start + 32]].astype(np.float32))[:, None]
+            peaks.append(graph(hu)[1][:, c].amax(dim=(1, 2)).numpy())
+        value = float(np.percentile(np.concatenate(peaks), 99)) if peaks else 1.0
+        scale[name] = value if value > 0 else 1.0
+    return scale
+
+
+def run_evaluation(config: Config, n_boot: int = 1000) -> Path:
+    cache = Cache.open(config.cache_dir)
+    model, state = load_trained(config)
+    _, val_rows = split_rows(cache, config)
+    out = config.run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    probs = predict(model, cache.images, val_rows)
+    labels = cache.labels[val_rows].astype(np.int64)
+    records = [cache.records[i] for i in val_rows]
+    patients, studies = [r.patient for r in records], [r.study for r in records]
+    presets = calibrate(labels, probs)
+    operating = curves(labels, probs)
+    default = presets[presets["default"]]
+    evaluation = evaluate_predictions(labels, probs, patients, studies, default, n_boot=n_boot, seed=config.seed)
+    _write_predictions(out / "predictions.csv", records, labels, probs)
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
+    card = make_card(config, state, model, evaluation, presets, operating,
+                     cam_scale(model, cache.images, val_rows, labels))
+    (out / "card.json").write_text(json.dumps(card, indent=1))
+    write_report(out, f"{config.name}: validation on held-out patients", evaluation, labels, probs, presets, operating,
+                 notes=list(presets.get("notes", [])), extra_markdown=_training_markdown(card))
+    return out
+
+
+def make_card(config: Config, state: dict, model, evaluation: dict, presets: dict, operating: dict,
+              cam_scales: dict) -> dict:
+    windows = []
+    width = model.preprocess.log_width.detach().exp().flatten().tolist()
+    center = model.preprocess.center.detach().flatten().tolist()
+    for w, c, wd in zip(config.windows, center, width):
+        windows.append({"name": w.name, "center": round(c, 2), "width": round(wd, 2), "function": w.function,
+                        "learned": w.learned})
+    slice_metrics = evaluation["slice"]
+    thresholds = {k: v for k, v in presets.items() if k != "notes"}
+    return {
+        "name": config.name, "version": config.export.version, "created": datetime.date.today().isoformat(),
+        "architecture": config.model.arch, "license": config.export.license, "classes": list(CLASSES),
+        "input": {"units": "HU", "size": [config.model.size, config.model.size], "clip": config.model.clip},
+        "windows": windows, "head": config.model.head,
+        "thresholds": thresholds, "operating_curves": operating, "cam_scale": cam_scales,
+        "validation": {
+            "dataset": config.card.dataset, "citation": config.card.citation,
+            "split": f"patient-level: fold {config.split.fold} of {config.split.folds} stratified grouped folds "
+                     f"(seed {config.split.seed}); no patient is on both sides",
+            "slices": evaluation["n_slices"], "patients": evaluation["n_patients"],
+            "auc": {c: slice_metrics[c]["auc"] for c in CLASSES},
+            "auc_ci": {c: slice_metrics[c].get("auc_ci") for c in CLASSES},
+            "ap": {c: slice_metrics[c]["ap"] for c in CLASSES},
+            "f1": {c: slice_metrics[c]["f1"] for c in CLASSES},
+            "study_level": {c: {k: evaluation["study"][c].get(k) for k in ("auc", "recall", "specificity", "n_pos", "n")}
+                            for c in CLASSES},
+            "log_loss": evaluation["log_loss"],
+        },
+        "training": {
+            "data_sources": config.data.sources, "config": config.to_dict(), "seed": config.seed,
+            "code_version": state.get("code_version"), "epochs": state.get("epoch"), "steps": state.get("step"),
+            "hardware": state.get("hardware"), "world_size": state.get("world_size"),
+            "wall_time_s": round(float(state.get("elapsed", 0.0)), 1), "torch": state.get("torch"),
+        },
+        "intended_use": config.card.intended_use,
+        "limitations": config.card.limitations,
+    }
+
+
+def _training_markdown(card: dict) -> str:
+    t = card["training"]
+    return (f"\n## Training\n\n- architecture {card['architecture']}, input {card['input']}, head {card['head']}\n"
+            f"- epochs {t['epochs']} ({t['steps']} steps), {t['wall_time_s']} s on {t['hardware']} "
+            f"(world size {t['world_size']}), torch {t['torch']}, code {t['code_version']}, seed {t['seed']}\n"
+            f"- data sources: {json.dumps(t['data_sources'])}\n")
+
+
+def _write_predictions(path: Path, records, labels: np.ndarray, probs: np.ndarray) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["key", "patient", "study", "index", *[f"label_{c}" for c in CLASSES],
+                         *[f"prob_{c}" for c in CLASSES]])
+        for r, y, p in zip(records, labels, probs):
+            writer.writerow([r.key, r.patient, r.study, r.index, *map(int, y), *(f"{v:.6f}" for v in p)])

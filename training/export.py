@@ -1,0 +1,111 @@
+"""Export a trained ``IchResNet`` to the one ONNX file the viewer reads (model contract version 1).
+
+Grad-CAM is part of the graph. With global average pooling, d logit_c / d A[k,i,j] = g_ck / (h w)
+where g = d logit / d pooled, so Grad-CAM's channel weights are g_ck / (h w), spatially constant:
+  linear head:          g = W                                   (constant)
+  Linear-ReLU-Linear:   g = W2 diag(1[W1 p + b1 > 0]) W1        (per image, closed form)
+and cam_c = ReLU(sum_k g_ck / (h w) A_k). Ordinary graph ops, no autograd at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from training.data.base import CLASSES
+
+CONTRACT_VERSION = "1"
+REQUIRED_CARD_KEYS = ("name", "version", "created", "architecture", "license", "classes", "input", "windows",
+                      "thresholds", "operating_curves", "validation", "training", "intended_use", "limitations")
+
+
+class ContractGraph(nn.Module):
+    """hu -> (probabilities, cam, logits), the contract's outputs."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, hu: torch.Tensor):
+        features = self.model.features(hu)  # [N, K, h, w]
+        pooled = features.mean(dim=(2, 3))
+        head = self.model.head
+        linears = [m for m in head if isinstance(m, nn.Linear)]
+        if len(linears) == 1:
+            logits = linears[0](pooled)
+            grad = linears[0].weight.unsqueeze(0).expand(hu.shape[0], -1, -1)  # [N, C, K]
+        else:
+            first, last = linears
+            hidden = first(pooled)
+            logits = last(torch.relu(hidden))
+            active = (hidden > 0).to(pooled.dtype)  # [N, H]
+            grad = torch.matmul(last.weight.unsqueeze(0) * active.unsqueeze(1), first.weight)  # [N, C, K]
+        area = features.shape[2] * features.shape[3]
+        cam = torch.relu(torch.einsum("nck,nkhw->nchw", grad / area, features))
+        return torch.sigmoid(logits), cam, logits
+
+
+def export_onnx(model: nn.Module, path: str | Path, card: dict, *, opset: int = 18, sample_size: int = 256) -> Path:
+    """Write ``model`` (eval mode, CPU, float32) as a contract-conforming ONNX file with ``card`` inside."""
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+    if missing:
+        raise ValueError(f"model card lacks {', '.join(missing)}")
+    if list(card["classes"]) != list(CLASSES):
+        raise ValueError(f"card classes must be {list(CLASSES)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = ContractGraph(model.float().cpu()).eval()
+    sample = torch.zeros(2, 1, sample_size, sample_size)
+    with torch.no_grad():
+        torch.onnx.export(
+            graph, (sample,), str(path), input_names=["hu"], output_names=["probabilities", "cam", "logits"],
+            opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False,
+            dynamic_shapes=({0: torch.export.Dim("N"), 2: torch.export.Dim("H"), 3: torch.export.Dim("W")},),
+        )
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in (("ich.contract", CONTRACT_VERSION), ("ich.card", json.dumps(card, separators=(",", ":")))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = f"{card['name']} {card['version']}: {card['intended_use']}"
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    return path
+
+
+def read_card(path: str | Path) -> dict:
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return json.loads(meta["ich.card"])
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> Path:
+    """Static INT8 quantisation with ONNX Runtime, calibrated on training HU slices [N,1,H,W]."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"hu": calibration[i:i + 8].astype(np.float32)} for i in range(0, len(calibration), 8)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    prepared = out_path.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    prepared.unlink(missing_ok=True)
+    proto = onnx.load(str(out_path))
+    source = {p.key: p.value for p in onnx.load(str(fp32_path)).metadata_props}
+    del proto.metadata_props[:]
+    for key, value in source.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(out_path))
+    return out_path

@@ -1,0 +1,229 @@
+"""The training loop: AdamW + one-cycle, weighted BCE, AMP, accumulation, DDP, exact resume.
+
+Run as ``python -m training train --config X`` on one process, or under
+``torchrun --nproc_per_node K -m training train --config X`` for DistributedDataParallel (NCCL on
+GPUs, gloo on CPU). Rank 0 validates, logs ``metrics.jsonl`` and writes ``checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from training.config import Config
+from training.data.cache import Cache
+from training.data.dataset import CachedSlices, EpochSampler, sample_weights
+from training.model import build_model
+from training.splits import train_val_indices
+
+
+def split_rows(cache: Cache, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled cache rows of the training and validation patients."""
+    labelled = np.flatnonzero(cache.labels[:, 0] >= 0)
+    patients = [cache.records[i].patient for i in labelled]
+    train, val = train_val_indices(patients, cache.labels[labelled, 0], config.split.folds, config.split.fold,
+                                   config.split.seed)
+    return labelled[train], labelled[val]
+
+
+class WeightedBCE(nn.Module):
+    """Binary cross-entropy per class, weighted per class (the seed: 2 on epidural; RSNA: 2 on any)."""
+
+    def __init__(self, class_weights, pos_weight=None):
+        super().__init__()
+        self.register_buffer("weights", torch.tensor(class_weights, dtype=torch.float32))
+        self.register_buffer("pos_weight", None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32))
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight,
+                                                              reduction="none")
+        return (loss * self.weights).sum(1).mean() / self.weights.sum()
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _autocast(config: Config, device: torch.device):
+    if config.train.amp == "none":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.train.amp]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: np.ndarray, rows: np.ndarray, batch_size: int = 64,
+            device: torch.device | str = "cpu") -> np.ndarray:
+    """Probabilities [len(rows), 6] for cache rows (eval mode, no augmentation)."""
+    model.eval()
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = np.sort(rows[start:start + batch_size])  # sorted reads from the memmap; order restored below
+        order = np.argsort(np.argsort(rows[start:start + batch_size]))
+        hu = torch.from_numpy(images[chunk].astype(np.float32))[:, None].to(device)
+        out.append(torch.sigmoid(model(hu)).float().cpu().numpy()[order])
+    return np.concatenate(out) if out else np.zeros((0, 6), np.float32)
+
+
+def train(config: Config, *, resume: bool = True, progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train (or continue) the run in ``config.run_dir``; returns the checkpoint path.
+
+    ``stop_after`` ends this call after that many epochs (an interruption, for tests of resume)."""
+    rank, world = _distributed()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if config.train.threads and device.type == "cpu":
+        torch.set_num_threads(config.train.threads)
+    seed_everything(config.seed)
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / "checkpoint.pt"
+
+    cache = Cache.open(config.cache_dir)
+    train_rows, val_rows = split_rows(cache, config)
+    weights = sample_weights(cache.labels[train_rows], config.train.balanced_sampling) \
+        if config.train.balanced_sampling else None
+    sampler = EpochSampler(len(train_rows), config.seed, weights, config.train.epoch_size, rank, world)
+    dataset = CachedSlices(cache.images, cache.labels, train_rows, config.augment, config.seed)
+    loader = DataLoader(dataset, batch_size=config.train.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=config.train.loader_workers, persistent_workers=config.train.loader_workers > 0)
+
+    model = build_model(config).to(device)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = max(1, len(loader) // config.train.accumulate)
+    total_steps = steps_per_epoch * config.train.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.train.lr, total_steps=total_steps,
+                                                    pct_start=config.train.warmup)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.train.amp == "fp16")
+    criterion = WeightedBCE(config.train.class_weights, config.train.pos_weight).to(device)
+
+    start_epoch, step, elapsed = 0, 0, 0.0
+    if resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["config"] != config.to_dict():
+            raise ValueError(f"{checkpoint_path} was trained with another config; use a new run name or --no-resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+    net = DistributedDataParallel(model) if world > 1 else model
+
+    log_path = run_dir / "metrics.jsonl"
+    last_epoch = config.train.epochs if stop_after is None else min(config.train.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, last_epoch):
+        if config.train.max_steps is not None and step >= config.train.max_steps:
+            break
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        net.train()
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress or rank != 0,
+                   unit="batch", leave=False)
+        optimizer.zero_grad(set_to_none=True)
+        for i, (hu, labels) in enumerate(bar):
+            hu, labels = hu.to(device), labels.to(device)
+            if config.train.channels_last:
+                hu = hu.contiguous(memory_format=torch.channels_last)
+            last_micro = (i + 1) % config.train.accumulate == 0
+            sync = contextlib.nullcontext() if last_micro or world == 1 else net.no_sync()
+            with sync, _autocast(config, device):
+                loss = criterion(net(hu), labels) / config.train.accumulate
+            scaler.scale(loss).backward()
+            losses.append(float(loss) * config.train.accumulate)
+            if last_micro:
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                if step < total_steps:
+                    scheduler.step()
+                step += 1
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                if config.train.max_steps is not None and step >= config.train.max_steps:
+                    break
+        elapsed += time.perf_counter() - t0
+        if rank == 0:
+            entry = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
+                     "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 2),
+                     "images_per_s": round(len(losses) * config.train.batch_size * world
+                                           / max(time.perf_counter() - t0, 1e-9), 2)}
+            entry.update(validate(model, cache, val_rows, device))
+            with open(log_path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            if progress:
+                shown = {k: v for k, v in entry.items() if not isinstance(v, dict)}
+                print(json.dumps(shown), flush=True)
+            done = epoch + 1 == config.train.epochs or step >= (config.train.max_steps or float("inf"))
+            if (epoch + 1) % config.train.checkpoint_every == 0 or done or epoch + 1 == last_epoch:
+                _save(checkpoint_path, model, optimizer, scheduler, scaler, config, epoch + 1, step, elapsed, world)
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return checkpoint_path
+
+
+def validate(model: nn.Module, cache: Cache, rows: np.ndarray, device) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from training.metrics import weighted_log_loss
+
+    if len(rows) == 0:
+        return {}
+    probs = predict(model, cache.images, rows, device=device)
+    labels = cache.labels[rows]
+    auc = {}
+    for c, name in enumerate(cache.meta["classes"]):
+        y = labels[:, c]
+        auc[name] = float(roc_auc_score(y, probs[:, c])) if 0 < y.sum() < len(y) else None
+    return {"val_log_loss": weighted_log_loss(labels, probs), "val_auc": auc}
+
+
+def _save(path: Path, model, optimizer, scheduler, scaler, config: Config, epoch: int, step: int, elapsed: float,
+          world: int) -> None:
+    state = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "elapsed": elapsed, "config": config.to_dict(),
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        "world_size": world, "code_version": code_version(), "torch": torch.__version__,
+        "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU x{os.cpu_count()}",
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # never a half-written checkpoint
