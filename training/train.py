@@ -166,7 +166,7 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
             with sync, _autocast(config, device):
                 loss = criterion(net(hu), labels) / config.train.accumulate
             scaler.scale(loss).backward()
-            losses.append(float(loss) * config.train.accumulate)
+            losses.append(float(loss.detach()) * config.train.accumulate)
             if last_micro:
                 scaler.step(optimizer)
                 scaler.update()

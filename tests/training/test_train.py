@@ -1,0 +1,188 @@
+"""Splits, loss, sampling, augmentation, the cache, resume, DDP and the whole pipeline on phantoms."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from training.__main__ import main as training_main
+from training.config import AugmentConfig, load_config
+from training.data.cache import Cache, prepare
+from training.data.dataset import AIR_HU, EpochSampler, augment_hu, sample_weights
+from training.export import read_card
+from training.splits import patient_folds, train_val_indices
+from training.train import WeightedBCE, split_rows, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def smoke_config(tmp_path: Path, *overrides: str):
+    return load_config("phantom_smoke", [f'out="{tmp_path}"', "model.size=32", "train.batch_size=8",
+                                         'data.sources=[{kind="phantom", n_studies=6, seed=3, slices=8, size=64}]',
+                                         *overrides])
+
+
+@pytest.fixture(scope="module")
+def smoke_cache(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    config = smoke_config(out)
+    return config, prepare(config, progress=False)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 11), min_size=30, max_size=120), st.integers(2, 4), st.integers(0, 99))
+def test_no_patient_is_ever_on_both_sides_of_a_split(patient_numbers, folds, seed):
+    patients = [f"p{n}" for n in patient_numbers]
+    if len(set(patients)) < folds:
+        with pytest.raises(ValueError, match="patient-level folds"):
+            patient_folds(patients, np.zeros(len(patients)), folds, seed)
+        return
+    labels = np.array([n % 3 == 0 for n in patient_numbers], int)
+    for fold in range(folds):
+        train_rows, val_rows = train_val_indices(patients, labels, folds, fold, seed)
+        assert not {patients[i] for i in train_rows} & {patients[i] for i in val_rows}
+        assert sorted([*train_rows, *val_rows]) == list(range(len(patients)))
+
+
+def test_the_cache_split_keeps_patients_apart(smoke_cache):
+    config, cache = smoke_cache
+    train_rows, val_rows = split_rows(cache, config)
+    assert len(val_rows) and len(train_rows)
+    assert not {cache.records[i].patient for i in train_rows} & {cache.records[i].patient for i in val_rows}
+
+
+# --------------------------------------------------------------------------- loss and sampling
+
+
+def test_weighted_bce_against_hand_computed_value():
+    logits = torch.tensor([[0.0, 2.0, -1.0, 0.0, 0.0, 0.0]])
+    targets = torch.tensor([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])
+    # BCE per class: ln2, ln(1+e^2), ln(1+e^-1), ln2, ln2, ln2; weights 2,1,1,1,1,1 (sum 7)
+    per_class = [np.log(2), np.log(1 + np.e**2), np.log(1 + np.e**-1), np.log(2), np.log(2), np.log(2)]
+    expected = (2 * per_class[0] + sum(per_class[1:])) / 7
+    assert float(WeightedBCE([2, 1, 1, 1, 1, 1])(logits, targets)) == pytest.approx(expected, rel=1e-6)
+    # A positive weight of 3 on class 0 triples its positive term.
+    weighted = WeightedBCE([2, 1, 1, 1, 1, 1], [3, 1, 1, 1, 1, 1])(logits, targets)
+    assert float(weighted) == pytest.approx(expected + 2 * 2 * np.log(2) / 7, rel=1e-6)
+
+
+def test_balanced_sampling_draws_rare_classes_more_often():
+    labels = np.zeros((1000, 6), int)
+    labels[:10, [0, 4]] = 1  # 1% subarachnoid
+    labels[10:200, [0, 1]] = 1  # 19% epidural
+    plain = np.bincount(EpochSampler(1000, 0).indices(), minlength=1000)[:10].sum()
+    balanced = np.bincount(EpochSampler(1000, 0, sample_weights(labels, 1.0)).indices(), minlength=1000)[:10].sum()
+    assert plain == 10 and balanced > 150  # about a third of draws with power 1
+
+
+def test_sampler_is_deterministic_per_epoch_and_ranks_partition_the_draw():
+    whole = EpochSampler(50, seed=1)
+    whole.set_epoch(2)
+    ranks = [EpochSampler(50, seed=1, rank=r, world=2) for r in range(2)]
+    for s in ranks:
+        s.set_epoch(2)
+    assert sorted(ranks[0].indices() + ranks[1].indices()) == sorted(whole.indices()) == list(range(50))
+    whole.set_epoch(3)
+    assert whole.indices() != EpochSampler(50, seed=1).indices()
+
+
+def test_augmentation_is_reproducible_and_fills_borders_with_air():
+    hu = torch.full((1, 64, 64), 40.0)
+    cfg = AugmentConfig(degrees=30, translate=0.2, scale=[0.8, 0.8])
+    a = augment_hu(hu, cfg, torch.Generator().manual_seed(5))
+    b = augment_hu(hu, cfg, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    assert float(a.min()) == pytest.approx(AIR_HU) and float(a[0, 32, 32]) == pytest.approx(40.0)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def test_prepare_writes_int16_at_model_size_and_resumes(smoke_cache):
+    config, cache = smoke_cache
+    assert cache.images.dtype == np.int16 and cache.images.shape == (48, 32, 32)
+    assert cache.images.min() >= -1024 and cache.images.max() > 500  # air and bone survive the resize
+    expected = np.array(cache.images)
+    # Simulate an interruption: rows not marked done are decoded again, the rest is left alone.
+    images = np.load(cache.root / "images.npy", mmap_mode="r+")
+    images[5:20] = 0
+    images.flush()
+    done = np.load(cache.root / "done.npy")
+    done[5:20] = False
+    np.save(cache.root / "done.npy", done)
+    with pytest.raises(RuntimeError, match="incomplete"):
+        Cache.open(cache.root)
+    assert np.array_equal(prepare(config, progress=False).images, expected)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=False)["model"]
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(smoke_cache, tmp_path):
+    config, _ = smoke_cache
+    straight = smoke_config(tmp_path / "a", f'data.cache_dir="{config.cache_dir}"')
+    resumed = smoke_config(tmp_path / "b", f'data.cache_dir="{config.cache_dir}"')
+    a = _weights(train(straight, progress=False))
+    train(resumed, progress=False, stop_after=1)
+    assert torch.load(resumed.run_dir / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    b = _weights(train(resumed, progress=False))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2] and all("val_auc" in e for e in log)
+
+
+def test_a_changed_config_does_not_resume_silently(smoke_cache, tmp_path):
+    config, _ = smoke_cache
+    first = smoke_config(tmp_path, f'data.cache_dir="{config.cache_dir}"', "train.max_steps=1")
+    train(first, progress=False)
+    with pytest.raises(ValueError, match="another config"):
+        train(smoke_config(tmp_path, f'data.cache_dir="{config.cache_dir}"', "train.lr=0.5"), progress=False)
+
+
+def test_distributed_data_parallel_with_two_cpu_processes(smoke_cache, tmp_path):
+    config, _ = smoke_cache
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "training", "train", "--config", "phantom_smoke", "--no-progress",
+               "--set", f'out="{tmp_path}"', "--set", "model.size=32", "--set", "train.batch_size=8",
+               "--set", 'data.sources=[{kind="phantom", n_studies=6, seed=3, slices=8, size=64}]',
+               "--set", f'data.cache_dir="{config.cache_dir}"', "--set", "train.epochs=1"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "phantom_smoke" / "checkpoint.pt", weights_only=False)
+    assert state["world_size"] == 2 and state["epoch"] == 1
+    # Each process took half of the 40-ish training slices per epoch: steps = floor(half / batch).
+    train_rows, _ = split_rows(Cache.open(config.cache_dir), config)
+    assert state["step"] == (len(train_rows) // 2) // 8
+
+
+def test_the_whole_pipeline_on_phantoms_exports_a_contract_model(tmp_path):
+    overrides = ["--set", f'out="{tmp_path}"', "--set", "model.size=32", "--set", "train.batch_size=8",
+                 "--set", 'data.sources=[{kind="phantom", n_studies=6, seed=3, slices=8, size=64}]',
+                 "--set", "export.int8=true", "--no-progress", "--bootstrap", "50"]
+    assert training_main(["all", "--config", "phantom_smoke", *overrides]) == 0
+    run = tmp_path / "phantom_smoke"
+    card = read_card(run / "model.onnx")
+    assert card["classes"][0] == "any" and set(card["thresholds"]) >= {"balanced", "high_sensitivity",
+                                                                        "precision_0.7", "default"}
+    assert card["validation"]["split"].startswith("patient-level")
+    assert len(card["operating_curves"]["subdural"]["thresholds"]) >= 2
+    assert (run / "eval" / "report.md").is_file() and (run / "model.int8.onnx").is_file()
+    assert training_main(["train", "--config", "no_such_recipe"]) == 2
