@@ -6,12 +6,15 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # headless: training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from training.data.base import CLASSES  # noqa: E402
+from ich_viewer.core.phantom import CLASSES  # noqa: E402
+from training.thresholds import read_curve  # noqa: E402
+
+_META = ("default", "notes")  # preset keys that are not presets
 
 
 def _f(value, digits: int = 3) -> str:
@@ -20,27 +23,42 @@ def _f(value, digits: int = 3) -> str:
 
 def _ci(row: dict, key: str) -> str:
     ci = row.get(f"{key}_ci")
-    return f"{_f(row[key])} [{_f(ci[0])}, {_f(ci[1])}]" if ci else _f(row[key])
+    return f"{_f(row.get(key))} [{_f(ci[0])}, {_f(ci[1])}]" if ci else _f(row.get(key))
 
 
-def _plot(out: Path, y_true, y_prob, kind: str) -> Path:
-    fig, axes = plt.subplots(2, 3, figsize=(10, 6.5), dpi=110)
+def _plot(out: Path, y_true, y_prob, presets: dict, curves: dict, kind: str) -> Path:
+    """One panel per class; the preset operating points (read off the stored curves) are marked."""
+    y_true, y_prob = np.asarray(y_true), np.asarray(y_prob, float)
+    names = [p for p in presets if p not in _META]
+    fig, axes = plt.subplots(2, 3, figsize=(9, 5.6), dpi=150)
     for c, (name, ax) in enumerate(zip(CLASSES, axes.flat)):
-        y = np.asarray(y_true)[:, c]
+        y = y_true[:, c]
         if 0 < y.sum() < len(y):
             if kind == "roc":
                 x, yy, _ = roc_curve(y, y_prob[:, c])
-                ax.plot(x, yy)
-                ax.plot([0, 1], [0, 1], ":", color="grey")
-                ax.set(xlabel="1 - specificity", ylabel="sensitivity")
+                ax.plot(x, yy, lw=1.2)
+                ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
+                ax.set_xlabel("1 - specificity", fontsize=7)
+                ax.set_ylabel("sensitivity", fontsize=7)
             else:
                 precision, recall, _ = precision_recall_curve(y, y_prob[:, c])
-                ax.plot(recall, precision)
-                ax.axhline(y.mean(), ls=":", color="grey")
-                ax.set(xlabel="recall", ylabel="precision")
+                ax.plot(recall, precision, lw=1.2)
+                ax.axhline(y.mean(), ls=":", color="grey", lw=0.8)  # chance level = prevalence
+                ax.set_xlabel("recall", fontsize=7)
+                ax.set_ylabel("precision", fontsize=7)
+            for preset, marker in zip(names, "osD^v"):
+                if name in curves and name in presets[preset]:
+                    point = read_curve(curves[name], presets[preset][name])
+                    xy = ((1 - point["specificity"], point["recall"]) if kind == "roc"
+                          else (point["recall"], point["precision"]))
+                    ax.plot(*xy, marker, ms=4, label=preset)
+            if c == 0 and names:
+                ax.legend(fontsize=6, loc="lower right" if kind == "roc" else "lower left")
         else:
-            ax.text(0.5, 0.5, "no positives", ha="center", va="center")
-        ax.set(title=f"{name} (n+={int(y.sum())})", xlim=(0, 1), ylim=(0, 1.02))
+            ax.text(0.5, 0.5, "one label only", ha="center", va="center", fontsize=8)
+        ax.set_title(f"{name} (n+={int(y.sum())})", fontsize=8)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02))
+        ax.tick_params(labelsize=6)
     fig.tight_layout()
     path = out / f"{kind}.png"
     fig.savefig(path)
@@ -50,26 +68,31 @@ def _plot(out: Path, y_true, y_prob, kind: str) -> Path:
 
 def write_report(out_dir, title: str, evaluation: dict, y_true, y_prob, presets: dict, curves: dict,
                  notes=(), extra_markdown: str = "") -> Path:
+    """Write ``report.md`` with ``roc.png`` and ``pr.png`` beside it into ``out_dir``; returns the .md path.
+
+    Flags in the tables are those ``evaluation`` was computed at (the caller passes the default preset).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    y_prob = np.asarray(y_prob)
-    default = presets["default"]
+    default = presets.get("default", "balanced")
+    names = [p for p in presets if p not in _META]
     lines = [f"# {title}", "",
-             f"{evaluation['n_slices']} slices, {evaluation['n_studies']} studies, {evaluation['n_patients']} patients "
-             f"(held out by patient). Weighted log loss (RSNA metric): {_f(evaluation['log_loss'], 4)}.",
-             "Intervals: 95% bootstrap over patients.", "",
+             f"{evaluation['n_slices']} slices, {evaluation['n_studies']} studies, {evaluation['n_patients']} "
+             f"patients. Weighted log loss (RSNA 2019 metric): {_f(evaluation['log_loss'], 4)}.",
+             "Intervals: 95% percentile bootstrap resampling patients.", "",
              f"## Slice level (flags at the `{default}` preset)", "",
-             "| class | positives | AUC [95% CI] | AP [95% CI] | threshold | precision | recall | specificity | F1 |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+             "| class | positives | slices | AUC [95% CI] | AP [95% CI] | threshold | precision | recall | "
+             "specificity | F1 |",
+             "|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
     for name in CLASSES:
         r = evaluation["slice"][name]
-        lines.append(f"| {name} | {r['n_pos']} | {_ci(r, 'auc')} | {_ci(r, 'ap')} | {_f(r['threshold'])} | "
-                     f"{_f(r['precision'])} | {_f(r['recall'])} | {_f(r['specificity'])} | {_f(r['f1'])} |")
-    lines += ["", "## Threshold presets", "", "| class | " + " | ".join(p for p in presets if p not in ("default", "notes"))
-              + " |", "|---|" + "---:|" * (len(presets) - 2)]
+        lines.append(f"| {name} | {r['n_pos']} | {r['n']} | {_ci(r, 'auc')} | {_ci(r, 'ap')} | "
+                     f"{_f(r.get('threshold'))} | {_f(r['precision'])} | {_f(r['recall'])} | "
+                     f"{_f(r['specificity'])} | {_f(r['f1'])} |")
+    lines += ["", "## Threshold presets", "", f"Default: `{default}`.", "",
+              "| class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for name in CLASSES:
-        values = [_f(presets[p][name]) for p in presets if p not in ("default", "notes")]
-        lines.append(f"| {name} | " + " | ".join(values) + " |")
+        lines.append(f"| {name} | " + " | ".join(_f(presets[p].get(name), 4) for p in names) + " |")
     lines += ["", f"## Study level (max over slices, `{default}` preset)", "",
               "| class | positive studies | studies | AUC [95% CI] | sensitivity | specificity |",
               "|---|---:|---:|---|---:|---:|"]
@@ -77,8 +100,8 @@ def write_report(out_dir, title: str, evaluation: dict, y_true, y_prob, presets:
         r = evaluation["study"][name]
         lines.append(f"| {name} | {r['n_pos']} | {r['n']} | {_ci(r, 'auc')} | {_f(r['recall'])} | "
                      f"{_f(r['specificity'])} |")
-    _plot(out, y_true, y_prob, "roc")
-    _plot(out, y_true, y_prob, "pr")
+    _plot(out, y_true, y_prob, presets, curves, "roc")
+    _plot(out, y_true, y_prob, presets, curves, "pr")
     lines += ["", "## Curves", "", "![ROC curves](roc.png)", "", "![Precision-recall curves](pr.png)", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
