@@ -3,6 +3,7 @@
     ich-viewer [PATH ...] [--demo]        open the viewer (on files/folders, or on the demo phantom)
     ich-viewer phantom OUT [--seed N ...] write a synthetic head-CT study with chosen subtypes
     ich-viewer info PATH ...              list the studies and series found, and skipped files
+    ich-viewer triage PATH ... [--out F]  run the model over every study, per-slice CSV + JSON summary
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ich_viewer.core.errors import IchViewerError
 
-SUBCOMMANDS = ("phantom", "info")
+SUBCOMMANDS = ("phantom", "info", "triage")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="pixel storage: signed 16-bit, or unsigned 12-bit with intercept -1024")
     info = sub.add_parser("info", help="list studies, series and skipped files under the paths")
     info.add_argument("paths", nargs="+", type=Path)
+    triage = sub.add_parser("triage", help="run the model over every study under the paths (no GUI, no network)",
+                            description="Exit codes: 0 done, 2 nothing usable found or model refused, 1 other error.")
+    triage.add_argument("paths", nargs="+", type=Path, help="files, folders, zip archives or DICOMDIRs")
+    triage.add_argument("--model", type=Path, help="a contract ONNX model (default: the bundled model)")
+    triage.add_argument("--preset", help="threshold preset from the model card (default: the card's default)")
+    triage.add_argument("--out", type=Path, help="per-slice CSV (default: standard output if --json is not given)")
+    triage.add_argument("--json", type=Path, help="study summary JSON")
+    triage.add_argument("--anonymise", action="store_true", help="leave patient name/ID and file paths out")
     return parser
 
 
@@ -76,16 +85,26 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_triage(args: argparse.Namespace) -> int:
+    from ich_viewer import triage
+
+    return triage.run(args.paths, args.model, args.preset, args.out, args.json, args.anonymise)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] in SUBCOMMANDS:
         args = build_parser().parse_args(argv)
         try:
-            return {"phantom": run_phantom, "info": run_info}[args.command](args)
+            return {"phantom": run_phantom, "info": run_info, "triage": run_triage}[args.command](args)
         except (IchViewerError, ValueError) as exc:
             print(f"ich-viewer: {exc}", file=sys.stderr)
             return 2
+        except Exception as exc:  # noqa: BLE001 - a headless run ends with a message and exit 1, not a traceback
+            logging.getLogger("ich_viewer").debug("unexpected error", exc_info=True)
+            print(f"ich-viewer: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     args = build_gui_parser().parse_args(argv)
     from ich_viewer.app import run_gui
 

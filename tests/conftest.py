@@ -54,3 +54,32 @@ def rsna_dir(shared_data: Path) -> Path:
 def ctich_dir(shared_data: Path) -> Path:
     """CT-ICH (PhysioNet) brain-window PNG export: 2,814 labelled slices of 75 patients."""
     return _shared_folder(shared_data, "ctich")
+
+
+def tiny_card(**changes) -> dict:
+    """A complete model card with hand-made presets and operating curves (values tests can compute)."""
+    classes = ["any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]
+    curve = {"thresholds": [0.0, 0.5, 1.0], "precision": [0.1, 0.6, 1.0], "recall": [1.0, 0.5, 0.0],
+             "specificity": [0.0, 0.8, 1.0]}
+    card = {"name": "tiny-test-model", "version": "0.0.1", "created": "2026-11-23", "architecture": "resnet18",
+            "license": "MIT", "classes": classes, "input": {"units": "HU", "size": [64, 64], "clip": None},
+            "windows": [], "thresholds": {"balanced": dict.fromkeys(classes, 0.5),
+                                          "high_sensitivity": dict.fromkeys(classes, 0.2),
+                                          "precision_0.7": dict.fromkeys(classes, 0.8), "default": "balanced"},
+            "operating_curves": dict.fromkeys(classes, curve), "cam_scale": dict.fromkeys(classes, 0.05),
+            "validation": {}, "training": {}, "intended_use": "tests only", "limitations": "random weights"}
+    card.update(changes)
+    return card
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A small contract ONNX model (random ResNet-18 at 64 px) exported by the training package."""
+    torch = pytest.importorskip("torch", reason="the train extra (torch) exports the test model")
+    from training.config import from_dict
+    from training.export import export_onnx
+    from training.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(from_dict({"model": {"arch": "resnet18", "size": 64, "hidden": 32}}))
+    return export_onnx(model, tmp_path_factory.mktemp("model") / "tiny.onnx", tiny_card(), sample_size=64)

@@ -31,6 +31,7 @@ def _plot(out: Path, y_true, y_prob, presets: dict, curves: dict, kind: str) -> 
     y_true, y_prob = np.asarray(y_true), np.asarray(y_prob, float)
     names = [p for p in presets if p not in _META]
     fig, axes = plt.subplots(2, 3, figsize=(9, 5.6), dpi=150)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.94, wspace=0.3, hspace=0.42)  # tight_layout: 3x slower
     for c, (name, ax) in enumerate(zip(CLASSES, axes.flat)):
         y = y_true[:, c]
         if 0 < y.sum() < len(y):
@@ -57,9 +58,8 @@ def _plot(out: Path, y_true, y_prob, presets: dict, curves: dict, kind: str) -> 
         else:
             ax.text(0.5, 0.5, "one label only", ha="center", va="center", fontsize=8)
         ax.set_title(f"{name} (n+={int(y.sum())})", fontsize=8)
-        ax.set(xlim=(0, 1), ylim=(0, 1.02))
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xticks=(0, 0.5, 1), yticks=(0, 0.5, 1))
         ax.tick_params(labelsize=6)
-    fig.tight_layout()
     path = out / f"{kind}.png"
     fig.savefig(path)
     plt.close(fig)

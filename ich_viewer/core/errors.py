@@ -21,3 +21,7 @@ class NoImagesFoundError(IchViewerError):
 
 class DecodeError(IchViewerError):
     """Pixel data could not be decoded; the message names the transfer syntax and what decodes it."""
+
+
+class ModelError(IchViewerError):
+    """A model file is missing, damaged, changed, or does not meet the model contract."""

@@ -1,0 +1,112 @@
+"""Running a model over a series: batches as slices become available, streamed results, summaries.
+
+No Qt: the GUI runs :func:`predict_series` in a worker and forwards ``on_batch`` to the widgets;
+``ich-viewer triage`` runs the same function in the foreground.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from skimage.transform import resize
+
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.phantom import CLASSES
+
+BATCH = 16
+BatchCallback = Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # (indices, probabilities, cams)
+
+
+@dataclass
+class SeriesPrediction:
+    """Per-slice results of one series; rows not yet computed are NaN (``done`` says which are)."""
+
+    probabilities: np.ndarray  # float32 [Z, 6]
+    cam: np.ndarray  # float32 [Z, 6, h, w], unnormalised Grad-CAM
+    done: np.ndarray  # bool [Z]
+    cancelled: bool = False
+
+    @classmethod
+    def empty(cls, n_slices: int, grid: tuple[int, int]) -> "SeriesPrediction":
+        return cls(np.full((n_slices, len(CLASSES)), np.nan, np.float32),
+                   np.zeros((n_slices, len(CLASSES), *grid), np.float32), np.zeros(n_slices, bool))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+
+def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batch_size: int = BATCH,
+                   on_batch: BatchCallback | None = None, cancel: threading.Event | None = None,
+                   order: np.ndarray | None = None) -> SeriesPrediction:
+    """Probabilities and CAMs for every slice.
+
+    ``volume`` is a float32 HU array [Z, H, W] or a :class:`VolumeLoader` (then each batch waits only
+    for its own slices, so results start while the rest is still decoding). ``order`` is the slice
+    order to process (default: from the middle outwards, because the viewer opens on the middle
+    slice, so its results come first). ``cancel`` stops between batches.
+    """
+    n = n_slices if n_slices is not None else len(volume.array if hasattr(volume, "array") else volume)
+    if order is None:
+        middle = n // 2
+        order = np.array(sorted(range(n), key=lambda i: (abs(i - middle), i)), int)
+    result: SeriesPrediction | None = None
+    for start in range(0, n, batch_size):
+        if cancel is not None and cancel.is_set():
+            if result is not None:
+                result.cancelled = True
+            break
+        indices = np.sort(order[start:start + batch_size])
+        if hasattr(volume, "slice"):
+            hu = np.stack([volume.slice(int(i)) for i in indices])
+        else:
+            hu = np.asarray(volume[indices], np.float32)
+        probabilities, cam = model.run(hu)
+        if result is None:
+            result = SeriesPrediction.empty(n, cam.shape[-2:])
+        result.probabilities[indices], result.cam[indices], result.done[indices] = probabilities, cam, True
+        if on_batch is not None:
+            on_batch(indices, probabilities, cam)
+    if result is None:  # cancelled before the first batch, or an empty series
+        result = SeriesPrediction.empty(n, (1, 1))
+        result.cancelled = bool(cancel is not None and cancel.is_set())
+    return result
+
+
+def cam_overlay(cam: np.ndarray, shape: tuple[int, int], scale: float, probability: float, threshold: float,
+                show_below_threshold: bool = False) -> np.ndarray | None:
+    """One class's CAM as [H, W] values in [0, 1] on the model's fixed scale, or None when hidden.
+
+    A fixed scale (not per-image min-max) keeps a slice with nothing in it dark; below the class
+    threshold nothing is shown unless asked, so the heat map never suggests a finding the model
+    did not flag.
+    """
+    if not show_below_threshold and not probability >= threshold:
+        return None
+    values = resize(cam.astype(np.float32), shape, order=1, mode="edge", anti_aliasing=False)
+    return np.clip(values / max(scale, 1e-12), 0.0, 1.0).astype(np.float32)
+
+
+def flagged_ranges(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive flagged slices as inclusive (first, last) index pairs."""
+    flags = np.asarray(flags, bool)
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
+
+
+def summarize(probabilities: np.ndarray, thresholds: np.ndarray) -> dict:
+    """Per class: the maximum probability, its slice, whether it is flagged, the flagged ranges."""
+    probabilities = np.asarray(probabilities, np.float32)
+    summary = {}
+    for c, name in enumerate(CLASSES):
+        column = np.nan_to_num(probabilities[:, c], nan=-1.0)
+        top = int(column.argmax()) if len(column) else -1
+        flags = column >= thresholds[c]
+        summary[name] = {"max_probability": float(column[top]) if top >= 0 and column[top] >= 0 else None,
+                         "top_slice": top if top >= 0 and column[top] >= 0 else None,
+                         "threshold": float(thresholds[c]), "flagged": bool(flags.any()),
+                         "flagged_slices": int(flags.sum()), "flagged_ranges": flagged_ranges(flags)}
+    return summary

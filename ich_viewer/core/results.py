@@ -1,0 +1,83 @@
+"""The one results format: a CSV row per slice and a JSON summary per study.
+
+``ich-viewer triage`` and the viewer's File > Export results write exactly this. With
+``anonymise`` the patient name/ID and file paths are left out (file names can carry patient names).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ich_viewer.core.inference import SeriesPrediction, summarize
+from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.series import Series, Study
+
+CSV_FIELDS = ["path", "patient", "study_uid", "series_uid", "sop_instance_uid", "slice_index", "z",
+              *[f"p_{c}" for c in CLASSES], *[f"flag_{c}" for c in CLASSES]]
+
+
+@dataclass
+class SeriesResult:
+    study: Study
+    series: Series
+    prediction: SeriesPrediction
+
+
+def slice_rows(results: list[SeriesResult], thresholds: np.ndarray, anonymise: bool = False) -> list[dict]:
+    rows = []
+    for r in results:
+        probabilities = r.prediction.probabilities
+        flags = np.nan_to_num(probabilities, nan=-1.0) >= thresholds
+        z = r.series.z
+        for i, ref in enumerate(r.series.slices):
+            row = {"path": "" if anonymise else str(ref.file), "patient": "" if anonymise else r.study.patient.id,
+                   "study_uid": r.study.uid, "series_uid": r.series.uid, "sop_instance_uid": ref.sop_uid,
+                   "slice_index": i, "z": "" if z is None else f"{z[i]:.3f}"}
+            for c, name in enumerate(CLASSES):
+                value = probabilities[i, c]
+                row[f"p_{name}"] = "" if np.isnan(value) else f"{value:.6f}"
+                row[f"flag_{name}"] = int(flags[i, c])
+            rows.append(row)
+    return rows
+
+
+def write_csv(target, rows: list[dict]) -> None:
+    """Write to a path, or to an open text stream (standard output)."""
+    if hasattr(target, "write"):
+        _write_rows(target, rows)
+        return
+    with open(target, "w", newline="") as f:
+        _write_rows(f, rows)
+
+
+def _write_rows(stream, rows: list[dict]) -> None:
+    writer = csv.DictWriter(stream, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymise: bool = False) -> list[dict]:
+    studies: dict[str, dict] = {}
+    for r in results:
+        entry = studies.setdefault(r.study.uid, {
+            "study_uid": r.study.uid, "date": r.study.date, "description": r.study.description,
+            "patient": None if anonymise else {"name": r.study.patient.name, "id": r.study.patient.id},
+            "series": []})
+        summary = summarize(r.prediction.probabilities, thresholds)
+        entry["series"].append({
+            "series_uid": r.series.uid, "description": r.series.description, "slices": len(r.series.slices),
+            "complete": r.prediction.complete, "flagged_classes": [c for c in CLASSES if summary[c]["flagged"]],
+            "classes": summary})
+    for entry in studies.values():
+        entry["flagged_classes"] = sorted({c for s in entry["series"] for c in s["flagged_classes"]},
+                                          key=CLASSES.index)
+    return list(studies.values())
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    Path(path).write_text(json.dumps(payload, indent=1))

@@ -1,0 +1,55 @@
+"""Active thresholds: the model card's presets, per-class overrides, and what a threshold trades.
+
+The read-outs come from the card's operating curves (measured on the model's validation patients),
+interpolated linearly between curve points, so a slider can show precision, recall and specificity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ich_viewer.core.model import ModelCard
+from ich_viewer.core.phantom import CLASSES
+
+
+class Thresholds:
+    def __init__(self, card: ModelCard, preset: str | None = None):
+        self.card = card
+        self.preset = preset or card.default_preset
+        self.values = dict(card.presets[self.preset])
+
+    @property
+    def preset_names(self) -> list[str]:
+        return list(self.card.presets)
+
+    def apply_preset(self, name: str) -> None:
+        if name not in self.card.presets:
+            raise ValueError(f"unknown preset {name!r}; this model has {', '.join(self.card.presets)}")
+        self.preset, self.values = name, dict(self.card.presets[name])
+
+    def set(self, name: str, value: float) -> None:
+        """A user override for one class; the preset name then reads 'custom'."""
+        self.values[name] = float(np.clip(value, 0.0, 1.0))
+        if self.values != self.card.presets.get(self.preset):
+            self.preset = "custom"
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.values[c] for c in CLASSES], np.float32)
+
+    def flags(self, probabilities: np.ndarray) -> np.ndarray:
+        """bool [Z, 6]: probability >= threshold (NaN, i.e. not yet computed, is never flagged)."""
+        return np.nan_to_num(probabilities, nan=-1.0) >= self.as_array()
+
+    def readout(self, name: str, value: float | None = None) -> dict[str, float] | None:
+        """Precision, recall and specificity at ``value`` (default: the active threshold), or None
+        when the card has no curve for the class."""
+        return read_curve(self.card.operating_curves.get(name), self.values[name] if value is None else value)
+
+
+def read_curve(curve: dict | None, threshold: float) -> dict[str, float] | None:
+    if not curve or len(curve.get("thresholds", ())) < 2:
+        return None
+    t = np.asarray(curve["thresholds"], float)
+    order = np.argsort(t)
+    return {k: float(np.interp(threshold, t[order], np.asarray(curve[k], float)[order]))
+            for k in ("precision", "recall", "specificity")}

@@ -1,0 +1,88 @@
+"""``ich-viewer triage``: the viewer's loader and engine, headless, for folders of studies.
+
+Exit codes: 0 success, 2 nothing usable found (or a model that is refused), 1 any other error.
+Never opens a network connection; writes only the files named by --out / --json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import ich_viewer
+from ich_viewer.core.errors import ModelError, NoImagesFoundError
+from ich_viewer.core.inference import predict_series
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.results import SeriesResult, slice_rows, study_summaries, write_csv, write_json
+from ich_viewer.core.thresholds import Thresholds
+from ich_viewer.paths import models_dir
+
+
+def load_model(path: Path | None) -> IchModel:
+    return IchModel(path) if path is not None else IchModel.bundled(models_dir())
+
+
+class _Progress:
+    """One updating line on stderr."""
+
+    def __init__(self, total: int, stream):
+        self.total, self.done, self.stream, self.t0 = total, 0, stream, time.perf_counter()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+        self.stream.write(f"\rtriage: {self.done}/{self.total} slices ({rate:.0f}/s)")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+
+
+def run(paths: list[Path], model_path: Path | None = None, preset: str | None = None, out: Path | None = None,
+        json_path: Path | None = None, anonymise: bool = False, stream=None) -> int:
+    stream = stream or sys.stderr  # looked up per call: tests and callers may swap sys.stderr
+    try:
+        model = load_model(model_path)
+        thresholds = Thresholds(model.card, preset)
+    except (ModelError, ValueError) as exc:
+        stream.write(f"ich-viewer triage: {exc}\n")
+        return 2
+    try:
+        loaded = ich_viewer.load(paths)
+    except NoImagesFoundError as exc:
+        stream.write(f"ich-viewer triage: {exc}\n")
+        return 2
+    total = sum(len(s) for study in loaded.studies for s in study.series)
+    progress = _Progress(total, stream)
+    results = []
+    for study in loaded.studies:
+        for series in study.series:
+            loader = series.loader()
+            prediction = predict_series(model, loader, len(series), on_batch=lambda i, p, c: progress.advance(len(i)))
+            results.append(SeriesResult(study, series, prediction))
+    progress.close()
+    cut = thresholds.as_array()
+    rows = slice_rows(results, cut, anonymise)
+    summaries = study_summaries(results, cut, anonymise)
+    if out is not None:
+        write_csv(out, rows)
+    if json_path is not None:
+        write_json(json_path, {
+            "model": {"name": model.card.name, "version": model.card.version, "sha256": model.sha256},
+            "preset": thresholds.preset, "thresholds": thresholds.values, "studies": summaries,
+            "skipped": [{"path": "" if anonymise else s.path, "reason": s.reason} for s in loaded.skipped],
+            "notice": "Teaching and demonstration model; not for diagnosis."})
+    for number, summary in enumerate(summaries, 1):  # numbered, not named: stderr may end up in a log
+        flagged = ", ".join(summary["flagged_classes"]) or "nothing flagged"
+        slices = sum(s["slices"] for s in summary["series"])
+        stream.write(f"study {number} of {len(summaries)}: {slices} slices, {flagged}\n")
+    if loaded.skipped:
+        reasons: dict[str, int] = {}
+        for s in loaded.skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        stream.write(f"skipped {len(loaded.skipped)} file(s): "
+                     + "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])) + "\n")
+    if out is None and json_path is None:
+        write_csv(sys.stdout, rows)  # nothing named: the per-slice table goes to standard output
+    return 0

@@ -1,0 +1,82 @@
+"""``ich-viewer triage`` end to end: real loader, real ONNX Runtime, files checked row by row."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ich_viewer
+from ich_viewer.__main__ import main
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.phantom import CLASSES, make_phantom, write_phantom_study
+
+
+@pytest.fixture(scope="module")
+def study_folder(tmp_path_factory):
+    """One phantom study, a second series of another study, and a file that is not DICOM."""
+    root = tmp_path_factory.mktemp("triage")
+    write_phantom_study(make_phantom(seed=4, subtypes=["subdural"], n_slices=8, size=64), root / "a",
+                        patient_id="PAT-A")
+    write_phantom_study(make_phantom(seed=5, subtypes=[], n_slices=6, size=64), root / "b", patient_id="PAT-B")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_triage_writes_one_row_per_slice_and_a_study_summary(tiny_model, study_folder, tmp_path, capsys):
+    out, summary = tmp_path / "slices.csv", tmp_path / "studies.json"
+    code = main(["triage", str(study_folder), "--model", str(tiny_model), "--out", str(out), "--json", str(summary)])
+    assert code == 0
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 14 and list(rows[0])[:7] == ["path", "patient", "study_uid", "series_uid",
+                                                     "sop_instance_uid", "slice_index", "z"]
+    model = IchModel(tiny_model)
+    loaded = ich_viewer.load(study_folder)
+    for study in loaded.studies:
+        for series in study.series:
+            expected, _ = model.run(series.volume()[:, None])
+            mine = [r for r in rows if r["series_uid"] == series.uid]
+            assert [int(r["slice_index"]) for r in mine] == list(range(len(series)))
+            assert [r["path"] for r in mine] == series.files
+            assert {r["patient"] for r in mine} == {study.patient.id}
+            for r, p in zip(mine, expected):
+                got = np.array([float(r[f"p_{c}"]) for c in CLASSES])
+                assert np.allclose(got, p, atol=1e-5)
+                assert [int(r[f"flag_{c}"]) for c in CLASSES] == (p >= 0.5).astype(int).tolist()
+    report = json.loads(summary.read_text())
+    assert report["preset"] == "balanced" and len(report["studies"]) == 2
+    # notes.txt and the two phantom label files (labels.csv) are not DICOM
+    assert [s["reason"] for s in report["skipped"]] == ["not a DICOM file"] * 3
+    assert report["model"]["sha256"] == model.sha256
+    err = capsys.readouterr().err
+    assert "14/14 slices" in err and "skipped 3 file(s)" in err and "PAT-A" not in err
+
+
+def test_anonymised_triage_leaves_out_names_ids_and_paths(tiny_model, study_folder, tmp_path):
+    out, summary = tmp_path / "s.csv", tmp_path / "s.json"
+    assert main(["triage", str(study_folder), "--model", str(tiny_model), "--out", str(out), "--json", str(summary),
+                 "--anonymise", "--preset", "high_sensitivity"]) == 0
+    text = out.read_text() + summary.read_text()
+    assert "PAT-A" not in text and "PHANTOM^ICH" not in text and str(study_folder) not in text
+    assert json.loads(summary.read_text())["thresholds"]["any"] == 0.2
+
+
+def test_exit_codes(tiny_model, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["triage", str(tmp_path / "empty"), "--model", str(tiny_model)]) == 2
+    assert "No CT images found" in capsys.readouterr().err
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    assert main(["triage", str(tmp_path), "--model", str(bad)]) == 2
+    assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+def test_triage_as_a_command_prints_csv_to_stdout(tiny_model, study_folder):
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "triage", str(study_folder / "b"), "--model",
+                          str(tiny_model)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.strip().splitlines()) == 7 and run.stdout.startswith("path,patient,")
