@@ -1,36 +1,162 @@
-"""The minimal window on real widgets (offscreen): it opens a study and reports bad input."""
+"""The viewer on real widgets (offscreen), driven like a user: open, scroll, window, classify, threshold."""
 
 from __future__ import annotations
 
-import numpy as np
+import csv
+import json
 
-from ich_viewer.core.phantom import make_phantom, write_phantom_study
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QWheelEvent
+from PySide6.QtWidgets import QApplication, QLabel
+
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.phantom import CLASSES, make_phantom, write_phantom_study
+from ich_viewer.core.windows import PRESETS
 from ich_viewer.gui import main_window
+from ich_viewer.gui.dialogs import card_html
 from ich_viewer.gui.main_window import NOT_FOR_DIAGNOSIS, MainWindow
 
 
-def test_opens_a_phantom_study_and_scrolls(qtbot, tmp_path):
-    write_phantom_study(make_phantom(seed=2, n_slices=8, size=128), tmp_path / "study")
-    (tmp_path / "study" / "notes.txt").write_text("not dicom")
-    window = MainWindow()
-    qtbot.addWidget(window)
-    assert window.open_paths([tmp_path / "study"])
-    qtbot.waitUntil(lambda: window._loader.finished and "8/8" in window.info.text(), timeout=10000)
-    assert window.slider.maximum() == 7 and window.slider.value() == 4
-    shown = window.image.image
-    np.testing.assert_array_equal(shown, window.series.volume()[4])
-    window.slider.setValue(1)
-    np.testing.assert_array_equal(window.image.image, window.series.volume()[1])
-    assert "notes.txt: not a DICOM file" in window.info.text()
-    assert "labels.csv" in window.info.text()
-    texts = [w.text() for w in window.statusBar().findChildren(main_window.QLabel)]
-    assert NOT_FOR_DIAGNOSIS in texts
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gui")
+    write_phantom_study(make_phantom(seed=2, subtypes=["subdural", "intraventricular"], n_slices=8, size=128),
+                        root / "study", patient_id="PAT-GUI")
+    (root / "study" / "notes.txt").write_text("not dicom")
+    return root / "study"
 
 
-def test_nothing_usable_is_a_message_not_a_traceback(qtbot, tmp_path, monkeypatch):
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_model):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings, model=IchModel(tiny_model))
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def opened(qtbot, window, path, classify=True):
+    window.open_paths([path])
+    qtbot.waitUntil(lambda: window.loader is not None and window.loader.finished, timeout=20000)
+    if classify:
+        qtbot.waitUntil(lambda: window.prediction is not None and window.prediction.complete
+                        and not window.classify.thread.isRunning(), timeout=30000)
+    return window
+
+
+def test_open_scroll_and_window_presets(qtbot, window, study):
+    opened(qtbot, window, study, classify=False)
+    assert window.slider.maximum() == 7 and window.index == 4
+    np.testing.assert_array_equal(window.view.image.image, window.series.volume()[4])
+    qtbot.keyClick(window, Qt.Key.Key_Down)
+    assert window.index == 5
+    qtbot.keyClick(window, Qt.Key.Key_Home)
+    assert window.index == 0
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    assert window.index == 7
+    wheel = QWheelEvent(QPointF(10, 10), QPointF(10, 10), QPoint(0, 0), QPoint(0, 120), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(window.view.viewport(), wheel)  # where a real wheel event lands
+    assert window.index == 6
+    np.testing.assert_array_equal(window.view.image.image, window.series.volume()[6])
+    qtbot.keyClick(window, Qt.Key.Key_4)  # bone
+    assert window.view.window == PRESETS["bone"]
+    assert tuple(window.view.image.levels) == (PRESETS["bone"].low, PRESETS["bone"].high)
+    qtbot.keyClick(window, Qt.Key.Key_M)  # model view: a colour composite
+    assert window.view.image.image.shape == (128, 128, 3)
+    assert window.skipped.count() == 2  # notes.txt and the phantom's labels.csv, listed, not raised
+    assert any("notes.txt: not a DICOM file" in window.skipped.item(i).text() for i in range(2))
+    assert NOT_FOR_DIAGNOSIS in [w.text() for w in window.statusBar().findChildren(QLabel)]
+
+
+def test_classification_thresholds_and_cam(qtbot, window, study):
+    opened(qtbot, window, study)
+    probabilities = window.prediction.probabilities
+    expected, _ = window.model.run(window.series.volume()[:, None])
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert window.classes.item(0, 1).text() == f"{probabilities[window.index, 0]:.2f}"
+    # Put the "any" threshold just above this slice's probability: the flag goes, the read-out moves.
+    slider = window.threshold_panel.sliders["any"]
+    before = window.threshold_panel.readouts["any"].text()
+    slider.setValue(int(probabilities[window.index, 0] * 1000) + 5)
+    assert window.thresholds.preset == "custom"
+    assert not window._slice_flags()[window.index, 0]
+    assert window.threshold_panel.readouts["any"].text() != before
+    slider.setValue(int(probabilities[window.index, 0] * 1000) - 5)
+    assert window._slice_flags()[window.index, 0] and window.classes.item(0, 3).text() == "this slice"
+    # CAM for "any" now shows (above threshold); C toggles it; under threshold it hides unless asked.
+    window.cam_class.setCurrentIndex(1)
+    assert window.view.overlay.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_C)
+    assert not window.view.overlay.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_C)
+    slider.setValue(999)
+    assert not window.view.overlay.isVisible()
+    window.cam_below.setChecked(True)
+    assert window.view.overlay.isVisible()
+    window.threshold_panel.apply_preset("high_sensitivity")
+    assert window.thresholds.values["any"] == 0.2 and slider.value() == 200
+
+
+def test_plot_click_and_next_flagged(qtbot, window, study):
+    opened(qtbot, window, study)
+    window.threshold_panel.apply_preset("high_sensitivity")  # 0.2: every slice of the random model flags
+    window.go_to(0)
+    qtbot.keyClick(window, Qt.Key.Key_N)
+    assert window.index == 1
+    window.plot.sliceClicked.emit(5)
+    assert window.index == 5 and window.plot.cursor.value() == 5
+
+
+def test_drop_a_file_onto_the_window(qtbot, window, study):
+    one = sorted(study.glob("*.dcm"))[0]
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(one))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+    qtbot.waitUntil(lambda: window.series is not None and window.loader.finished, timeout=20000)
+    assert len(window.series) == 1 and window.settings.value("recent")[0] == str(one)
+
+
+def test_exports_png_and_results_anonymised(qtbot, window, study, tmp_path):
+    opened(qtbot, window, study)
+    window.export_png(tmp_path / "view.png")
+    assert (tmp_path / "view.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    window.anonymise_action.trigger()
+    assert "PAT-GUI" not in window.view.corner.toPlainText()
+    window.export_results(tmp_path / "r.csv", tmp_path / "r.json")
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert len(rows) == 8 and all(r["patient"] == "" and r["path"] == "" for r in rows)
+    assert "PAT-GUI" not in (tmp_path / "r.json").read_text()
+    assert json.loads((tmp_path / "r.json").read_text())["studies"][0]["series"][0]["slices"] == 8
+    window.anonymise_action.trigger()
+    assert "PAT-GUI" in window.view.corner.toPlainText()
+
+
+def test_junk_folder_and_bad_model_are_messages(qtbot, window, tmp_path, monkeypatch):
     shown = []
     monkeypatch.setattr(main_window.QMessageBox, "warning", lambda parent, title, text: shown.append(text))
-    window = MainWindow()
-    qtbot.addWidget(window)
-    assert not window.open_paths([tmp_path])
-    assert shown and "No CT images found" in shown[0]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.txt").write_text("x")
+    window.open_paths([tmp_path / "junk"])
+    qtbot.waitUntil(lambda: bool(shown), timeout=10000)
+    assert "No CT images found" in shown[0]
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    assert not window.open_model(tmp_path / "bad.onnx")
+    assert "not a readable ONNX model" in shown[1]
+
+
+def test_model_card_dialog_text(window):
+    text = card_html(window.model.card, window.model.path, window.model.sha256)
+    assert "Not for diagnostic use" in text and "random weights" in text and "tests only" in text
+    assert all(c in text for c in CLASSES)
+
+
+def test_without_a_bundled_model_the_viewer_still_opens(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr(main_window, "models_dir", lambda: tmp_path)
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    assert w.model is None and w.model_label.text() == "No model loaded"

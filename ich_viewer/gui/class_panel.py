@@ -1,0 +1,49 @@
+"""The six classes: this slice's probability, the study's maximum, and whether each is flagged."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
+
+from ich_viewer.core.phantom import CLASSES
+
+FLAG_COLOUR = QColor(200, 60, 40)
+
+
+class ClassPanel(QTableWidget):
+    HEADERS = ("class", "this slice", "study max", "flag")
+
+    def __init__(self, parent=None):
+        super().__init__(len(CLASSES), len(self.HEADERS), parent)
+        self.setHorizontalHeaderLabels(self.HEADERS)
+        self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for row, name in enumerate(CLASSES):
+            self.setItem(row, 0, QTableWidgetItem(name))
+            for col in (1, 2, 3):
+                item = QTableWidgetItem("-")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.setItem(row, col, item)
+        self.setMinimumHeight(self.verticalHeader().length() + self.horizontalHeader().height() + 4)
+
+    def show_values(self, slice_probabilities: np.ndarray | None, study_max: np.ndarray | None,
+                    slice_flags: np.ndarray | None, study_flags: np.ndarray | None) -> None:
+        for row in range(len(CLASSES)):
+            current = None if slice_probabilities is None else slice_probabilities[row]
+            maximum = None if study_max is None else study_max[row]
+            self.item(row, 1).setText("-" if current is None or np.isnan(current) else f"{current:.2f}")
+            self.item(row, 2).setText("-" if maximum is None or np.isnan(maximum) else f"{maximum:.2f}")
+            flagged_here = bool(slice_flags is not None and slice_flags[row])
+            flagged_study = bool(study_flags is not None and study_flags[row])
+            self.item(row, 3).setText("this slice" if flagged_here else ("in study" if flagged_study else ""))
+            brush = QBrush(FLAG_COLOUR) if flagged_here or flagged_study else QBrush()
+            font = self.item(row, 0).font()
+            font.setBold(flagged_study)
+            for col in range(4):
+                self.item(row, col).setForeground(brush)
+                self.item(row, col).setFont(font)

@@ -1,0 +1,131 @@
+"""Dialogs and small panels: the model card, keyboard shortcuts, skipped files, the series browser."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QListWidget, QTextBrowser, QTreeWidget, QTreeWidgetItem,
+                               QVBoxLayout)
+
+from ich_viewer.core.model import ModelCard
+from ich_viewer.core.phantom import CLASSES
+
+SHORTCUTS = (
+    ("Wheel, Up/Down, PageUp/PageDown", "previous / next slice (PageUp/PageDown: 10 slices)"),
+    ("Home / End", "first / last slice"),
+    ("1-6", "window presets: brain, subdural, blood, bone, stroke, soft tissue"),
+    ("7", "the window stored in the file"),
+    ("M", "model view: the model's three windows as colours"),
+    ("Right-drag", "adjust level (up/down) and width (left/right)"),
+    ("Left-drag / Ctrl+wheel", "pan / zoom"),
+    ("C", "Grad-CAM overlay on/off"),
+    ("N / Shift+N", "next / previous flagged slice"),
+    ("A", "anonymised display on/off"),
+    ("Ctrl+O / Ctrl+Shift+O", "open folder / open files"),
+    ("Ctrl+E", "export the current view as PNG"),
+)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def card_html(card: ModelCard, path: Path, sha256: str) -> str:
+    raw = card.raw
+    validation = raw.get("validation") or {}
+    training = raw.get("training") or {}
+    rows = "".join(
+        f"<tr><td>{c}</td><td>{_fmt((validation.get('auc') or {}).get(c))}</td>"
+        f"<td>{_fmt((validation.get('ap') or {}).get(c))}</td>"
+        f"<td>{_fmt(((validation.get('study_level') or {}).get(c) or {}).get('recall'))}</td>"
+        f"<td>{_fmt(((validation.get('study_level') or {}).get(c) or {}).get('specificity'))}</td></tr>"
+        for c in CLASSES)
+    presets = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{v[c]:.3f}</td>" for c in CLASSES) + "</tr>"
+                      for n, v in card.presets.items())
+    e = html.escape
+    return (
+        f"<h2>{e(card.name)} {e(card.version)}</h2>"
+        f"<p style='color:#c0392b'><b>Not for diagnostic use.</b></p>"
+        f"<h3>Intended use</h3><p>{e(card.intended_use)}</p>"
+        f"<h3>Limitations</h3><p>{e(card.limitations)}</p>"
+        f"<h3>Validation</h3><p>{e(str(validation.get('dataset', '')))}<br>{e(str(validation.get('split', '')))}<br>"
+        f"{validation.get('slices', '?')} slices, {validation.get('patients', '?')} patients</p>"
+        "<table border=1 cellpadding=3><tr><th>class</th><th>slice AUC</th><th>slice AP</th>"
+        f"<th>study sensitivity</th><th>study specificity</th></tr>{rows}</table>"
+        "<h3>Threshold presets</h3><table border=1 cellpadding=3><tr><th>preset</th>"
+        + "".join(f"<th>{c}</th>" for c in CLASSES) + f"</tr>{presets}</table>"
+        f"<h3>Training</h3><p>{e(str(raw.get('architecture', '')))}, input {e(str(raw.get('input', '')))}<br>"
+        f"data: {e(str(training.get('data_sources', '')))}<br>epochs {training.get('epochs', '?')}, "
+        f"{training.get('hardware', '?')}, {training.get('wall_time_s', '?')} s, code {training.get('code_version', '?')}"
+        f"<br>{e(str(validation.get('citation', '')))}</p>"
+        f"<p><small>{e(str(path))}<br>SHA-256 {sha256}<br>licence: {e(str(raw.get('license', '')))}</small></p>")
+
+
+class ModelCardDialog(QDialog):
+    def __init__(self, card: ModelCard, path: Path, sha256: str, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Model card")
+        self.resize(760, 640)
+        layout = QVBoxLayout(self)
+        self.text = QTextBrowser()
+        self.text.setHtml(card_html(card, path, sha256))
+        layout.addWidget(self.text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+
+class ShortcutsDialog(QDialog):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.resize(560, 420)
+        layout = QVBoxLayout(self)
+        text = QTextBrowser()
+        text.setHtml("<table cellpadding=4>" + "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>"
+                                                       for k, v in SHORTCUTS) + "</table>")
+        layout.addWidget(text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+
+class SkippedList(QListWidget):
+    """Files that were not used, one line each with the reason (a non-modal dock)."""
+
+    def show_skipped(self, skipped) -> None:
+        self.clear()
+        for item in skipped:
+            self.addItem(f"{Path(item.path).name}: {item.reason}")
+
+
+class SeriesBrowser(QTreeWidget):
+    """Patient / study date / description / slice count; choosing a series opens it."""
+
+    seriesChosen = Signal(object, object)  # study, series
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setHeaderLabels(["study / series", "date", "slices"])
+        self.itemActivated.connect(self._on_activated)
+        self.itemClicked.connect(self._on_activated)
+
+    def show_result(self, result, anonymised: bool) -> None:
+        self.clear()
+        for study in result.studies:
+            who = "anonymised" if anonymised else (study.patient.name or study.patient.id or "unknown patient")
+            top = QTreeWidgetItem([f"{who}: {study.description or 'study'}", study.date, ""])
+            self.addTopLevelItem(top)
+            for series in study.series:
+                child = QTreeWidgetItem([series.description or f"series {series.number or ''}", "", str(len(series))])
+                child.setData(0, Qt.ItemDataRole.UserRole, (study, series))
+                top.addChild(child)
+            top.setExpanded(True)
+        self.resizeColumnToContents(0)
+
+    def _on_activated(self, item, _column=0) -> None:
+        data = item.data(0, Qt.ItemDataRole.UserRole)
+        if data:
+            self.seriesChosen.emit(*data)

@@ -1,0 +1,62 @@
+"""Per-slice probability of each class along the series, thresholds dashed; a click jumps there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+
+from ich_viewer.core.phantom import CLASSES
+
+COLOURS = ((230, 230, 230), (255, 140, 0), (220, 50, 50), (80, 160, 255), (120, 220, 120), (200, 120, 255))
+
+
+class ProbabilityPlot(pg.PlotWidget):
+    sliceClicked = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumHeight(150)
+        self.setYRange(0, 1, padding=0.02)
+        self.setLabel("left", "probability")
+        self.setLabel("bottom", "slice")
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.addLegend(offset=(-5, 5), labelTextSize="8pt", colCount=3)
+        self.curves = {n: self.plot([], [], pen=pg.mkPen(c, width=2), name=n) for n, c in zip(CLASSES, COLOURS)}
+        self.lines = {n: pg.InfiniteLine(angle=0, pen=pg.mkPen(c, width=1, style=Qt.PenStyle.DashLine))
+                      for n, c in zip(CLASSES, COLOURS)}
+        for line in self.lines.values():
+            self.addItem(line)
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 0), width=1))
+        self.addItem(self.cursor)
+        self.scene().sigMouseClicked.connect(self._on_click)
+        self.n_slices = 0
+
+    def show_probabilities(self, probabilities: np.ndarray | None) -> None:
+        if probabilities is None:
+            for curve in self.curves.values():
+                curve.setData([], [])
+            return
+        self.n_slices = len(probabilities)
+        x = np.arange(len(probabilities))
+        for c, name in enumerate(CLASSES):
+            column = probabilities[:, c]
+            # Not yet computed (NaN) slices are gaps, not zeros.
+            self.curves[name].setData(x, column, connect="finite")
+        self.setXRange(0, max(len(probabilities) - 1, 1), padding=0.01)
+
+    def show_thresholds(self, values: dict[str, float]) -> None:
+        for name, line in self.lines.items():
+            line.setValue(values[name])
+
+    def set_cursor(self, index: int) -> None:
+        self.cursor.setValue(index)
+
+    def _on_click(self, event) -> None:
+        if not self.n_slices:
+            return
+        point = self.plotItem.vb.mapSceneToView(event.scenePos())
+        index = int(round(point.x()))
+        if 0 <= index < self.n_slices:
+            self.sliceClicked.emit(index)

@@ -1,0 +1,139 @@
+"""The slice view: CT in one ImageItem, the Grad-CAM in a second one above it, HU under the cursor.
+
+Keys (while the view has focus, and forwarded by the main window): wheel / arrows / PageUp /
+PageDown / Home / End move through slices; right-drag changes level (vertical) and width
+(horizontal); left-drag pans; Ctrl+wheel zooms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QFont
+
+from ich_viewer.core.windows import Window, composite_rgb
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+
+class SliceView(pg.GraphicsLayoutWidget):
+    """Shows one HU slice with a window (or the model's 3-window composite) and an optional overlay."""
+
+    sliceStep = Signal(int)  # +-n slices requested (wheel, keys)
+    windowChanged = Signal(object)  # the Window after a right-drag
+    hoverText = Signal(str)  # "x, y: HU" under the cursor
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setBackground("k")
+        self.viewbox = self.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setZValue(10)
+        self.overlay.setOpacity(0.45)
+        self.overlay.setLookupTable(pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256))
+        self.viewbox.addItem(self.image)
+        self.viewbox.addItem(self.overlay)
+        self.corner = pg.TextItem("", color=(230, 230, 230), anchor=(0, 0))
+        self.corner.setFont(QFont("Sans", 9))
+        self.corner.setZValue(20)
+        self.viewbox.addItem(self.corner, ignoreBounds=True)
+        self.hu: np.ndarray | None = None
+        self.window = Window("brain", 40, 80)
+        self.composite: tuple[Window, ...] | None = None
+        self._drag_start: tuple[QPointF, Window] | None = None
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    # ------------------------------------------------------------------ content
+
+    def set_slice(self, hu: np.ndarray | None, autorange: bool = False) -> None:
+        self.hu = hu
+        self._render()
+        if autorange and hu is not None:
+            self.viewbox.autoRange(padding=0.01)
+
+    def set_window(self, window: Window) -> None:
+        self.window, self.composite = window, None
+        self._render()
+
+    def set_composite(self, windows: tuple[Window, ...]) -> None:
+        """The model view: one window per colour channel, as the model's input channels."""
+        self.composite = windows
+        self._render()
+
+    def set_overlay(self, values: np.ndarray | None) -> None:
+        """Values in [0, 1] (already on the model's fixed scale), or None to hide."""
+        if values is None:
+            self.overlay.clear()
+            self.overlay.setVisible(False)
+            return
+        self.overlay.setImage(values, levels=(0.0, 1.0), autoLevels=False)
+        self.overlay.setVisible(True)
+
+    def set_overlay_opacity(self, opacity: float) -> None:
+        self.overlay.setOpacity(opacity)
+
+    def set_colormap(self, name: str) -> None:
+        self.overlay.setLookupTable(pg.colormap.get(name).getLookupTable(0.0, 1.0, 256))
+
+    def set_corner_text(self, text: str) -> None:
+        self.corner.setText(text)
+        self.corner.setPos(0, 0)
+
+    def _render(self) -> None:
+        if self.hu is None:
+            self.image.clear()
+            return
+        if self.composite:
+            self.image.setImage(composite_rgb(self.hu, self.composite), levels=(0.0, 1.0), autoLevels=False)
+        else:
+            self.image.setImage(self.hu, levels=(self.window.low, self.window.high), autoLevels=False)
+
+    # ------------------------------------------------------------------ interaction
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(event)  # zoom
+            return
+        steps = event.angleDelta().y() // 120 or (1 if event.angleDelta().y() > 0 else -1)
+        self.sliceStep.emit(-int(steps))
+        event.accept()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.RightButton:
+            self._drag_start = (event.position(), self.window)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._drag_start is not None:
+            start, window = self._drag_start
+            delta = event.position() - start
+            width = max(1.0, window.width + 2.0 * delta.x())
+            self.window = Window("custom", window.center - 2.0 * delta.y(), width)
+            self.composite = None
+            self._render()
+            self.windowChanged.emit(self.window)
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self._drag_start is not None and event.button() == Qt.MouseButton.RightButton:
+            self._drag_start = None
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def _on_mouse_moved(self, position) -> None:
+        if self.hu is None:
+            return
+        point = self.viewbox.mapSceneToView(position)
+        row, col = int(np.floor(point.y())), int(np.floor(point.x()))
+        if 0 <= row < self.hu.shape[0] and 0 <= col < self.hu.shape[1]:
+            self.hoverText.emit(f"x {col}, y {row}: {self.hu[row, col]:.0f} HU")
+        else:
+            self.hoverText.emit("")

@@ -1,0 +1,91 @@
+"""One slider per class, the card's presets, and what each position trades on validation patients."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+
+from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.thresholds import Thresholds
+
+STEPS = 1000  # slider resolution: thresholds in steps of 0.001
+
+
+class ThresholdPanel(QWidget):
+    changed = Signal()  # any threshold moved (by a slider or a preset)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.thresholds: Thresholds | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.preset_row = QHBoxLayout()
+        layout.addLayout(self.preset_row)
+        self.preset_label = QLabel("")
+        grid = QGridLayout()
+        layout.addLayout(grid)
+        layout.addWidget(self.preset_label)
+        self.sliders: dict[str, QSlider] = {}
+        self.values: dict[str, QLabel] = {}
+        self.readouts: dict[str, QLabel] = {}
+        for row, name in enumerate(CLASSES):
+            slider = QSlider(Qt.Orientation.Horizontal)
+            slider.setRange(1, STEPS - 1)
+            slider.setObjectName(f"threshold_{name}")
+            slider.valueChanged.connect(lambda value, n=name: self._on_slider(n, value))
+            value, readout = QLabel("-"), QLabel("")
+            value.setMinimumWidth(40)
+            readout.setMinimumWidth(220)
+            grid.addWidget(QLabel(name), row, 0)
+            grid.addWidget(slider, row, 1)
+            grid.addWidget(value, row, 2)
+            grid.addWidget(readout, row, 3)
+            self.sliders[name], self.values[name], self.readouts[name] = slider, value, readout
+        grid.setColumnStretch(1, 1)
+        self.setEnabled(False)
+
+    def set_thresholds(self, thresholds: Thresholds | None) -> None:
+        self.thresholds = thresholds
+        while self.preset_row.count():
+            widget = self.preset_row.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        self.setEnabled(thresholds is not None)
+        if thresholds is None:
+            return
+        for name in thresholds.preset_names:
+            button = QPushButton(name.replace("_", " "))
+            button.setObjectName(f"preset_{name}")
+            button.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
+            self.preset_row.addWidget(button)
+        self._sync()
+
+    def apply_preset(self, name: str) -> None:
+        self.thresholds.apply_preset(name)
+        self._sync()
+        self.changed.emit()
+
+    def _sync(self) -> None:
+        for name, slider in self.sliders.items():
+            slider.blockSignals(True)
+            slider.setValue(round(self.thresholds.values[name] * STEPS))
+            slider.blockSignals(False)
+            self._show(name)
+        self.preset_label.setText(f"preset: {self.thresholds.preset.replace('_', ' ')}  "
+                                  "(precision / recall / specificity on the model's validation patients)")
+
+    def _on_slider(self, name: str, value: int) -> None:
+        if self.thresholds is None:
+            return
+        self.thresholds.set(name, value / STEPS)
+        self._show(name)
+        self.preset_label.setText(f"preset: {self.thresholds.preset.replace('_', ' ')}")
+        self.changed.emit()
+
+    def _show(self, name: str) -> None:
+        value = self.thresholds.values[name]
+        self.values[name].setText(f"{value:.3f}")
+        readout = self.thresholds.readout(name)
+        self.readouts[name].setText("no validation curve" if readout is None else
+                                    f"P {readout['precision']:.2f}  R {readout['recall']:.2f}  "
+                                    f"Sp {readout['specificity']:.2f}")

@@ -1,0 +1,78 @@
+"""Every background thread of the GUI starts here. Signals carry results or a message, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+import ich_viewer
+from ich_viewer.core.errors import IchViewerError
+from ich_viewer.core.inference import predict_series
+
+log = logging.getLogger(__name__)
+
+
+class _Worker(QObject):
+    failed = Signal(str)
+    finished = Signal(object)
+
+    def __init__(self, job):
+        super().__init__()
+        self.job = job
+
+    def run(self) -> None:
+        try:
+            self.finished.emit(self.job(self))
+        except IchViewerError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown as a message; details only in the debug log
+            log.debug("background job failed", exc_info=True)
+            self.failed.emit(f"Something went wrong: {type(exc).__name__}: {exc}")
+
+
+class Job(QObject):
+    """A function run on its own QThread; ``finished(result)`` or ``failed(message)`` on the GUI thread."""
+
+    finished = Signal(object)
+    failed = Signal(str)
+    batch = Signal(object, object, object)  # classification: indices, probabilities, cams
+
+    def __init__(self, function, parent=None):
+        super().__init__(parent)
+        self.cancel_event = threading.Event()
+        self.thread = QThread()
+        self.worker = _Worker(function)
+        self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.run)
+        self.worker.finished.connect(self.finished)
+        self.worker.failed.connect(self.failed)
+        self.worker.finished.connect(self.thread.quit)
+        self.worker.failed.connect(self.thread.quit)
+
+    def start(self) -> "Job":
+        self.thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def wait(self, ms: int = 10000) -> bool:
+        return self.thread.wait(ms)
+
+
+def load_job(paths: list[Path], parent=None) -> Job:
+    return Job(lambda worker: ich_viewer.load(paths), parent)
+
+
+def classify_job(model, loader, n_slices: int, parent=None) -> Job:
+    job = Job(None, parent)
+
+    def run(worker):
+        return predict_series(model, loader, n_slices, cancel=job.cancel_event,
+                              on_batch=lambda i, p, c: job.batch.emit(i, p, c))
+
+    job.worker.job = run
+    return job
