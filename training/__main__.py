@@ -15,6 +15,7 @@ STEPS = {
     "evaluate": "predict the validation patients; write metrics, thresholds, curves, model card and report",
     "export": "write <out>/<name>/model.onnx per the model contract (and an INT8 copy if export.int8)",
     "all": "prepare, train, evaluate and export in one go",
+    "bundle": "copy the exported model into resources/models/ (manifest.json) and its report into training/reports/",
 }
 
 
@@ -56,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         elif step == "evaluate":
             from training.evaluate import run_evaluation
             result = run_evaluation(config, n_boot=args.bootstrap)
-        else:
+        elif step == "export":
             from training.export_run import run_export
             result = json.dumps(run_export(config), indent=1)
+        else:
+            from training.bundle import run_bundle
+            result = json.dumps(run_bundle(config), indent=1)
         print(f"{step}: {result} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 

@@ -31,12 +31,14 @@ from training.splits import train_val_indices
 
 
 def split_rows(cache: Cache, config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled cache rows of the training and validation patients."""
+    """Labelled cache rows of the training and validation patients (train-only sources never validate)."""
     labelled = np.flatnonzero(cache.labels[:, 0] >= 0)
-    patients = [cache.records[i].patient for i in labelled]
-    train, val = train_val_indices(patients, cache.labels[labelled, 0], config.split.folds, config.split.fold,
+    extra = np.array([i for i in labelled if cache.records[i].source in config.data.train_only], int)
+    split = np.array([i for i in labelled if cache.records[i].source not in config.data.train_only], int)
+    patients = [cache.records[i].patient for i in split]
+    train, val = train_val_indices(patients, cache.labels[split, 0], config.split.folds, config.split.fold,
                                    config.split.seed)
-    return labelled[train], labelled[val]
+    return np.sort(np.concatenate([split[train], extra])), split[val]
 
 
 class WeightedBCE(nn.Module):

@@ -186,3 +186,14 @@ def test_the_whole_pipeline_on_phantoms_exports_a_contract_model(tmp_path):
     assert len(card["operating_curves"]["subdural"]["thresholds"]) >= 2
     assert (run / "eval" / "report.md").is_file() and (run / "model.int8.onnx").is_file()
     assert training_main(["train", "--config", "no_such_recipe"]) == 2
+
+
+def test_train_only_sources_never_reach_validation(tmp_path):
+    config = smoke_config(tmp_path, 'data.sources=[{kind="phantom", n_studies=6, seed=3, slices=8, size=64}, '
+                                    '{kind="phantom", n_studies=5, seed=4, slices=4, size=64, name="extra"}]',
+                          'data.train_only=["extra"]')
+    cache = prepare(config, progress=False)
+    train_rows, val_rows = split_rows(cache, config)
+    extra = {i for i, r in enumerate(cache.records) if r.source == "extra"}
+    assert len(extra) == 20 and extra <= set(train_rows.tolist()) and not extra & set(val_rows.tolist())
+    assert len(train_rows) + len(val_rows) == len(cache.records) and len(val_rows) > 0

@@ -107,7 +107,8 @@ class CtichPngSource:
     name = "ctich"
     hu_range = PNG_HU_RANGE
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, name: str | None = None):
+        self.name = name or type(self).name  # SliceRecord.source; a config may rename a source (train_only)
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"CT-ICH PNG folder {self.root} does not exist")
@@ -170,7 +171,8 @@ class CtichNiftiSource:
     name = "ctich"
     hu_range = None
 
-    def __init__(self, root: str | Path, cache_size: int = 4):
+    def __init__(self, root: str | Path, cache_size: int = 4, name: str | None = None):
+        self.name = name or type(self).name  # SliceRecord.source; a config may rename a source (train_only)
         self.root = Path(root).expanduser().resolve()
         self.table = self.root / "hemorrhage_diagnosis_raw_ct.csv"
         if not self.root.is_dir():

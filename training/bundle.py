@@ -1,0 +1,91 @@
+"""The ``bundle`` step: the exported model becomes the viewer's bundled model, with its report.
+
+Copies ``<run>/model.onnx`` to ``resources/models/<name>.onnx``, writes ``manifest.json`` (SHA-256),
+copies the evaluation report to ``training/reports/<name>/`` and appends checks on real CT from
+other hospitals that the project holds (never used for training or tuning): the CQ500-CT-0 series
+(read negative by two of three radiologists) and pydicom-data's ``693_J2KR.dcm`` (CQ500-CT-310, a
+subdural hemorrhage). These run through the viewer's own engine, exactly as a user's study would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import ich_viewer
+from ich_viewer.core.inference import predict_series
+from ich_viewer.core.model import IchModel, sha256
+from ich_viewer.core.phantom import CLASSES
+from training.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+CQ500 = REPO.parent / "shared" / "data" / "cq500-ct0"
+
+
+def external_checks(model_path: Path, cq500: Path = CQ500) -> tuple[str, dict]:
+    """Markdown and numbers for the external slices, with every preset's flag counts."""
+    model = IchModel(model_path)
+    presets = model.card.presets
+    lines = ["", "## Real CT from other hospitals (not used for training or thresholds)", ""]
+    numbers: dict = {}
+    try:
+        from pydicom.data import get_testdata_file
+
+        j2kr = get_testdata_file("693_J2KR.dcm", download=False)
+    except ImportError:
+        j2kr = None
+    if j2kr:
+        series = ich_viewer.load(j2kr).series[0]
+        p = predict_series(model, series.volume()).probabilities[0]
+        numbers["693_J2KR"] = dict(zip(CLASSES, map(float, p)))
+        lines += ["`693_J2KR.dcm` (pydicom-data; CQ500-CT-310, read as subdural hemorrhage with midline shift):", "",
+                  "| " + " | ".join(CLASSES) + " |", "|" + "---:|" * len(CLASSES),
+                  "| " + " | ".join(f"{v:.3f}" for v in p) + " |", "",
+                  "Flagged at each preset: " + "; ".join(
+                      f"{name}: {', '.join(c for c in CLASSES if p[CLASSES.index(c)] >= t[c]) or 'nothing'}"
+                      for name, t in presets.items()), ""]
+    if cq500.is_dir():
+        series = ich_viewer.load(cq500).series[0]
+        probabilities = predict_series(model, series.volume()).probabilities
+        numbers["cq500_ct0"] = {"slices": len(series), "max": dict(zip(CLASSES, map(float, probabilities.max(0)))),
+                                "flagged": {}}
+        lines += [f"CQ500-CT-0 ({len(series)} slices, 0.625 mm; two of three radiologists read no hemorrhage, one "
+                  "read ICH and subarachnoid):", "",
+                  "| preset | " + " | ".join(CLASSES) + " |", "|---|" + "---:|" * len(CLASSES)]
+        for name, thresholds in presets.items():
+            counts = [int((probabilities[:, c] >= thresholds[n]).sum()) for c, n in enumerate(CLASSES)]
+            numbers["cq500_ct0"]["flagged"][name] = dict(zip(CLASSES, counts))
+            lines.append(f"| slices flagged, {name} | " + " | ".join(map(str, counts)) + " |")
+        lines.append("| max probability | " + " | ".join(f"{v:.3f}" for v in probabilities.max(0)) + " |")
+        lines.append("| median probability | " + " | ".join(f"{v:.3f}" for v in np.median(probabilities, 0)) + " |")
+        np.savetxt(REPO / "training" / "reports" / "cq500_ct0_probabilities.csv", probabilities, fmt="%.5f",
+                   delimiter=",", header=",".join(CLASSES), comments="")
+        lines += ["", "Per-slice probabilities: `cq500_ct0_probabilities.csv` (slice order, inferior to superior).", ""]
+    return "\n".join(lines), numbers
+
+
+def run_bundle(config: Config) -> dict:
+    source = config.run_dir / "model.onnx"
+    if not source.is_file():
+        raise FileNotFoundError(f"no exported model at {source}: run `python -m training export` first")
+    models = REPO / "resources" / "models"
+    target = models / f"{config.name}.onnx"
+    shutil.copy(source, target)
+    digest = sha256(target)
+    manifest = {"models": [{"file": target.name, "sha256": digest, "config": f"training/configs/{config.name}.toml",
+                            "reproduce": f"python -m training all --config {config.name} && "
+                                         f"python -m training bundle --config {config.name}"}]}
+    (models / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    reports = REPO / "training" / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    for name in ("report.md", "roc.png", "pr.png"):
+        shutil.copy(config.run_dir / "eval" / name, reports / name)
+    markdown, numbers = external_checks(target)
+    with open(reports / "report.md", "a") as f:
+        f.write(markdown)
+    (reports / "external_checks.json").write_text(json.dumps(numbers, indent=1))
+    return {"model": str(target.relative_to(REPO)), "sha256": digest, "megabytes": round(target.stat().st_size / 2**20, 1),
+            "report": str((reports / "report.md").relative_to(REPO))}
