@@ -197,3 +197,13 @@ def test_train_only_sources_never_reach_validation(tmp_path):
     extra = {i for i, r in enumerate(cache.records) if r.source == "extra"}
     assert len(extra) == 20 and extra <= set(train_rows.tolist()) and not extra & set(val_rows.tolist())
     assert len(train_rows) + len(val_rows) == len(cache.records) and len(val_rows) > 0
+
+
+def test_gradient_accumulation_and_bf16_autocast(smoke_cache, tmp_path):
+    config, cache = smoke_cache
+    run = smoke_config(tmp_path, f'data.cache_dir="{config.cache_dir}"', "train.epochs=1", "train.accumulate=2",
+                       'train.amp="bf16"')
+    state = torch.load(train(run, progress=False), weights_only=False)
+    train_rows, _ = split_rows(cache, run)
+    assert state["step"] == (len(train_rows) // 8) // 2  # one optimiser step per two batches
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
