@@ -1,0 +1,68 @@
+"""Regenerate the README screenshots from the real window (offscreen, 1280x800).
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/screenshots.py
+
+Opens the demo phantom study with the bundled model, waits for classification, goes to the slice
+where the model is most suspicious of a subdural hemorrhage, and grabs: the main window with the
+Grad-CAM overlay, the threshold panel, and the model card dialog.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from ich_viewer.app import demo_study_dir  # noqa: E402
+from ich_viewer.core.phantom import CLASSES  # noqa: E402
+from ich_viewer.gui.dialogs import ModelCardDialog  # noqa: E402
+from ich_viewer.gui.main_window import MainWindow  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+
+
+def wait(app, condition, timeout=120.0):
+    end = time.monotonic() + timeout
+    while not condition():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() > end:
+            raise TimeoutError("the window did not get there in time")
+
+
+def main() -> int:
+    app = QApplication(sys.argv[:1])
+    settings = QSettings(str(OUT / ".screenshots.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    window.resize(1280, 800)
+    window.show()
+    window.open_paths([demo_study_dir()])
+    wait(app, lambda: window.prediction is not None and window.prediction.complete
+         and not window.classify.thread.isRunning())
+    subdural = CLASSES.index("subdural")
+    window.go_to(int(window.prediction.probabilities[:, subdural].argmax()))
+    window.cam_class.setCurrentIndex(subdural + 1)
+    window.cam_below.setChecked(True)
+    app.processEvents()
+    window.grab().save(str(OUT / "screenshot-demo.png"))
+    window.findChild(type(window.threshold_panel)).grab().save(str(OUT / "screenshot-thresholds.png"))
+    dialog = ModelCardDialog(window.model.card, window.model.path, window.model.sha256, window)
+    dialog.resize(900, 700)
+    dialog.show()
+    app.processEvents()
+    dialog.grab().save(str(OUT / "screenshot-model-card.png"))
+    settings_file = OUT / ".screenshots.ini"
+    window.close()
+    settings_file.unlink(missing_ok=True)
+    print("wrote", *(p.name for p in sorted(OUT.glob("screenshot-*.png"))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
