@@ -57,9 +57,11 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         self._build_menus()
         self.resize(1280, 800)
-        geometry = self.settings.value("window/geometry")
+        geometry, state = self.settings.value("window/geometry"), self.settings.value("window/state")
         if geometry is not None:
             self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
         self._poll = QTimer(self, interval=60)
         self._poll.timeout.connect(self._on_decode_progress)
         if model is not None:
@@ -540,6 +542,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
         self.cancel_classification()
         if self.loader is not None:
             self.loader.cancel()

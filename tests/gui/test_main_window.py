@@ -160,3 +160,20 @@ def test_without_a_bundled_model_the_viewer_still_opens(qtbot, tmp_path, monkeyp
     w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
     assert w.model is None and w.model_label.text() == "No model loaded"
+
+
+def test_window_state_and_last_folder_are_remembered(qtbot, tmp_path, study, tiny_model):
+    settings = QSettings(str(tmp_path / "remember.ini"), QSettings.Format.IniFormat)
+    first = MainWindow(settings=settings, model=IchModel(tiny_model))
+    qtbot.addWidget(first)
+    first.show()
+    opened(qtbot, first, study, classify=False)
+    assert first.skipped_dock.isVisible()  # shown because files were skipped; hidden by default
+    first.close()
+    second = MainWindow(settings=QSettings(str(tmp_path / "remember.ini"), QSettings.Format.IniFormat),
+                        model=IchModel(tiny_model))
+    qtbot.addWidget(second)
+    assert second.settings.value("last_folder") == str(study)
+    # (The offscreen screen is 800x600, so the size itself cannot differ; the dock layout can.)
+    assert second.settings.value("window/geometry") is not None and second.skipped_dock.isVisibleTo(second)
+    assert [a.text() for a in second.recent_menu.actions()] == [str(study)]
