@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-resume", action="store_true", help="train: start again even if a checkpoint exists")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--bootstrap", type=int, default=1000, help="evaluate: bootstrap resamples over patients")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="RECIPE",
+                        help="bundle: other evaluated recipes to compare with in the report")
     return parser
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             result = json.dumps(run_export(config), indent=1)
         else:
             from training.bundle import run_bundle
-            result = json.dumps(run_bundle(config), indent=1)
+            result = json.dumps(run_bundle(config, compare=args.compare), indent=1)
         print(f"{step}: {result} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 

@@ -67,7 +67,7 @@ def external_checks(model_path: Path, cq500: Path = CQ500) -> tuple[str, dict]:
     return "\n".join(lines), numbers
 
 
-def run_bundle(config: Config) -> dict:
+def run_bundle(config: Config, compare: list[str] = ()) -> dict:
     source = config.run_dir / "model.onnx"
     if not source.is_file():
         raise FileNotFoundError(f"no exported model at {source}: run `python -m training export` first")
@@ -84,6 +84,12 @@ def run_bundle(config: Config) -> dict:
     for name in ("report.md", "roc.png", "pr.png"):
         shutil.copy(config.run_dir / "eval" / name, reports / name)
     markdown, numbers = external_checks(target)
+    if compare:
+        from training.config import load_config
+        from training.experiments import comparison_markdown
+
+        runs = {config.name: config.run_dir, **{name: load_config(name).run_dir for name in compare}}
+        markdown = comparison_markdown(runs, config.name) + markdown
     with open(reports / "report.md", "a") as f:
         f.write(markdown)
     (reports / "external_checks.json").write_text(json.dumps(numbers, indent=1))

@@ -18,6 +18,7 @@ from training.__main__ import main as training_main
 from training.config import AugmentConfig, load_config
 from training.data.cache import Cache, prepare
 from training.data.dataset import AIR_HU, EpochSampler, augment_hu, sample_weights
+from training.experiments import comparison_markdown
 from training.export import read_card
 from training.splits import patient_folds, train_val_indices
 from training.train import WeightedBCE, split_rows, train
@@ -185,6 +186,9 @@ def test_the_whole_pipeline_on_phantoms_exports_a_contract_model(tmp_path):
     assert card["validation"]["split"].startswith("patient-level")
     assert len(card["operating_curves"]["subdural"]["thresholds"]) >= 2
     assert (run / "eval" / "report.md").is_file() and (run / "model.int8.onnx").is_file()
+    evaluation = json.loads((run / "eval" / "evaluation.json").read_text())
+    table = comparison_markdown({"phantom_smoke": run, "missing": tmp_path / "none"}, "phantom_smoke")
+    assert f"{evaluation['log_loss']:.4f}" in table and "| missing | not evaluated |" in table
     assert training_main(["train", "--config", "no_such_recipe"]) == 2
 
 
