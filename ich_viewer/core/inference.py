@@ -90,6 +90,18 @@ def cam_overlay(cam: np.ndarray, shape: tuple[int, int], scale: float, probabili
     return np.clip(values / max(scale, 1e-12), 0.0, 1.0).astype(np.float32)
 
 
+def display_scale(prediction: SeriesPrediction, class_index: int, model_scale: float) -> float:
+    """The CAM value shown at full colour for one class in one series: the model card's scale, or the
+    series' own 99th-percentile peak when that is larger. Fixed across the series (never per image),
+    so weak slices stay dark; the card's scale alone saturates on data unlike the model's validation set.
+    """
+    done = prediction.done
+    if not done.any():
+        return model_scale
+    peaks = prediction.cam[done, class_index].reshape(int(done.sum()), -1).max(1)
+    return float(max(model_scale, np.percentile(peaks, 99)))
+
+
 def flagged_ranges(flags: np.ndarray) -> list[tuple[int, int]]:
     """Runs of consecutive flagged slices as inclusive (first, last) index pairs."""
     flags = np.asarray(flags, bool)

@@ -13,13 +13,14 @@ FLAG_COLOUR = QColor(200, 60, 40)
 
 
 class ClassPanel(QTableWidget):
-    HEADERS = ("class", "this slice", "study max", "flag")
+    HEADERS = ("class", "slice", "study max", "flag")
 
     def __init__(self, parent=None):
         super().__init__(len(CLASSES), len(self.HEADERS), parent)
         self.setHorizontalHeaderLabels(self.HEADERS)
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -40,7 +41,7 @@ class ClassPanel(QTableWidget):
             self.item(row, 2).setText("-" if maximum is None or np.isnan(maximum) else f"{maximum:.2f}")
             flagged_here = bool(slice_flags is not None and slice_flags[row])
             flagged_study = bool(study_flags is not None and study_flags[row])
-            self.item(row, 3).setText("this slice" if flagged_here else ("in study" if flagged_study else ""))
+            self.item(row, 3).setText("slice" if flagged_here else ("study" if flagged_study else ""))
             brush = QBrush(FLAG_COLOUR) if flagged_here or flagged_study else QBrush()
             font = self.item(row, 0).font()
             font.setBold(flagged_study)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, Q
                                QMessageBox, QProgressBar, QSlider, QSplitter, QVBoxLayout, QWidget)
 
 from ich_viewer.core.errors import IchViewerError
-from ich_viewer.core.inference import SeriesPrediction, cam_overlay
+from ich_viewer.core.inference import SeriesPrediction, cam_overlay, display_scale
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import CLASSES
 from ich_viewer.core.results import SeriesResult, slice_rows, study_summaries, write_csv, write_json
@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
         self.cam_below.toggled.connect(lambda _: self._refresh_overlay())
         self.cam_opacity = QSlider(Qt.Orientation.Horizontal)
         self.cam_opacity.setRange(0, 100)
-        self.cam_opacity.setValue(45)
+        self.cam_opacity.setValue(60)
         self.cam_opacity.valueChanged.connect(lambda v: self.view.set_overlay_opacity(v / 100))
         self.cam_map = QComboBox()
         self.cam_map.addItems(["inferno", "viridis", "magma", "plasma"])
@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         self.skipped = SkippedList()
         self.skipped_dock = self._dock("Skipped files", self.skipped, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.skipped_dock.hide()
+        self.skipped.setMaximumHeight(120)  # a list of reasons, not a work area
 
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
@@ -425,8 +426,9 @@ class MainWindow(QMainWindow):
             self.view.set_overlay(None)
             return
         name = CLASSES[c]
+        scale = display_scale(self.prediction, c, self.model.card.cam_scale[name])
         values = cam_overlay(self.prediction.cam[self.index, c], (self.series.rows, self.series.columns),
-                             self.model.card.cam_scale[name], float(self.prediction.probabilities[self.index, c]),
+                             scale, float(self.prediction.probabilities[self.index, c]),
                              self.thresholds.values[name], self.cam_below.isChecked())
         self.view.set_overlay(values)
 

@@ -31,8 +31,8 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setZValue(10)
-        self.overlay.setOpacity(0.45)
-        self.overlay.setLookupTable(pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256))
+        self.overlay.setOpacity(0.6)
+        self.set_colormap("inferno")
         self.viewbox.addItem(self.image)
         self.viewbox.addItem(self.overlay)
         self.corner = pg.TextItem("", color=(230, 230, 230), anchor=(0, 0))
@@ -76,7 +76,10 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.overlay.setOpacity(opacity)
 
     def set_colormap(self, name: str) -> None:
-        self.overlay.setLookupTable(pg.colormap.get(name).getLookupTable(0.0, 1.0, 256))
+        """The colour map with an alpha ramp: zero is transparent, so only where the model looked shows."""
+        lut = pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=True)
+        lut[:, 3] = np.clip(np.linspace(0, 400, 256), 0, 255).astype(np.uint8)
+        self.overlay.setLookupTable(lut)
 
     def set_corner_text(self, text: str) -> None:
         self.corner.setText(text)

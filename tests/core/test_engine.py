@@ -170,3 +170,16 @@ def test_study_summary_and_flagged_ranges():
     assert summary["subdural"] == {"max_probability": pytest.approx(0.9), "top_slice": 2, "threshold": 0.5,
                                    "flagged": True, "flagged_slices": 2, "flagged_ranges": [(1, 2)]}
     assert not summary["epidural"]["flagged"]
+
+
+def test_display_scale_is_fixed_per_series_and_never_below_the_models():
+    from ich_viewer.core.inference import SeriesPrediction, display_scale
+
+    prediction = SeriesPrediction.empty(4, (2, 2))
+    assert display_scale(prediction, 5, 0.05) == 0.05  # nothing computed yet: the card's scale
+    prediction.cam[:, 5] = np.array([0.01, 0.02, 0.4, 0.03])[:, None, None]
+    prediction.done[:] = True
+    scale = display_scale(prediction, 5, 0.05)
+    assert 0.38 < scale <= 0.4  # a series far hotter than the validation data: its own peak
+    prediction.cam[2, 5] = 0.01
+    assert display_scale(prediction, 5, 0.05) == 0.05  # a quiet series keeps the model's scale

@@ -85,7 +85,7 @@ def test_classification_thresholds_and_cam(qtbot, window, study):
     assert not window._slice_flags()[window.index, 0]
     assert window.threshold_panel.readouts["any"].text() != before
     slider.setValue(int(probabilities[window.index, 0] * 1000) - 5)
-    assert window._slice_flags()[window.index, 0] and window.classes.item(0, 3).text() == "this slice"
+    assert window._slice_flags()[window.index, 0] and window.classes.item(0, 3).text() == "slice"
     # CAM for "any" now shows (above threshold); C toggles it; under threshold it hides unless asked.
     window.cam_class.setCurrentIndex(1)
     assert window.view.overlay.isVisible()
