@@ -1,4 +1,5 @@
-"""The six classes: this slice's probability, the study's maximum, and whether each is flagged."""
+"""The six classes: this slice's probability, the series' maximum, and whether each is flagged
+(on this slice, or somewhere in the study)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ FLAG_COLOUR = QColor(200, 60, 40)
 
 
 class ClassPanel(QTableWidget):
-    HEADERS = ("class", "slice", "study max", "flag")
+    HEADERS = ("class", "slice", "max", "flag")
 
     def __init__(self, parent=None):
         super().__init__(len(CLASSES), len(self.HEADERS), parent)
         self.setHorizontalHeaderLabels(self.HEADERS)
         self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)

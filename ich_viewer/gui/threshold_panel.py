@@ -22,9 +22,11 @@ class ThresholdPanel(QWidget):
         self.preset_row = QHBoxLayout()
         layout.addLayout(self.preset_row)
         self.preset_label = QLabel("")
+        self.preset_label.setWordWrap(True)
         grid = QGridLayout()
         layout.addLayout(grid)
         layout.addWidget(self.preset_label)
+        layout.addStretch(1)  # keep the sliders together at the top of a tall dock
         self.sliders: dict[str, QSlider] = {}
         self.values: dict[str, QLabel] = {}
         self.readouts: dict[str, QLabel] = {}
