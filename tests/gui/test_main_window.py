@@ -177,3 +177,25 @@ def test_window_state_and_last_folder_are_remembered(qtbot, tmp_path, study, tin
     # (The offscreen screen is 800x600, so the size itself cannot differ; the dock layout can.)
     assert second.settings.value("window/geometry") is not None and second.skipped_dock.isVisibleTo(second)
     assert [a.text() for a in second.recent_menu.actions()] == [str(study)]
+
+
+def test_hu_readout_under_the_cursor_and_right_drag_window(qtbot, window, study):
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtCore import QEvent
+
+    opened(qtbot, window, study, classify=False)
+    view = window.view
+    view.viewbox.autoRange()
+    view._on_mouse_moved(view.viewbox.mapViewToScene(QPointF(10.5, 20.5)))
+    assert window.hover_label.text() == f"x 10, y 20: {view.hu[20, 10]:.0f} HU"
+    start = view.window
+
+    def mouse(kind, x, y, button):
+        return QMouseEvent(kind, QPointF(x, y), QPointF(x, y), button, button, Qt.KeyboardModifier.NoModifier)
+
+    view.mousePressEvent(mouse(QEvent.Type.MouseButtonPress, 100, 100, Qt.MouseButton.RightButton))
+    view.mouseMoveEvent(mouse(QEvent.Type.MouseMove, 130, 90, Qt.MouseButton.RightButton))
+    view.mouseReleaseEvent(mouse(QEvent.Type.MouseButtonRelease, 130, 90, Qt.MouseButton.RightButton))
+    # 30 px right widens by 60 HU; 10 px up raises the level by 20 HU.
+    assert (view.window.center, view.window.width) == (start.center + 20, start.width + 60)
+    assert tuple(view.image.levels) == (view.window.low, view.window.high)
