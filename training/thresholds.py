@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.thresholds import read_curve  # noqa: F401 - the report reads curves as the viewer does
 
 PRESETS = ("balanced", "high_sensitivity", "precision_0.7")
 
@@ -39,12 +40,6 @@ def curves(y_true, y_prob, max_points: int = 101) -> dict[str, dict]:
     """One operating curve per class, keyed by class name."""
     y_true, y_prob = np.asarray(y_true), np.asarray(y_prob)
     return {name: operating_curve(y_true[:, c], y_prob[:, c], max_points) for c, name in enumerate(CLASSES)}
-
-
-def read_curve(curve: dict, threshold: float) -> dict[str, float]:
-    """Precision/recall/specificity at ``threshold``, linearly interpolated, clamped at the curve's ends."""
-    t = curve["thresholds"]
-    return {k: float(np.interp(threshold, t, curve[k])) for k in ("precision", "recall", "specificity")}
 
 
 def _down4(t: float) -> float:

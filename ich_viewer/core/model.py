@@ -22,7 +22,6 @@ from ich_viewer.core.phantom import CLASSES
 CONTRACT_VERSION = "1"
 REQUIRED_CARD_KEYS = ("name", "version", "classes", "input", "thresholds", "operating_curves", "intended_use",
                       "limitations")
-PRESET_ORDER = ("balanced", "high_sensitivity", "precision_0.7")
 
 
 @dataclass(frozen=True)

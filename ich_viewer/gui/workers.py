@@ -19,13 +19,13 @@ class _Worker(QObject):
     failed = Signal(str)
     finished = Signal(object)
 
-    def __init__(self, job):
+    def __init__(self, function):
         super().__init__()
-        self.job = job
+        self.function = function
 
     def run(self) -> None:
         try:
-            self.finished.emit(self.job(self))
+            self.finished.emit(self.function())
         except IchViewerError as exc:
             self.failed.emit(str(exc))
         except Exception as exc:  # noqa: BLE001 - shown as a message; details only in the debug log
@@ -34,7 +34,8 @@ class _Worker(QObject):
 
 
 class Job(QObject):
-    """A function run on its own QThread; ``finished(result)`` or ``failed(message)`` on the GUI thread."""
+    """``function(job)`` run on its own QThread; ``finished(result)`` or ``failed(message)`` on the GUI
+    thread. The function gets the job for its ``cancel_event`` and ``batch`` signal."""
 
     finished = Signal(object)
     failed = Signal(str)
@@ -44,7 +45,7 @@ class Job(QObject):
         super().__init__(parent)
         self.cancel_event = threading.Event()
         self.thread = QThread()
-        self.worker = _Worker(function)
+        self.worker = _Worker(lambda: function(self))
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.run)
         self.worker.finished.connect(self.finished)
@@ -64,15 +65,9 @@ class Job(QObject):
 
 
 def load_job(paths: list[Path], parent=None) -> Job:
-    return Job(lambda worker: ich_viewer.load(paths), parent)
+    return Job(lambda job: ich_viewer.load(paths), parent)
 
 
 def classify_job(model, loader, n_slices: int, parent=None) -> Job:
-    job = Job(None, parent)
-
-    def run(worker):
-        return predict_series(model, loader, n_slices, cancel=job.cancel_event,
-                              on_batch=lambda i, p, c: job.batch.emit(i, p, c))
-
-    job.worker.job = run
-    return job
+    return Job(lambda job: predict_series(model, loader, n_slices, cancel=job.cancel_event,
+                                          on_batch=lambda i, p, c: job.batch.emit(i, p, c)), parent)

@@ -8,6 +8,7 @@ sees only this interface.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ich_viewer.core.phantom import CLASSES
 
-__all__ = ["CLASSES", "SliceRecord", "Source", "labels_array"]
+__all__ = ["CLASSES", "CachedReader", "SliceRecord", "Source", "labels_array"]
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,26 @@ def labels_array(records: Sequence[SliceRecord]) -> np.ndarray:
         if record.labels is not None:
             out[i] = record.labels
     return out
+
+
+class CachedReader:
+    """A reader whose ``_load(key)`` is memoised per instance (``cache_size`` entries) and whose cache is
+    dropped when pickled (it holds arrays or open files) and rebuilt on the other side, e.g. in the
+    prepare step's worker processes."""
+
+    cache_size: int = 4
+
+    def _load(self, key):
+        raise NotImplementedError
+
+    def _init_cache(self) -> None:
+        self._cached = functools.lru_cache(maxsize=self.cache_size)(self._load)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_cached", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_cache()

@@ -29,14 +29,13 @@ readers share :func:`to_display` and give the same record keys (``ctich/<patient
 from __future__ import annotations
 
 import csv
-import functools
 import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from training.data.base import CLASSES, SliceRecord
+from training.data.base import CLASSES, CachedReader, SliceRecord
 
 __all__ = ["CtichNiftiSource", "CtichPngSource", "PNG_HU_RANGE", "PNG_WINDOW", "to_display", "from_display"]
 
@@ -160,7 +159,7 @@ class CtichPngSource:
         return to_display(self._read_png(record.extra["mask"]) > 0)
 
 
-class CtichNiftiSource:
+class CtichNiftiSource(CachedReader):
     """The PhysioNet release: ``ct_scans/<NNN>.nii`` (HU), ``masks/<NNN>.nii``, ``hemorrhage_diagnosis_raw_ct.csv``.
 
     Slice k of patient p is ``data[:, :, k - 1]``. Volumes are opened lazily, memory-mapped, and kept
@@ -182,18 +181,6 @@ class CtichNiftiSource:
                                     "masks/<NNN>.nii and hemorrhage_diagnosis_raw_ct.csv")
         self.cache_size = cache_size
         self.skipped: list[tuple[str, str]] = []
-        self._init_cache()
-
-    def _init_cache(self) -> None:
-        self._open = functools.lru_cache(maxsize=self.cache_size)(self._open_volume)
-
-    def __getstate__(self):  # the cache holds open proxies: rebuilt on the other side of a pickle
-        state = dict(self.__dict__)
-        state.pop("_open", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
         self._init_cache()
 
     def _volume_path(self, folder: str, number: int) -> Path | None:
@@ -228,7 +215,7 @@ class CtichNiftiSource:
         return out
 
     @staticmethod
-    def _open_volume(path: str):
+    def _load(path: str):
         import nibabel
 
         image = nibabel.load(path, mmap=True)
@@ -237,7 +224,7 @@ class CtichNiftiSource:
         return image.dataobj  # an ArrayProxy: slicing it reads (and rescales) only that slice
 
     def _slice(self, path: str, slice_number: int) -> np.ndarray:
-        proxy = self._open(path)
+        proxy = self._cached(path)  # open volumes (memory-mapped proxies), CachedReader's LRU
         depth = proxy.shape[2]
         if not 1 <= slice_number <= depth:
             raise IndexError(f"slice {slice_number} is outside {path}, which has slices 1..{depth}")

@@ -9,17 +9,16 @@ its masks, so a subtype shows up in the labels wherever it covers enough pixels.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 
 from ich_viewer.core.phantom import SUBTYPES, PhantomSeries, make_phantom
-from training.data.base import SliceRecord
+from training.data.base import CachedReader, SliceRecord
 
 __all__ = ["PhantomSource"]
 
 
-class PhantomSource:
+class PhantomSource(CachedReader):
     """``n_studies`` phantom studies of ``slices`` slices at ``size`` x ``size`` (patient = study)."""
 
     name = "phantom"
@@ -40,18 +39,6 @@ class PhantomSource:
         self._order = tuple(SUBTYPES[k] for k in order)
         self._init_cache()
 
-    def _init_cache(self) -> None:
-        self._series = functools.lru_cache(maxsize=self.cache_size)(self._generate)
-
-    def __getstate__(self):  # generated arrays are not worth pickling: rebuilt on demand
-        state = dict(self.__dict__)
-        state.pop("_series", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._init_cache()
-
     def subtypes_of(self, study: int) -> tuple[str, ...]:
         """The hemorrhage subtypes drawn into study ``study`` (empty: a lesion-free head)."""
         if study % 4 == 3:
@@ -67,7 +54,7 @@ class PhantomSource:
     def study_seed(self, study: int) -> int:
         return self.seed * 1000 + study
 
-    def _generate(self, study: int) -> PhantomSeries:
+    def _load(self, study: int) -> PhantomSeries:  # memoised by CachedReader; generated arrays never pickled
         return make_phantom(seed=self.study_seed(study), subtypes=self.subtypes_of(study), n_slices=self.slices,
                             size=self.size)
 
@@ -75,7 +62,7 @@ class PhantomSource:
         """The generated series of study ``study`` (from the LRU cache when recent)."""
         if not 0 <= study < self.n_studies:
             raise IndexError(f"study {study} is outside 0..{self.n_studies - 1}")
-        return self._series(study)
+        return self._cached(study)
 
     def records(self) -> list[SliceRecord]:
         out = []
