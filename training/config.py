@@ -33,7 +33,7 @@ class WindowConfig:
 
 @dataclass
 class DataConfig:
-    sources: list = _opt([], "data sources: tables with kind = ctich_png | ctich_nifti | rsna | phantom and its options")
+    sources: list = _opt([], "data sources: tables with kind = ctich_png | ctich_nifti | ctich_lesions | rsna | phantom and its options")
     cache_dir: str = _opt("", "where `prepare` writes the int16 HU cache (default runs/<name>/cache)")
     workers: int = _opt(2, "processes that decode DICOMs / PNGs while preparing the cache")
     train_only: list = _opt([], "source names (e.g. phantom) used only for training, never validation or thresholds")

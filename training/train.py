@@ -31,13 +31,19 @@ from training.splits import train_val_indices
 
 
 def split_rows(cache: Cache, config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled cache rows of the training and validation patients (train-only sources never validate)."""
+    """Labelled cache rows of the training and validation patients.
+
+    Train-only sources never validate, and their rows of a validating patient (synthetic lesions
+    painted on that patient's slices) are dropped: no validation anatomy reaches training.
+    """
     labelled = np.flatnonzero(cache.labels[:, 0] >= 0)
     extra = np.array([i for i in labelled if cache.records[i].source in config.data.train_only], int)
     split = np.array([i for i in labelled if cache.records[i].source not in config.data.train_only], int)
     patients = [cache.records[i].patient for i in split]
     train, val = train_val_indices(patients, cache.labels[split, 0], config.split.folds, config.split.fold,
                                    config.split.seed)
+    validating = {patients[i] for i in val}
+    extra = np.array([i for i in extra if cache.records[i].patient not in validating], int)
     return np.sort(np.concatenate([split[train], extra])), split[val]
 
 

@@ -38,10 +38,13 @@ def build_source(spec: dict) -> Source:
     if kind == "rsna":
         from training.data.rsna import RsnaSource
         return RsnaSource(**spec)
+    if kind == "ctich_lesions":
+        from training.data.real_lesions import RealLesionSource
+        return RealLesionSource(**spec)
     if kind == "phantom":
         from training.data.phantom_source import PhantomSource
         return PhantomSource(**spec)
-    raise ValueError(f"unknown data source kind {kind!r}: use ctich_png, ctich_nifti, rsna or phantom")
+    raise ValueError(f"unknown data source kind {kind!r}: use ctich_png, ctich_nifti, ctich_lesions, rsna or phantom")
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""Synthetic blood on real anatomy: the phantom's lesion painters applied to negative CT-ICH slices.
+
+For each negative host slice, :func:`real_slice_geometry` segments what the painters need (the
+inner table from saturated bone, intracranial space, ventricles and sulcal CSF from their HU) and
+builds a :class:`~ich_viewer.core.lesions.SliceGeometry`; :func:`plan_real_lesion` places one
+lesion of the requested subtype where that subtype lies; ``paste_lesions`` paints it with CT-like
+noise. Labels are the painted masks, so "positive" means "blood is visible on this slice".
+
+Records keep the host's patient id, so the training split drops every synthetic slice whose host
+patient validates (no validation anatomy leaks into training through them); the source is meant
+to be ``train_only``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ich_viewer.core.lesions import LesionSpec, SliceGeometry, ct_noise, fast_atan2, paste_lesions
+from ich_viewer.core.phantom import SUBTYPES, min_lesion_pixels
+from training.data.base import CLASSES, CachedReader, SliceRecord
+from training.data.ctich import CtichPngSource
+
+__all__ = ["RealLesionSource", "plan_real_lesion", "real_slice_geometry"]
+
+#: CT-ICH PNGs clip at 100 HU, so bone is the saturated top of the range.
+BONE_HU = 99.0
+#: Intracranial cross-sections smaller than this (skull base, vertex) are not used as hosts.
+MIN_INTRACRANIAL_MM2 = 6000.0
+#: The PNG export stores no spacing; its 256-pixel slices are the scans' ~230 mm field of view.
+CTICH_FIELD_OF_VIEW_MM = 230.0
+
+
+def real_slice_geometry(hu: np.ndarray, pixel_spacing: float | None = None) -> SliceGeometry | None:
+    """The painters' geometry of one real axial slice in display orientation, or None when the skull
+    does not enclose a large enough intracranial space (skull base, vertex, open skull)."""
+    px = float(pixel_spacing or CTICH_FIELD_OF_VIEW_MM / hu.shape[1])
+    bone = ndi.binary_closing(hu >= BONE_HU, iterations=2)  # bridge sutures and thin temporal bone
+    inside = ndi.binary_fill_holes(bone) & ~bone & (hu > -15)
+    labels, n = ndi.label(inside)
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    if sizes.max() * px * px < MIN_INTRACRANIAL_MM2:
+        return None
+    inside = labels == 1 + int(sizes.argmax())
+    depth = np.where(inside, ndi.distance_transform_edt(inside), -ndi.distance_transform_edt(~inside))
+    depth = (depth * px).astype(np.float32)
+    rows, cols = np.indices(hu.shape, dtype=np.float32)
+    cy, cx = ndi.center_of_mass(inside)
+    u, v = (cols - np.float32(cx)) * np.float32(px), (rows - np.float32(cy)) * np.float32(px)
+    fluid = inside & (hu < 15) & (depth > 1.5)
+    ventricles = np.zeros_like(fluid)
+    parts, n_parts = ndi.label(fluid)
+    if n_parts:  # ventricles: sizeable fluid pools deep in the middle of the brain
+        index = np.arange(1, n_parts + 1)
+        area = ndi.sum_labels(np.ones_like(hu), parts, index) * px * px
+        deep = ndi.maximum(depth, parts, index)
+        centres = np.array(ndi.center_of_mass(fluid, parts, index)).reshape(-1, 2)
+        off = np.hypot((centres[:, 0] - cy) * px, (centres[:, 1] - cx) * px)
+        keep = index[(area > 40) & (deep > 20) & (off < 35)]
+        ventricles = np.isin(parts, keep)
+    return SliceGeometry(theta=fast_atan2(u, -v), depth=depth, u=u, v=v, y=rows * np.float32(px),
+                         brain=inside & (hu >= 15) & (hu < 50), csf=fluid & ~ventricles, ventricles=ventricles,
+                         pixel_spacing=px)
+
+
+def plan_real_lesion(subtype: str, rng: np.random.Generator, geom: SliceGeometry) -> LesionSpec | None:
+    """One lesion of ``subtype`` on the slice (z = 0), sized by a random height inside its extent;
+    None when the slice has no place for it (no ventricles, no deep parenchyma)."""
+    z_center = float(rng.uniform(-0.6, 0.6))  # zfrac of the slice: how far from the largest cross-section
+    side, deg, hu = float(rng.choice([-1.0, 1.0])), math.radians, float(rng.uniform(60, 80))
+    if subtype == "epidural":
+        return LesionSpec(subtype, z_center, 1.0, hu, side * deg(rng.uniform(25, 155)), deg(rng.uniform(14, 28)),
+                          rng.uniform(9, 18))
+    if subtype == "subdural":
+        return LesionSpec(subtype, z_center, 1.0, hu, side * deg(rng.uniform(60, 120)), deg(rng.uniform(40, 70)),
+                          rng.uniform(4, 10))
+    if subtype == "intraparenchymal":
+        radius = float(rng.uniform(6, 14))
+        candidates = np.flatnonzero((geom.depth > radius + 8).ravel() & geom.brain.ravel())
+        if not len(candidates):
+            return None
+        k = int(rng.choice(candidates))
+        shape = tuple(float(x) for _ in range(3) for x in (rng.uniform(0.05, 0.16), rng.uniform(0, 2 * math.pi)))
+        return LesionSpec(subtype, z_center, 1.0, hu, center=(float(geom.u.flat[k]), float(geom.v.flat[k])),
+                          radius=radius, shape=shape, edema=rng.uniform(2, 5))
+    if subtype == "intraventricular":
+        if geom.ventricles.sum() * geom.pixel_spacing**2 < 60:
+            return None
+        y = geom.y[geom.ventricles]  # a level that leaves blood in the dependent part of the ventricles
+        return LesionSpec(subtype, 0.0, 1.0, hu, level=float(np.percentile(y, rng.uniform(35, 75))))
+    if subtype == "subarachnoid":
+        return LesionSpec(subtype, z_center, 1.0, hu - 4, side * deg(rng.uniform(30, 150)), deg(rng.uniform(25, 45)),
+                          region="convexity")
+    raise ValueError(f"unknown subtype {subtype!r}; valid: {', '.join(SUBTYPES)}")
+
+
+class RealLesionSource(CachedReader):
+    """Negative CT-ICH PNG slices, each with one synthetic lesion of ``subtypes`` (taken in turn).
+
+    Deterministic by ``seed``: host ``k`` gets the k-th subtype of the rotation and its own random
+    stream. Hosts whose anatomy has no place for that subtype, or whose painted lesion covers fewer
+    pixels than the phantom's positivity threshold, are left out.
+    """
+
+    name = "ctich_lesions"
+    hu_range = CtichPngSource.hu_range
+
+    def __init__(self, root: str, subtypes: list[str] = ("intraventricular", "subarachnoid", "subdural"),
+                 seed: int = 0, every: int = 1, name: str | None = None, cache_size: int = 8):
+        self.name = name or type(self).name
+        unknown = sorted(set(subtypes) - set(SUBTYPES))
+        if unknown or not subtypes:
+            raise ValueError(f"subtypes must be a non-empty subset of {', '.join(SUBTYPES)}; got {list(subtypes)}")
+        self.host = CtichPngSource(root)
+        self.subtypes, self.seed, self.every, self.cache_size = tuple(subtypes), int(seed), int(every), cache_size
+        self._init_cache()
+
+    def _hosts(self) -> list[SliceRecord]:
+        negatives = [r for r in self.host.records() if r.labels is not None and not any(r.labels)]
+        return negatives[::self.every]
+
+    def _load(self, host_key: str) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        record = self._by_key[host_key]
+        hu = self.host.read_hu(record)
+        geom = real_slice_geometry(hu)
+        if geom is None:
+            return None
+        k = record.extra["host_number"]
+        rng = np.random.default_rng([self.seed, k])
+        lesion = plan_real_lesion(self.subtypes[k % len(self.subtypes)], rng, geom)
+        if lesion is None:
+            return None
+        masks = paste_lesions(hu, geom, [lesion], 0.0, ct_noise(rng, hu.shape),
+                              min_pixels=min_lesion_pixels(geom.pixel_spacing))
+        return (hu, masks) if masks else None
+
+    @property
+    def _by_key(self) -> dict[str, SliceRecord]:
+        if not hasattr(self, "_hosts_by_key"):
+            hosts = self._hosts()
+            self._hosts_by_key = {r.key: SliceRecord(r.key, r.patient, r.study, r.index, r.labels, r.source,
+                                                     {**r.extra, "host_number": k}) for k, r in enumerate(hosts)}
+        return self._hosts_by_key
+
+    def records(self) -> list[SliceRecord]:
+        out = []
+        for key, host in self._by_key.items():
+            painted = self._cached(key)
+            if painted is None:
+                continue
+            labels = tuple(int(c == "any" or c in painted[1]) for c in CLASSES)
+            out.append(SliceRecord(key=f"{self.name}/{key.split('/', 1)[1]}", patient=host.patient,
+                                   study=f"{host.study}/{self.name}", index=host.index, labels=labels,
+                                   source=self.name, extra={"host": key}))
+        return out
+
+    def read_hu(self, record: SliceRecord) -> np.ndarray:
+        painted = self._cached(record.extra["host"])
+        if painted is None:
+            raise ValueError(f"{record.key}: its host slice no longer takes a lesion (data changed since records())")
+        return painted[0].copy()
+
+    def read_mask(self, record: SliceRecord) -> dict[str, np.ndarray]:
+        return {k: m.copy() for k, m in self._cached(record.extra["host"])[1].items()}
