@@ -97,9 +97,13 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> P
 
     prepared = out_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    # The convolutions are the time (90%); quantising the residual Adds and pools too keeps the trunk in
+    # INT8 between them. Head and CAM stay float. reduce_range (7-bit weights): without it, the u8s8
+    # kernels of AVX2 CPUs without VNNI saturate and phantom probabilities moved by up to 0.38
+    # (mean 0.075); with it by at most 0.03.
     quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    op_types_to_quantize=["Conv"])  # the convolutions are the time; head and CAM stay float
+                    reduce_range=True, op_types_to_quantize=["Conv", "Add", "Relu", "MaxPool", "GlobalAveragePool"])
     prepared.unlink(missing_ok=True)
     proto = onnx.load(str(out_path))
     source = {p.key: p.value for p in onnx.load(str(fp32_path)).metadata_props}
