@@ -44,7 +44,7 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
                    order: np.ndarray | None = None) -> SeriesPrediction:
     """Probabilities and CAMs for every slice.
 
-    ``volume`` is a float32 HU array [Z, H, W] or a :class:`VolumeLoader` (then each batch waits only
+    ``volume`` is an HU array [Z, H, W] or a :class:`VolumeLoader` (then each batch waits only
     for its own slices, so results start while the rest is still decoding). ``order`` is the slice
     order to process (default: from the middle outwards, because the viewer opens on the middle
     slice, so its results come first). ``cancel`` stops between batches.

@@ -1,4 +1,9 @@
-"""Decoding a series into one contiguous float32 HU array, in parallel, first slice first.
+"""Decoding a series into one contiguous HU array, in parallel, first slice first.
+
+The array is int16 when every slice's rescale is integral (nearly all CT: slope 1, intercept
+-1024), which halves the memory of a series (238 slices of 512x512: 125 MB instead of 250 MB);
+otherwise float32. Either way callers get float32 HU from :meth:`VolumeLoader.slice` and
+:meth:`VolumeLoader.result`.
 
 JPEG Lossless (via imagecodecs), JPEG 2000 (OpenJPEG) and uncompressed reads release the GIL for
 their heavy part, so a thread pool uses every core without the start-up cost of processes.
@@ -24,8 +29,18 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+#: int16 storage clips here; CT's HU scales end far below (extended scales reach ~30,000).
+INT16_MAX = np.iinfo(np.int16).max
+
+
+def storage_dtype(series: "Series") -> type:
+    """int16 when every slice's HU are integers (integral slope and intercept), else float32."""
+    integral = all(float(s.hu.slope).is_integer() and float(s.hu.intercept).is_integer() for s in series.slices)
+    return np.int16 if integral else np.float32
+
+
 class VolumeLoader:
-    """Decodes a series in the background into ``array`` ([Z, H, W] float32 HU).
+    """Decodes a series in the background into ``array`` ([Z, H, W] HU, int16 or float32, see above).
 
     ``first`` is decoded before the others (the slice a viewer shows first, the middle by
     default). Slices that fail to decode are set to air and are listed in ``errors``.
@@ -39,7 +54,8 @@ class VolumeLoader:
         n = len(series.slices)
         # np.empty: pages are only touched when a slice lands, so the first slice is not held up
         # by filling 250 MB; ``ready`` says which rows hold data.
-        self.array = np.empty((n, series.rows, series.columns), dtype=np.float32)
+        self.array = np.empty((n, series.rows, series.columns), dtype=storage_dtype(series))
+        self._float_volume: np.ndarray | None = None
         self.ready = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
         self.cancelled = False
@@ -73,13 +89,13 @@ class VolumeLoader:
 
     # ---- access
     def slice(self, index: int, timeout: float | None = None) -> np.ndarray:
-        """HU of one slice, waiting for it if needed (a view of ``array``, do not modify)."""
+        """float32 HU of one slice, waiting for it if needed (may be a view of ``array``: do not modify)."""
         with self._condition:
             if not self._condition.wait_for(lambda: self.ready[index] or index in self.errors or self.cancelled, timeout):
                 raise TimeoutError(f"slice {index} not decoded within {timeout} s")
         if index in self.errors:
             raise DecodeError(self.errors[index])
-        return self.array[index]
+        return self.array[index].astype(np.float32, copy=False)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every slice is finished; False on timeout."""
@@ -87,14 +103,17 @@ class VolumeLoader:
             return self._condition.wait_for(lambda: self.finished or self.cancelled, timeout)
 
     def result(self) -> np.ndarray:
-        """The whole volume; raises :class:`DecodeError` if any slice failed or it was cancelled."""
+        """The whole volume as float32 HU (converted once from int16 storage, then kept); raises
+        :class:`DecodeError` if any slice failed or it was cancelled."""
         self.wait()
         if self.cancelled:
             raise DecodeError("decoding was cancelled")
         if self.errors:
             first = min(self.errors)
             raise DecodeError(f"{len(self.errors)} of {len(self.ready)} slices failed; slice {first + 1}: {self.errors[first]}")
-        return self.array
+        if self._float_volume is None:
+            self._float_volume = self.array.astype(np.float32, copy=False)
+        return self._float_volume
 
     def cancel(self) -> None:
         """Stop decoding; slices already running finish, the rest are dropped."""
@@ -107,7 +126,10 @@ class VolumeLoader:
         if self.cancelled:
             return
         try:
-            self.array[index] = self._decode(self.series.slices[index])
+            hu = self._decode(self.series.slices[index])
+            if self.array.dtype == np.int16:
+                np.minimum(hu, np.float32(INT16_MAX), out=hu)  # integral HU: the cast below is exact
+            self.array[index] = hu
             failed = None
         except Exception as exc:  # noqa: BLE001 - reported per slice, never lost
             failed = str(exc)

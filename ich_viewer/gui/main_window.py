@@ -290,7 +290,7 @@ class MainWindow(QMainWindow):
         if self.loader is None or not self.loader.ready[self.index]:
             self.view.set_slice(None)
             return
-        self.view.set_slice(np.asarray(self.loader.array[self.index]), autorange)
+        self.view.set_slice(self.loader.slice(self.index), autorange)
         self.plot.set_cursor(self.index)
         self._refresh_overlay()
         self._refresh_classes()

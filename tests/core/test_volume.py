@@ -22,6 +22,33 @@ def test_cq500_volume_is_one_contiguous_float32_array_in_slice_order(cq500_dir):
     np.testing.assert_array_equal(volume[150], single)
 
 
+def test_integral_rescale_is_stored_as_int16_and_read_back_as_float32_hu(cq500_dir):
+    """Half the memory for the usual CT (slope 1, intercept -1024), the same HU to the caller."""
+    series = ich_viewer.load(cq500_dir).series[0]
+    loader = VolumeLoader(series, workers=2)
+    volume = loader.result()
+    assert loader.array.dtype == np.int16 and loader.array.nbytes == 238 * 512 * 512 * 2
+    assert volume.dtype == np.float32 and loader.slice(150).dtype == np.float32
+    np.testing.assert_array_equal(loader.slice(150), volume[150])
+    reference = ich_viewer.load(series.files[150]).series[0]  # a lone slice takes the float32 route of decode
+    from ich_viewer.core.dicom_io import decode_slice
+    np.testing.assert_array_equal(volume[150], decode_slice(reference.slices[0]))
+
+
+def test_a_fractional_rescale_keeps_float32_storage(tmp_path):
+    ds = make.read("CT_small.dcm")
+    ds.RescaleSlope, ds.RescaleIntercept = 0.5, -1024.25
+    ds.save_as(tmp_path / "half.dcm")
+    series = ich_viewer.load(tmp_path).series[0]
+    loader = VolumeLoader(series, workers=1)
+    volume = loader.result()
+    assert loader.array.dtype == np.float32
+    stored = make.read(str(tmp_path / "half.dcm")).pixel_array.astype(np.float32)
+    expected = np.maximum(stored * 0.5 - 1024.25, -1024.0)
+    np.testing.assert_allclose(volume[0], expected)
+    assert np.any(volume[0] % 1 != 0)  # the fractions survive
+
+
 def test_requested_first_slice_is_decoded_before_the_rest(cq500_dir):
     series = ich_viewer.load(cq500_dir).series[0]
     order: list[int] = []  # list.append is atomic: safe from the decoding threads
