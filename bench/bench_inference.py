@@ -126,23 +126,25 @@ def main() -> int:
             print(f"| {name} | {per_batch[1]:.1f} | {per_batch[16]:.1f} | {ratio:.2f}x |", flush=True)
 
         print("\nEnd to end (fresh process each; files -> probabilities + CAMs for every slice):\n")
-        print("| study | slices | median s | ms per slice | peak RSS MB |")
-        print("|---|---:|---:|---:|---:|")
+        print("| study | model | slices | median s | ms per slice | peak RSS MB |")
+        print("|---|---|---:|---:|---:|---:|")
         phantom = tmp / "phantom"
         write_phantom_study(make_phantom(seed=3, n_slices=36), phantom)
         for label, folder in (("phantom, every subtype", phantom), ("CQ500-CT-0 (real, JPEG Lossless)", args.data)):
             if not folder.is_dir():
-                print(f"| {label} | - | skipped: {folder} not found | | |")
+                print(f"| {label} | | - | skipped: {folder} not found | | |")
                 continue
-            runs = []
-            for _ in range(max(3, args.repeats // 2)):
-                out = subprocess.run([sys.executable, "-c", END_TO_END, str(folder), str(fp32)], capture_output=True,
-                                     text=True, check=True, cwd=REPO)
-                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            seconds = statistics.median(r["seconds"] for r in runs)
-            rss = statistics.median(r["rss_mb"] for r in runs)
-            n = runs[0]["slices"]
-            print(f"| {label} | {n} | {seconds:.2f} | {1000 * seconds / n:.1f} | {rss:.0f} |", flush=True)
+            for precision, path in (("FP32", fp32), ("INT8", int8)):
+                runs = []
+                for _ in range(max(3, args.repeats // 2)):
+                    out = subprocess.run([sys.executable, "-c", END_TO_END, str(folder), str(path)],
+                                         capture_output=True, text=True, check=True, cwd=REPO)
+                    runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                seconds = statistics.median(r["seconds"] for r in runs)
+                rss = statistics.median(r["rss_mb"] for r in runs)
+                n = runs[0]["slices"]
+                print(f"| {label} | {precision} | {n} | {seconds:.2f} | {1000 * seconds / n:.1f} | {rss:.0f} |",
+                      flush=True)
     print("\nGoals (2-core CPU): ResNet-18-class < 10 ms/slice; 36-slice study < 1 s; >= 3x PyTorch eager; "
           "< 600 MB with the 238-slice series. Seed paper: 366 ms/slice, 2.5 GB (ResNet-50, laptop CPU).")
     return 0

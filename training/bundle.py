@@ -1,6 +1,8 @@
 """The ``bundle`` step: the exported model becomes the viewer's bundled model, with its report.
 
-Copies ``<run>/model.onnx`` to ``resources/models/<name>.onnx``, writes ``manifest.json`` (SHA-256),
+Copies ``<run>/model.onnx`` to ``resources/models/<name>.onnx`` (or, when the recipe exports INT8,
+``<run>/model.int8.onnx`` to ``<name>.int8.onnx``: 4x smaller and ~2x faster on a laptop CPU, its
+AUC change on the validation patients reported beside it), writes ``manifest.json`` (SHA-256),
 copies the evaluation report to ``training/reports/<name>/`` and appends checks on real CT from
 other hospitals that the project holds (never used for training or tuning): the CQ500-CT-0 series
 (read negative by two of three radiologists) and pydicom-data's ``693_J2KR.dcm`` (CQ500-CT-310, a
@@ -25,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 CQ500 = REPO.parent / "shared" / "data" / "cq500-ct0"
 
 
-def external_checks(model_path: Path, cq500: Path = CQ500) -> tuple[str, dict]:
+def external_checks(model_path: Path, cq500: Path = CQ500, reports: Path = REPO / "training" / "reports") -> tuple[str, dict]:
     """Markdown and numbers for the external slices, with every preset's flag counts."""
     model = IchModel(model_path)
     presets = model.card.presets
@@ -61,29 +63,49 @@ def external_checks(model_path: Path, cq500: Path = CQ500) -> tuple[str, dict]:
             lines.append(f"| slices flagged, {name} | " + " | ".join(map(str, counts)) + " |")
         lines.append("| max probability | " + " | ".join(f"{v:.3f}" for v in probabilities.max(0)) + " |")
         lines.append("| median probability | " + " | ".join(f"{v:.3f}" for v in np.median(probabilities, 0)) + " |")
-        np.savetxt(REPO / "training" / "reports" / "cq500_ct0_probabilities.csv", probabilities, fmt="%.5f",
+        np.savetxt(reports / "cq500_ct0_probabilities.csv", probabilities, fmt="%.5f",
                    delimiter=",", header=",".join(CLASSES), comments="")
         lines += ["", "Per-slice probabilities: `cq500_ct0_probabilities.csv` (slice order, inferior to superior).", ""]
     return "\n".join(lines), numbers
 
 
-def run_bundle(config: Config, compare: list[str] = ()) -> dict:
-    source = config.run_dir / "model.onnx"
+def _int8_markdown(run_dir: Path) -> str:
+    """The INT8 copy's AUC and speed beside FP32's, from the export step's summary."""
+    summary = json.loads((run_dir / "export.json").read_text()).get("int8") or {}
+    return "\n".join([
+        "", "## The bundled file is INT8", "",
+        "Static INT8 quantisation (ONNX Runtime, per-channel 7-bit weights, calibrated on training slices). "
+        "Thresholds and curves above come from the FP32 weights; on the same validation patients:", "",
+        "| precision | mean AUC over classes with positives | ms per slice (export machine) | MB |",
+        "|---|---:|---:|---:|",
+        f"| FP32 | {summary.get('fp32_mean_auc')} | {summary.get('fp32_ms_per_slice')} | |",
+        f"| INT8 | {summary.get('int8_mean_auc')} | {summary.get('int8_ms_per_slice')} | {summary.get('megabytes')} |",
+        ""])
+
+
+def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO) -> dict:
+    """Bundle the run's model into ``root`` (the repository; tests pass a scratch folder)."""
+    int8 = bool(config.export.int8)
+    source = config.run_dir / ("model.int8.onnx" if int8 else "model.onnx")
     if not source.is_file():
         raise FileNotFoundError(f"no exported model at {source}: run `python -m training export` first")
-    models = REPO / "resources" / "models"
-    target = models / f"{config.name}.onnx"
+    models = root / "resources" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    target = models / f"{config.name}{'.int8' if int8 else ''}.onnx"
     shutil.copy(source, target)
     digest = sha256(target)
-    manifest = {"models": [{"file": target.name, "sha256": digest, "config": f"training/configs/{config.name}.toml",
+    manifest = {"models": [{"file": target.name, "sha256": digest, "precision": "int8" if int8 else "fp32",
+                            "config": f"training/configs/{config.name}.toml",
                             "reproduce": f"python -m training all --config {config.name} && "
                                          f"python -m training bundle --config {config.name}"}]}
     (models / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    reports = REPO / "training" / "reports"
+    reports = root / "training" / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     for name in ("report.md", "roc.png", "pr.png"):
         shutil.copy(config.run_dir / "eval" / name, reports / name)
-    markdown, numbers = external_checks(target)
+    markdown, numbers = external_checks(target, reports=reports)
+    if int8:
+        markdown = _int8_markdown(config.run_dir) + markdown
     if compare:
         from training.config import load_config
         from training.experiments import comparison_markdown
@@ -93,5 +115,5 @@ def run_bundle(config: Config, compare: list[str] = ()) -> dict:
     with open(reports / "report.md", "a") as f:
         f.write(markdown)
     (reports / "external_checks.json").write_text(json.dumps(numbers, indent=1))
-    return {"model": str(target.relative_to(REPO)), "sha256": digest, "megabytes": round(target.stat().st_size / 2**20, 1),
-            "report": str((reports / "report.md").relative_to(REPO))}
+    return {"model": str(target.relative_to(root)), "sha256": digest, "megabytes": round(target.stat().st_size / 2**20, 1),
+            "report": str((reports / "report.md").relative_to(root))}

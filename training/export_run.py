@@ -38,6 +38,7 @@ def run_export(config: Config) -> dict:
     summary = {"onnx": str(path), "megabytes": round(path.stat().st_size / 2**20, 2), "max_prob_difference": difference}
     if config.export.int8:
         summary["int8"] = _int8(config, path, cache, train_rows, val_rows)
+    (config.run_dir / "export.json").write_text(json.dumps(summary, indent=1))  # the bundle step reports it
     return summary
 
 

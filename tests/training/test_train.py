@@ -190,6 +190,20 @@ def test_the_whole_pipeline_on_phantoms_exports_a_contract_model(tmp_path):
     table = comparison_markdown({"phantom_smoke": run, "missing": tmp_path / "none"}, "phantom_smoke")
     assert f"{evaluation['log_loss']:.4f}" in table and "| missing | not evaluated |" in table
     assert training_main(["train", "--config", "no_such_recipe"]) == 2
+    # Bundling an INT8 recipe ships the INT8 file, hashed, with its AUC change in the report.
+    from ich_viewer.core.model import IchModel, sha256
+    from training.bundle import run_bundle
+
+    summary = run_bundle(load_config("phantom_smoke", overrides[1::2][:4] + ["export.int8=true"]), root=tmp_path)
+    models = tmp_path / "resources" / "models"
+    entry = json.loads((models / "manifest.json").read_text())["models"][0]
+    assert entry["file"] == "phantom_smoke.int8.onnx" and entry["precision"] == "int8"
+    assert sha256(models / entry["file"]) == entry["sha256"] == summary["sha256"]
+    assert sha256(models / entry["file"]) == sha256(run / "model.int8.onnx")
+    assert IchModel.bundled(models).card.raw == card  # the FP32 card travels with the INT8 file
+    report = (tmp_path / "training" / "reports" / "report.md").read_text()
+    int8 = json.loads((run / "export.json").read_text())["int8"]
+    assert "The bundled file is INT8" in report and f"| INT8 | {int8['int8_mean_auc']} |" in report
 
 
 def test_train_only_sources_never_reach_validation(tmp_path):
