@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--bootstrap", type=int, default=1000, help="evaluate: bootstrap resamples over patients")
     parser.add_argument("--compare", nargs="*", default=[], metavar="RECIPE",
-                        help="bundle: other evaluated recipes to compare with in the report")
+                        help="bundle: other evaluated recipes (or run folders) to compare with in the report")
     return parser
 
 

@@ -13,17 +13,19 @@ def _fmt(value) -> str:
 
 
 def comparison_markdown(runs: dict[str, Path], chosen: str) -> str:
-    """``runs``: recipe name -> run folder holding ``eval/evaluation.json``."""
-    lines = ["", "## Experiments on the same held-out patients", "",
-             f"Bundled: `{chosen}`. Slice-level AUC per class and the RSNA weighted log loss (lower is better).", "",
-             "| recipe | " + " | ".join(CLASSES) + " | log loss | study AUC (any) |",
-             "|---|" + "---:|" * (len(CLASSES) + 2)]
+    """``runs``: recipe (or run folder) name -> run folder holding ``eval/evaluation.json``."""
+    lines = ["", "## Experiments", "",
+             f"Bundled: `{chosen}`. Slice-level AUC per class (positive slices in brackets) and the RSNA weighted log loss (lower is better). "
+             "Only rows with the same held-out set (patients, slices, positives per class) compare directly.", "",
+             "| run | held-out patients / slices | " + " | ".join(CLASSES) + " | log loss | study AUC (any) |",
+             "|---|---|" + "---:|" * (len(CLASSES) + 2)]
     for name, run in runs.items():
         path = Path(run) / "eval" / "evaluation.json"
         if not path.is_file():
             lines.append(f"| {name} | not evaluated |")
             continue
         ev = json.loads(path.read_text())
-        aucs = " | ".join(_fmt(ev["slice"][c]["auc"]) for c in CLASSES)
-        lines.append(f"| {name} | {aucs} | {ev['log_loss']:.4f} | {_fmt(ev['study']['any']['auc'])} |")
+        aucs = " | ".join(f"{_fmt(ev['slice'][c]['auc'])} ({ev['slice'][c]['n_pos']})" for c in CLASSES)
+        lines.append(f"| {name} | {ev['n_patients']} / {ev['n_slices']} | {aucs} | {ev['log_loss']:.4f} | "
+                     f"{_fmt(ev['study']['any']['auc'])} |")
     return "\n".join(lines) + "\n"
