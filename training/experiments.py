@@ -28,4 +28,26 @@ def comparison_markdown(runs: dict[str, Path], chosen: str) -> str:
         aucs = " | ".join(f"{_fmt(ev['slice'][c]['auc'])} ({ev['slice'][c]['n_pos']})" for c in CLASSES)
         lines.append(f"| {name} | {ev['n_patients']} / {ev['n_slices']} | {aucs} | {ev['log_loss']:.4f} | "
                      f"{_fmt(ev['study']['any']['auc'])} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _differences(runs)) + "\n"
+
+
+def _differences(runs: dict[str, Path]) -> list[str]:
+    """In words, per run: what it changed against the first run evaluated on the same held-out set."""
+    evaluations = {name: json.loads((Path(run) / "eval" / "evaluation.json").read_text())
+                   for name, run in runs.items() if (Path(run) / "eval" / "evaluation.json").is_file()}
+    first_of: dict[tuple, str] = {}
+    lines = []
+    for name, ev in evaluations.items():
+        key = (ev["n_patients"], ev["n_slices"], tuple(ev["slice"][c]["n_pos"] for c in CLASSES))
+        base = first_of.setdefault(key, name)
+        if base == name:
+            continue
+        ref = evaluations[base]
+        delta = {c: ev["slice"][c]["auc"] - ref["slice"][c]["auc"] for c in CLASSES
+                 if ev["slice"][c]["auc"] is not None and ref["slice"][c]["auc"] is not None}
+        better = ", ".join(f"{c} {d:+.3f}" for c, d in delta.items() if d >= 0.01) or "nothing"
+        worse = ", ".join(f"{c} {d:+.3f}" for c, d in delta.items() if d <= -0.01) or "nothing"
+        lines.append(f"- `{name}` against `{base}` (same held-out set): slice AUC higher on {better}; "
+                     f"lower on {worse}; log loss {ev['log_loss']:.4f} vs {ref['log_loss']:.4f}.")
+    return ["", "Against the first run on the same held-out set (differences under 0.01 left out):", "", *lines] \
+        if lines else []

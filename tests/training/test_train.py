@@ -225,3 +225,22 @@ def test_gradient_accumulation_and_bf16_autocast(smoke_cache, tmp_path):
     train_rows, _ = split_rows(cache, run)
     assert state["step"] == (len(train_rows) // 8) // 2  # one optimiser step per two batches
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_the_comparison_says_in_words_what_a_run_changed_on_the_same_patients(tmp_path):
+    def evaluation(run, aucs, log_loss, n_slices=100):
+        (tmp_path / run / "eval").mkdir(parents=True)
+        slices = {c: {"auc": a, "n_pos": 5} for c, a in zip(("any", "epidural", "intraparenchymal",
+                                                               "intraventricular", "subarachnoid", "subdural"), aucs)}
+        (tmp_path / run / "eval" / "evaluation.json").write_text(json.dumps(
+            {"n_patients": 10, "n_slices": n_slices, "log_loss": log_loss, "slice": slices,
+             "study": {"any": {"auc": 0.7}}}))
+        return tmp_path / run
+
+    runs = {"base": evaluation("base", [0.8, 0.8, 0.8, 0.8, 0.8, 0.8], 0.2),
+            "trial": evaluation("trial", [0.9, 0.8, 0.805, 0.8, 0.6, None], 0.3),
+            "other_fold": evaluation("other_fold", [0.5] * 6, 0.4, n_slices=90)}
+    table = comparison_markdown(runs, "base")
+    assert ("`trial` against `base` (same held-out set): slice AUC higher on any +0.100; lower on "
+            "subarachnoid -0.200; log loss 0.3000 vs 0.2000.") in table
+    assert "`other_fold` against" not in table  # a different held-out set is never compared
