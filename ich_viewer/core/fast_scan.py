@@ -22,6 +22,9 @@ try:  # python-gdcm is a runtime dependency; without it every file takes the pyd
     import gdcm
 except ImportError:  # pragma: no cover - exercised only in broken installs
     gdcm = None
+else:  # GDCM's own warnings go to stderr and name files, whose names may carry patients' names
+    gdcm.Trace.WarningOff()
+    gdcm.Trace.ErrorOff()
 
 __all__ = ["ScannedHeader", "scan_headers"]
 
