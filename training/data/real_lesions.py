@@ -14,6 +14,7 @@ to be ``train_only``.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -109,7 +110,7 @@ class RealLesionSource(CachedReader):
     name = "ctich_lesions"
     hu_range = CtichPngSource.hu_range
 
-    def __init__(self, root: str, subtypes: list[str] = ("intraventricular", "subarachnoid", "subdural"),
+    def __init__(self, root: str, subtypes: Sequence[str] = ("intraventricular", "subarachnoid", "subdural"),
                  seed: int = 0, every: int = 1, name: str | None = None, cache_size: int = 8):
         self.name = name or type(self).name
         unknown = sorted(set(subtypes) - set(SUBTYPES))
