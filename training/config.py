@@ -176,10 +176,29 @@ def resolve_path(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"no config file {name_or_path!r}; checked-in recipes: {names}")
 
 
-def load_config(name_or_path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a TOML recipe and apply ``section.key=value`` overrides (values parsed as TOML)."""
-    with open(resolve_path(name_or_path), "rb") as f:
+def _read_recipe(name_or_path: str | Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A recipe's TOML, with ``extends = "other_recipe"`` resolved: the other recipe's tables, each
+    key replaced by this file's (tables merge key by key; arrays and values are replaced whole)."""
+    path = resolve_path(name_or_path).resolve()
+    if path in seen:
+        raise ValueError(f"recipe {path.name} extends itself (through {' -> '.join(p.name for p in seen)})")
+    with open(path, "rb") as f:
         raw = tomllib.load(f)
+    base = raw.pop("extends", None)
+    return _merge(_read_recipe(base, (*seen, path)), raw) if base else raw
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a TOML recipe (see :func:`_read_recipe` for ``extends``) and apply ``section.key=value``
+    overrides (values parsed as TOML)."""
+    raw = _read_recipe(name_or_path)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:

@@ -244,3 +244,15 @@ def test_the_comparison_says_in_words_what_a_run_changed_on_the_same_patients(tm
     assert ("`trial` against `base` (same held-out set): slice AUC higher on any +0.100; lower on "
             "subarachnoid -0.200; log loss 0.3000 vs 0.2000.") in table
     assert "`other_fold` against" not in table  # a different held-out set is never compared
+
+
+def test_a_recipe_extends_another_table_by_table(tmp_path):
+    base, child = load_config("ctich_resnet18_phantom").to_dict(), load_config("ctich_resnet18_lesions").to_dict()
+    assert child["split"] == {**base["split"], "fold": 3}  # one key changed, the rest of the table inherited
+    assert child["model"] == base["model"] and child["augment"] == base["augment"] and child["train"] == base["train"]
+    assert [s["kind"] for s in child["data"]["sources"]] == ["ctich_png", "phantom", "ctich_lesions"]  # arrays replaced
+    assert child["export"]["int8"] is False and base["export"]["int8"] is True
+    loop = tmp_path / "loop.toml"
+    loop.write_text(f'extends = "{loop}"\nname = "loop"\n')
+    with pytest.raises(ValueError, match="extends itself"):
+        load_config(loop)
