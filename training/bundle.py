@@ -110,9 +110,9 @@ def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO) -> di
         from training.config import load_config
         from training.experiments import comparison_markdown
 
-        runs = {config.name: config.run_dir,  # recipes, or run folders (a recipe run with --set overrides)
-                **{Path(name).name if Path(name).is_dir() else name:
-                   Path(name) if Path(name).is_dir() else load_config(name).run_dir for name in compare}}
+        # recipes, or run folders (a recipe run with --set overrides)
+        folders = [Path(name) if Path(name).is_dir() else load_config(name).run_dir for name in compare]
+        runs = {config.name: config.run_dir, **{folder.name: folder for folder in folders}}
         markdown = comparison_markdown(runs, config.name) + markdown
     with open(reports / "report.md", "a") as f:
         f.write(markdown)

@@ -19,22 +19,21 @@ def comparison_markdown(runs: dict[str, Path], chosen: str) -> str:
              "Only rows with the same held-out set (patients, slices, positives per class) compare directly.", "",
              "| run | held-out patients / slices | " + " | ".join(CLASSES) + " | log loss | study AUC (any) |",
              "|---|---|" + "---:|" * (len(CLASSES) + 2)]
+    evaluations = {}
     for name, run in runs.items():
         path = Path(run) / "eval" / "evaluation.json"
         if not path.is_file():
             lines.append(f"| {name} | not evaluated |")
             continue
-        ev = json.loads(path.read_text())
+        ev = evaluations[name] = json.loads(path.read_text())
         aucs = " | ".join(f"{_fmt(ev['slice'][c]['auc'])} ({ev['slice'][c]['n_pos']})" for c in CLASSES)
         lines.append(f"| {name} | {ev['n_patients']} / {ev['n_slices']} | {aucs} | {ev['log_loss']:.4f} | "
                      f"{_fmt(ev['study']['any']['auc'])} |")
-    return "\n".join(lines + _differences(runs)) + "\n"
+    return "\n".join(lines + _differences(evaluations)) + "\n"
 
 
-def _differences(runs: dict[str, Path]) -> list[str]:
+def _differences(evaluations: dict[str, dict]) -> list[str]:
     """In words, per run: what it changed against the first run evaluated on the same held-out set."""
-    evaluations = {name: json.loads((Path(run) / "eval" / "evaluation.json").read_text())
-                   for name, run in runs.items() if (Path(run) / "eval" / "evaluation.json").is_file()}
     first_of: dict[tuple, str] = {}
     lines = []
     for name, ev in evaluations.items():

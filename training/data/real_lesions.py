@@ -118,11 +118,12 @@ class RealLesionSource(CachedReader):
             raise ValueError(f"subtypes must be a non-empty subset of {', '.join(SUBTYPES)}; got {list(subtypes)}")
         self.host = CtichPngSource(root)
         self.subtypes, self.seed, self.every, self.cache_size = tuple(subtypes), int(seed), int(every), cache_size
-        self._init_cache()
-
-    def _hosts(self) -> list[SliceRecord]:
         negatives = [r for r in self.host.records() if r.labels is not None and not any(r.labels)]
-        return negatives[::self.every]
+        # Host k (its place among the kept negatives) takes subtype k of the rotation and random stream k.
+        self._by_key = {r.key: SliceRecord(r.key, r.patient, r.study, r.index, r.labels, r.source,
+                                           {**r.extra, "host_number": k})
+                        for k, r in enumerate(negatives[::self.every])}
+        self._init_cache()
 
     def _load(self, host_key: str) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         record = self._by_key[host_key]
@@ -138,14 +139,6 @@ class RealLesionSource(CachedReader):
         masks = paste_lesions(hu, geom, [lesion], 0.0, ct_noise(rng, hu.shape),
                               min_pixels=min_lesion_pixels(geom.pixel_spacing))
         return (hu, masks) if masks else None
-
-    @property
-    def _by_key(self) -> dict[str, SliceRecord]:
-        if not hasattr(self, "_hosts_by_key"):
-            hosts = self._hosts()
-            self._hosts_by_key = {r.key: SliceRecord(r.key, r.patient, r.study, r.index, r.labels, r.source,
-                                                     {**r.extra, "host_number": k}) for k, r in enumerate(hosts)}
-        return self._hosts_by_key
 
     def records(self) -> list[SliceRecord]:
         out = []
