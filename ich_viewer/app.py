@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import sys
 import tempfile
 import traceback
@@ -18,10 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def demo_study_dir(seed: int = 2019) -> Path:
-    """Write the demo phantom (every subtype) to a fresh temporary folder and return it."""
+    """Write the demo phantom (every subtype) to a fresh temporary folder, removed when the program exits."""
     from ich_viewer.core.phantom import make_phantom, write_phantom_study
 
     out = Path(tempfile.mkdtemp(prefix="ich-viewer-demo-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)  # 19 MB a demo: never leave it behind
     write_phantom_study(make_phantom(seed=seed), out)
     return out
 

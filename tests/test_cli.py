@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pydicom
 
@@ -32,3 +33,12 @@ def test_bad_arguments_give_a_message_and_exit_2(tmp_path, capsys):
 def test_console_script_help_lists_subcommands():
     run = subprocess.run([sys.executable, "-m", "ich_viewer", "--help"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "--demo" in run.stdout and "phantom" in run.stdout
+
+
+def test_the_demo_study_is_removed_when_the_program_exits():
+    code = "from ich_viewer.app import demo_study_dir; d = demo_study_dir(); print(d, len(list(d.glob('*.dcm'))))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    folder, n_files = run.stdout.split()
+    assert int(n_files) > 0  # it was really written...
+    assert not Path(folder).exists()  # ...and is gone after exit
