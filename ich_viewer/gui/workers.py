@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Qt, QThread, Signal
 
 import ich_viewer
 from ich_viewer.core.errors import IchViewerError
@@ -50,8 +50,10 @@ class Job(QObject):
         self.thread.started.connect(self.worker.run)
         self.worker.finished.connect(self.finished)
         self.worker.failed.connect(self.failed)
-        self.worker.finished.connect(self.thread.quit)
-        self.worker.failed.connect(self.thread.quit)
+        # quit() from the worker's own thread (it is thread-safe): a queued quit would wait for the GUI
+        # thread, which may itself be blocked in wait() (closing during a classification hung 15 s).
+        self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        self.worker.failed.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
 
     def start(self) -> "Job":
         self.thread.start()
