@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_inference.py [--config ctich_resnet18] [--repeats 7] [--data ../shared/data/cq500-ct0]
 
-1. Per-slice latency at batch 1 and batch 16 (512x512 HU input, the graph resizes), median of
-   ``--repeats`` runs after a warm-up, for: PyTorch eager (torch.inference_mode, all threads), the
-   exported ONNX in ONNX Runtime, and its INT8 static quantisation. The weights are the run's
+1. Per-slice latency at batch 1, 16 and 32 (512x512 HU input, the graph resizes), median of
+   ``--repeats`` interleaved runs after a warm-up, for: PyTorch eager (torch.inference_mode, all
+   threads) giving logits only, and giving the contract's outputs (probabilities and the closed-form
+   Grad-CAM of ``ContractGraph``, the same job the ONNX file does); the exported ONNX in ONNX Runtime;
+   its INT8 static quantisation. Speed-ups are medians of ratios paired within a repeat. The weights are the run's
    checkpoint when ``runs/<config>/checkpoint.pt`` exists, else a seeded random init (same cost).
 2. End to end in a fresh process each: files -> ``ich_viewer.load`` -> decode -> all probabilities and
    CAMs (upsampled to 512x512 for the top class of every slice), on a 36-slice phantom study and on
@@ -49,14 +51,58 @@ print(json.dumps({"seconds": elapsed, "import_s": t_import, "slices": len(series
 """
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+BATCHES = (1, 16, 32)
+EAGER_SAME = "PyTorch eager, same outputs (probabilities + CAM)"
+EAGER_LOGITS = "PyTorch eager, logits only"
+# Untimed pause before each call: ONNX Runtime's and OpenMP's worker threads spin-wait for a while after
+# a run, and without it they steal the cores from whichever engine runs next.
+SETTLE_S = 0.3
+
+
+def _latency(model, fp32: Path, int8: Path, repeats: int):
+    """ms/slice per engine and batch (medians), and each ONNX engine's paired speed-up over both eager runs.
+
+    Interleaved: every repeat times each engine once in turn, so the shared machine's slow spells fall on
+    all of them alike, and a ratio is taken within one repeat before the median."""
+    import onnxruntime as ort
+    import torch
+
+    from training.export import ContractGraph
+
+    graph = ContractGraph(model).eval()
+    sessions = {name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                for name, path in (("ONNX Runtime FP32", fp32), ("ONNX Runtime INT8", int8))}
+    rng = np.random.default_rng(0)
+    engines = {name: {} for name in (EAGER_LOGITS, EAGER_SAME, *sessions)}
+    ratios = {name: {} for name in sessions}
+    for batch in BATCHES:
+        hu = rng.normal(30, 300, (batch, 1, 512, 512)).astype(np.float32)
+        tensor = torch.from_numpy(hu)
+
+        def eager(net):
+            def run():
+                with torch.inference_mode():
+                    net(tensor)
+            return run
+
+        calls = {EAGER_LOGITS: eager(model), EAGER_SAME: eager(graph)}
+        for name, session in sessions.items():
+            calls[name] = lambda session=session: session.run(["probabilities", "cam"], {"hu": hu})
+        times = {name: [] for name in calls}
+        for fn in calls.values():
+            fn()  # warm-up
+        for _ in range(repeats):
+            for name, fn in calls.items():
+                time.sleep(SETTLE_S)
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        for name, seconds in times.items():
+            engines[name][batch] = 1000 * statistics.median(seconds) / batch
+        for name in sessions:
+            for base in (EAGER_SAME, EAGER_LOGITS):
+                ratios[name][base, batch] = statistics.median(b / o for b, o in zip(times[base], times[name]))
+    return engines, ratios
 
 
 def build(config_name: str, workdir: Path):
@@ -100,30 +146,18 @@ def main() -> int:
         config, model, fp32, int8, source = build(args.config, tmp)
         print(f"{config.model.arch} at {config.model.size} px ({source}); torch threads {torch.get_num_threads()}; "
               f"median of {args.repeats}\n")
-        rng = np.random.default_rng(0)
-        print("| engine | batch 1 (ms/slice) | batch 16 (ms/slice) | vs PyTorch eager (batch 16) |")
-        print("|---|---:|---:|---:|")
-        rows = {}
-        for name in ("PyTorch eager", "ONNX Runtime FP32", "ONNX Runtime INT8"):
-            per_batch = {}
-            for batch in (1, 16):
-                hu = rng.normal(30, 300, (batch, 1, 512, 512)).astype(np.float32)
-                if name == "PyTorch eager":
-                    tensor = torch.from_numpy(hu)
-
-                    def fn(tensor=tensor):
-                        with torch.inference_mode():
-                            model(tensor)
-                else:
-                    session = ort.InferenceSession(str(fp32 if "FP32" in name else int8),
-                                                   providers=["CPUExecutionProvider"])
-
-                    def fn(session=session, hu=hu):
-                        session.run(["probabilities", "cam"], {"hu": hu})
-                per_batch[batch] = 1000 * _median_time(fn, args.repeats) / batch
-            rows[name] = per_batch
-            ratio = rows["PyTorch eager"][16] / per_batch[16]
-            print(f"| {name} | {per_batch[1]:.1f} | {per_batch[16]:.1f} | {ratio:.2f}x |", flush=True)
+        engines, ratios = _latency(model, fp32, int8, args.repeats)
+        print("| engine | " + " | ".join(f"batch {b} (ms/slice)" for b in BATCHES) + " |")
+        print("|---|" + "---:|" * len(BATCHES))
+        for name, per_batch in engines.items():
+            print(f"| {name} | " + " | ".join(f"{per_batch[b]:.1f}" for b in BATCHES) + " |")
+        print("\nSpeed-up, the median of paired ratios (each repeat runs every engine once, in turn):\n")
+        print("| engine | " + " | ".join(f"vs {base} b{b}" for base in ("same outputs", "logits only")
+                                          for b in BATCHES) + " |")
+        print("|---|" + "---:|" * 2 * len(BATCHES))
+        for name, row in ratios.items():
+            print(f"| {name} | " + " | ".join(f"{row[base, b]:.2f}x" for base in (EAGER_SAME, EAGER_LOGITS)
+                                              for b in BATCHES) + " |", flush=True)
 
         print("\nEnd to end (fresh process each; files -> probabilities + CAMs for every slice):\n")
         print("| study | model | slices | median s | ms per slice | peak RSS MB |")
