@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from ich_viewer.core.phantom import CLASSES  # noqa: E402
-from training.thresholds import read_curve  # noqa: E402
+from ich_viewer.core.thresholds import read_curve  # noqa: E402 - the report reads curves as the viewer does
 
 _META = ("default", "notes")  # preset keys that are not presets
 

@@ -10,7 +10,6 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from ich_viewer.core.phantom import CLASSES
-from ich_viewer.core.thresholds import read_curve  # noqa: F401 - the report reads curves as the viewer does
 
 PRESETS = ("balanced", "high_sensitivity", "precision_0.7")
 

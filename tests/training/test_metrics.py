@@ -15,7 +15,8 @@ from ich_viewer.core.phantom import CLASSES
 from training.metrics import (ap_or_none, auc_or_none, bootstrap_ci, class_metrics, evaluate, study_level,
                               weighted_log_loss)
 from training.report import write_report
-from training.thresholds import calibrate, curves, operating_curve, read_curve
+from ich_viewer.core.thresholds import read_curve
+from training.thresholds import calibrate, curves, operating_curve
 
 # Four slices. "any" is informative; the five subtypes are all negative at p = 0.5 (BCE = ln 2 each).
 Y4 = np.zeros((4, 6), np.uint8)
