@@ -128,7 +128,8 @@ class VolumeLoader:
         try:
             hu = self._decode(self.series.slices[index])
             if self.array.dtype == np.int16:
-                np.minimum(hu, np.float32(INT16_MAX), out=hu)  # integral HU: the cast below is exact
+                # Integral HU, floored at AIR_HU by decode: only the top can overflow; the cast is exact.
+                np.minimum(hu, np.float32(INT16_MAX), out=hu)
             self.array[index] = hu
             failed = None
         except Exception as exc:  # noqa: BLE001 - reported per slice, never lost

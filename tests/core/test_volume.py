@@ -49,6 +49,19 @@ def test_a_fractional_rescale_keeps_float32_storage(tmp_path):
     assert np.any(volume[0] % 1 != 0)  # the fractions survive
 
 
+def test_int16_storage_neither_wraps_nor_loses_the_ends_of_the_hu_range(tmp_path):
+    """Slope 2 takes stored extremes beyond int16: the bottom floors at air, the top clips, nothing wraps."""
+    ds = make.read("CT_small.dcm")
+    pixels = ds.pixel_array.copy()
+    pixels[0, :3] = -32768, 32767, 100
+    ds.PixelData, ds.RescaleSlope, ds.RescaleIntercept = pixels.tobytes(), 2, -1024
+    ds.save_as(tmp_path / "extremes.dcm")
+    loader = VolumeLoader(ich_viewer.load(tmp_path).series[0], workers=1)
+    volume = loader.result()
+    assert loader.array.dtype == np.int16
+    np.testing.assert_array_equal(volume[0, 0, :3], [-1024, 32767, 2 * 100 - 1024])
+
+
 def test_requested_first_slice_is_decoded_before_the_rest(cq500_dir):
     series = ich_viewer.load(cq500_dir).series[0]
     order: list[int] = []  # list.append is atomic: safe from the decoding threads

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from training.__main__ import main as training_main
 from training.config import AugmentConfig, load_config
+from training.data.base import CLASSES
 from training.data.cache import Cache, prepare
 from training.data.dataset import AIR_HU, EpochSampler, augment_hu, sample_weights
 from training.experiments import comparison_markdown
@@ -230,8 +231,7 @@ def test_gradient_accumulation_and_bf16_autocast(smoke_cache, tmp_path):
 def test_the_comparison_says_in_words_what_a_run_changed_on_the_same_patients(tmp_path):
     def evaluation(run, aucs, log_loss, n_slices=100):
         (tmp_path / run / "eval").mkdir(parents=True)
-        slices = {c: {"auc": a, "n_pos": 5} for c, a in zip(("any", "epidural", "intraparenchymal",
-                                                               "intraventricular", "subarachnoid", "subdural"), aucs)}
+        slices = {c: {"auc": a, "n_pos": 5} for c, a in zip(CLASSES, aucs)}
         (tmp_path / run / "eval" / "evaluation.json").write_text(json.dumps(
             {"n_patients": 10, "n_slices": n_slices, "log_loss": log_loss, "slice": slices,
              "study": {"any": {"auc": 0.7}}}))
