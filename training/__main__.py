@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=1000, help="evaluate: bootstrap resamples over patients")
     parser.add_argument("--compare", nargs="*", default=[], metavar="RECIPE",
                         help="bundle: other evaluated recipes (or run folders) to compare with in the report")
+    parser.add_argument("--cross-validation", nargs="*", default=[], metavar="RUN",
+                        help="bundle: this recipe's evaluated runs on the other folds (run folders); the report "
+                             "adds per-fold and pooled out-of-fold AUCs")
     return parser
 
 
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             result = json.dumps(run_export(config), indent=1)
         else:
             from training.bundle import run_bundle
-            result = json.dumps(run_bundle(config, compare=args.compare), indent=1)
+            result = json.dumps(run_bundle(config, compare=args.compare, cross_validation=args.cross_validation), indent=1)
         print(f"{step}: {result} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 

@@ -83,8 +83,11 @@ def _int8_markdown(run_dir: Path) -> str:
         ""])
 
 
-def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO) -> dict:
-    """Bundle the run's model into ``root`` (the repository; tests pass a scratch folder)."""
+def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross_validation: list[str] = ()) -> dict:
+    """Bundle the run's model into ``root`` (the repository; tests pass a scratch folder).
+
+    ``compare``: other runs for the experiment table; ``cross_validation``: this recipe's runs on the other
+    folds, for the out-of-fold table. Both are recipe names or run folders."""
     int8 = bool(config.export.int8)
     source = config.run_dir / ("model.int8.onnx" if int8 else "model.onnx")
     if not source.is_file():
@@ -107,15 +110,24 @@ def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO) -> di
     if int8:
         markdown = _int8_markdown(config.run_dir) + markdown
     if compare:
-        from training.config import load_config
         from training.experiments import comparison_markdown
 
-        # recipes, or run folders (a recipe run with --set overrides)
-        folders = [Path(name) if Path(name).is_dir() else load_config(name).run_dir for name in compare]
-        runs = {config.name: config.run_dir, **{folder.name: folder for folder in folders}}
+        runs = {config.name: config.run_dir, **{folder.name: folder for folder in _run_folders(compare)}}
         markdown = comparison_markdown(runs, config.name) + markdown
+    if cross_validation:
+        from training.crossval import cross_validation_markdown
+
+        folds = {config.name: config.run_dir, **{folder.name: folder for folder in _run_folders(cross_validation)}}
+        markdown = cross_validation_markdown(folds) + markdown
     with open(reports / "report.md", "a") as f:
         f.write(markdown)
     (reports / "external_checks.json").write_text(json.dumps(numbers, indent=1))
     return {"model": str(target.relative_to(root)), "sha256": digest, "megabytes": round(target.stat().st_size / 2**20, 1),
             "report": str((reports / "report.md").relative_to(root))}
+
+
+def _run_folders(names: list[str]) -> list[Path]:
+    """Recipes, or run folders (a recipe run with --set overrides), resolved to run folders."""
+    from training.config import load_config
+
+    return [Path(name) if Path(name).is_dir() else load_config(name).run_dir for name in names]

@@ -132,8 +132,7 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
     steps_per_epoch = max(1, len(loader) // config.train.accumulate)
     total_steps = steps_per_epoch * config.train.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.train.lr, total_steps=total_steps,
-                                                    pct_start=config.train.warmup)
+    scheduler = one_cycle(optimizer, config.train.lr, total_steps, config.train.warmup)
     scaler = torch.amp.GradScaler(device.type, enabled=config.train.amp == "fp16")
     criterion = WeightedBCE(config.train.class_weights, config.train.pos_weight).to(device)
 
@@ -221,6 +220,13 @@ def validate(model: nn.Module, cache: Cache, rows: np.ndarray, device) -> dict:
         y = labels[:, c]
         auc[name] = float(roc_auc_score(y, probs[:, c])) if 0 < y.sum() < len(y) else None
     return {"val_log_loss": weighted_log_loss(labels, probs), "val_auc": auc}
+
+
+def one_cycle(optimizer, lr: float, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.OneCycleLR:
+    """OneCycleLR, safe for short runs: a warmup of exactly one step (e.g. 10 steps at 0.1) divides by zero
+    inside PyTorch, so a warmup of one step or less becomes none (half a step: the schedule starts annealing)."""
+    pct_start = warmup if warmup * total_steps > 1 else 0.5 / total_steps
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
 
 
 def _save(path: Path, model, optimizer, scheduler, scaler, config: Config, epoch: int, step: int, elapsed: float,

@@ -22,7 +22,7 @@ from training.data.dataset import AIR_HU, EpochSampler, augment_hu, sample_weigh
 from training.experiments import comparison_markdown
 from training.export import read_card
 from training.splits import patient_folds, train_val_indices
-from training.train import WeightedBCE, split_rows, train
+from training.train import WeightedBCE, one_cycle, split_rows, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -195,7 +195,12 @@ def test_the_whole_pipeline_on_phantoms_exports_a_contract_model(tmp_path):
     from ich_viewer.core.model import IchModel, sha256
     from training.bundle import run_bundle
 
-    summary = run_bundle(load_config("phantom_smoke", overrides[1::2][:4] + ["export.int8=true"]), root=tmp_path)
+    # The same recipe on fold 1 (same cache) joins the report's out-of-fold table.
+    fold1 = ["--set", 'name="phantom_smoke_f1"', "--set", "split.fold=1", "--set", f'data.cache_dir="{run / "cache"}"']
+    for step in ("train", "evaluate"):
+        assert training_main([step, "--config", "phantom_smoke", *overrides, *fold1]) == 0
+    summary = run_bundle(load_config("phantom_smoke", overrides[1::2][:4] + ["export.int8=true"]), root=tmp_path,
+                         cross_validation=[str(tmp_path / "phantom_smoke_f1")])
     models = tmp_path / "resources" / "models"
     entry = json.loads((models / "manifest.json").read_text())["models"][0]
     assert entry["file"] == "phantom_smoke.int8.onnx" and entry["precision"] == "int8"
@@ -205,6 +210,12 @@ def test_the_whole_pipeline_on_phantoms_exports_a_contract_model(tmp_path):
     report = (tmp_path / "training" / "reports" / "report.md").read_text()
     int8 = json.loads((run / "export.json").read_text())["int8"]
     assert "The bundled file is INT8" in report and f"| INT8 | {int8['int8_mean_auc']} |" in report
+    held_out = {name: json.loads((tmp_path / name / "eval" / "evaluation.json").read_text())
+                for name in ("phantom_smoke", "phantom_smoke_f1")}
+    assert "## Cross-validation" in report and "| phantom_smoke_f1 | " in report
+    pooled = next(line for line in report.splitlines() if line.startswith("| pooled out-of-fold"))
+    assert f"| {sum(e['n_patients'] for e in held_out.values())} / {sum(e['n_slices'] for e in held_out.values())} |" \
+        in pooled
 
 
 def test_train_only_sources_never_reach_validation(tmp_path):
@@ -256,3 +267,18 @@ def test_a_recipe_extends_another_table_by_table(tmp_path):
     loop.write_text(f'extends = "{loop}"\nname = "loop"\n')
     with pytest.raises(ValueError, match="extends itself"):
         load_config(loop)
+
+
+@pytest.mark.parametrize("total_steps", [1, 2, 3, 10, 15, 20, 40])
+def test_the_learning_rate_schedule_survives_runs_too_short_for_a_warmup(total_steps):
+    """10 steps at 10% warmup is a one-step warmup, which made PyTorch's OneCycleLR divide by zero."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = one_cycle(optimizer, 1e-3, total_steps, warmup=0.1)
+    rates = [scheduler.get_last_lr()[0]]
+    for _ in range(total_steps - 1):  # the last step() would step past the schedule's end
+        optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    assert all(np.isfinite(rates)) and max(rates) <= 1e-3 + 1e-12
+    if total_steps >= 20:  # a real warmup: the rate rises before it anneals
+        assert rates[0] < max(rates)
