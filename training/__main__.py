@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", nargs="*", default=[], metavar="RECIPE",
                         help="bundle: other evaluated recipes (or run folders) to compare with in the report")
     parser.add_argument("--cross-validation", nargs="*", default=[], metavar="RUN",
-                        help="bundle: this recipe's evaluated runs on the other folds (run folders); the report "
+                        help="bundle: this recipe's evaluated runs on the other folds (run folders or recipes); the report "
                              "adds per-fold and pooled out-of-fold AUCs")
     return parser
 

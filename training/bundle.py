@@ -127,7 +127,13 @@ def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross
 
 
 def _run_folders(names: list[str]) -> list[Path]:
-    """Recipes, or run folders (a recipe run with --set overrides), resolved to run folders."""
+    """Recipes, or run folders (a recipe run with --set overrides), resolved to run folders; the tables name
+    runs by folder, so two folders with one name would silently become one row."""
     from training.config import load_config
 
-    return [Path(name) if Path(name).is_dir() else load_config(name).run_dir for name in names]
+    folders = [Path(name) if Path(name).is_dir() else load_config(name).run_dir for name in names]
+    names_seen = [folder.name for folder in folders]
+    duplicates = sorted({n for n in names_seen if names_seen.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"two runs share the folder name {', '.join(duplicates)}: rename one (--set name=...)")
+    return folders

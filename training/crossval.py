@@ -1,7 +1,7 @@
 """Out-of-fold summary of one recipe trained once per patient-level fold (the report's cross-validation section).
 
-One fold's held-out AUC depends heavily on which 15 patients it holds (fold 0 has 23 subdural slices,
-fold 3 18, and subdural AUC 0.52 against 0.83). Every fold's run scores patients its model never saw,
+One fold's held-out AUC depends heavily on which few patients it holds, above all for the rare
+subtypes. Every fold's run scores patients its model never saw,
 so together they score every patient once: the per-fold spread says how much one split can mislead,
 and the pooled out-of-fold AUC (with a 95% interval over patients) is the estimate to quote.
 """
@@ -29,13 +29,24 @@ def read_predictions(run: str | Path) -> tuple[list[str], list[str], np.ndarray,
     return [r["patient"] for r in rows], [r["study"] for r in rows], labels, probs
 
 
+ANY = CLASSES.index("any")  # the study column
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _cell(value: float | None, n_pos: int) -> str:
-    return f"n/a ({n_pos})" if value is None else f"{value:.3f} ({n_pos})"
+    return f"{_fmt(value)} ({n_pos})"
 
 
-def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
-    """``runs``: name -> run folder, one per fold of the same recipe (their held-out patients must not overlap)."""
-    folds = {name: read_predictions(folder) for name, folder in runs.items()}
+def _study_auc(studies, labels, probs) -> float | None:
+    """AUC of "any" per study (max over its slices)."""
+    _, study_true, study_prob = study_level(studies, labels, probs)
+    return auc_or_none(study_true[:, ANY], study_prob[:, ANY])
+
+
+def _check_disjoint(folds: dict[str, tuple]) -> None:
     seen: dict[str, str] = {}
     for name, (patients, *_rest) in folds.items():
         for patient in set(patients):
@@ -43,14 +54,25 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
                 raise ValueError(f"`{name}` and `{seen[patient]}` both hold out the same patients: they are not "
                                  "folds of one cross-validation")
             seen[patient] = name
-    header = "| run | held-out patients / slices | " + " | ".join(CLASSES) + " | study AUC (any) |"
+
+
+def _spread(values: list[float]) -> str:
+    return "n/a" if not values else f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f}, {len(values)})"
+
+
+def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
+    """``runs``: name -> run folder, one per fold of the same recipe (their held-out patients must not overlap)."""
+    folds = {name: read_predictions(folder) for name, folder in runs.items()}
+    _check_disjoint(folds)
     lines = ["", "## Cross-validation", "",
              f"The bundled recipe trained once per patient-level fold ({len(runs)} runs). Each row scores only "
              "patients its model never saw; slice AUC per class (positive slices in brackets). The pooled row "
-             "ranks every run's held-out slices together, with a 95% interval from resampling patients: it "
-             "mixes several models' calibrations, so it is slightly pessimistic, and the thresholds of the "
-             "bundled card still come from its own fold only.", "",
-             header, "|---|---|" + "---:|" * (len(CLASSES) + 1)]
+             "ranks every run's held-out slices together, with a 95% interval from resampling patients. It mixes "
+             "several models' calibrations, and folds without positives of a class still add their negatives, "
+             "so it can be well below the mean over folds. The thresholds of the bundled card come from its own "
+             "fold only.", "",
+             "| run | held-out patients / slices | " + " | ".join(CLASSES) + " | study AUC (any) |",
+             "|---|---|" + "---:|" * (len(CLASSES) + 1)]
     per_fold = {c: [] for c in CLASSES}
     study_aucs = []
     for name, (patients, studies, labels, probs) in folds.items():
@@ -58,19 +80,13 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
         for c, a in zip(CLASSES, aucs):
             if a is not None:
                 per_fold[c].append(a)
-        _, study_true, study_prob = study_level(studies, labels, probs)
-        study_auc = auc_or_none(study_true[:, 0], study_prob[:, 0])
+        study_auc = _study_auc(studies, labels, probs)
         if study_auc is not None:
             study_aucs.append(study_auc)
         cells = " | ".join(_cell(a, int(labels[:, k].sum())) for k, a in enumerate(aucs))
-        lines.append(f"| {name} | {len(set(patients))} / {len(patients)} | {cells} | "
-                     f"{'n/a' if study_auc is None else f'{study_auc:.3f}'} |")
-
-    def spread(values: list[float]) -> str:
-        return "n/a" if not values else f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f}, {len(values)})"
-
-    lines.append(f"| mean over folds (min-max, folds with positives) | | "
-                 + " | ".join(spread(per_fold[c]) for c in CLASSES) + f" | {spread(study_aucs)} |")
+        lines.append(f"| {name} | {len(set(patients))} / {len(patients)} | {cells} | {_fmt(study_auc)} |")
+    lines.append("| mean over folds (min-max, folds with positives) | | "
+                 + " | ".join(_spread(per_fold[c]) for c in CLASSES) + f" | {_spread(study_aucs)} |")
     patients = [p for fold in folds.values() for p in fold[0]]
     studies = [s for fold in folds.values() for s in fold[1]]
     labels = np.concatenate([fold[2] for fold in folds.values()])
@@ -80,10 +96,7 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
         auc = auc_or_none(labels[:, k], probs[:, k])
         ci = bootstrap_ci(patients, labels[:, k], probs[:, k], auc_or_none, n_boot=n_boot) if auc is not None else None
         interval = "" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-        pooled.append("n/a" if auc is None else f"{auc:.3f}{interval} ({int(labels[:, k].sum())})")
-    _, study_true, study_prob = study_level(studies, labels, probs)
-    study_auc = auc_or_none(study_true[:, 0], study_prob[:, 0])
+        pooled.append(f"{_fmt(auc)}{interval} ({int(labels[:, k].sum())})")
     lines.append(f"| pooled out-of-fold [95% CI] | {len(set(patients))} / {len(patients)} | " + " | ".join(pooled)
-                 + f" | {'n/a' if study_auc is None else f'{study_auc:.3f}'} |")
+                 + f" | {_fmt(_study_auc(studies, labels, probs))} |")
     return "\n".join(lines) + "\n"
-

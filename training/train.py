@@ -224,7 +224,8 @@ def validate(model: nn.Module, cache: Cache, rows: np.ndarray, device) -> dict:
 
 def one_cycle(optimizer, lr: float, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.OneCycleLR:
     """OneCycleLR, safe for short runs: a warmup of exactly one step (e.g. 10 steps at 0.1) divides by zero
-    inside PyTorch, so a warmup of one step or less becomes none (half a step: the schedule starts annealing)."""
+    inside PyTorch, so a warmup of one step or less becomes none (half a step: the schedule starts annealing
+    near ``lr``; a one-step run gets the schedule's final rate, as any one-step OneCycle does)."""
     pct_start = warmup if warmup * total_steps > 1 else 0.5 / total_steps
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
 

@@ -54,12 +54,13 @@ def test_int16_storage_neither_wraps_nor_loses_the_ends_of_the_hu_range(tmp_path
     ds = make.read("CT_small.dcm")
     pixels = ds.pixel_array.copy()
     pixels[0, :3] = -32768, 32767, 100
-    ds.PixelData, ds.RescaleSlope, ds.RescaleIntercept = pixels.tobytes(), 2, -1024
+    # Intercept -1000, not -1024: a wrapped bottom would read -1000, distinguishable from the air floor.
+    ds.PixelData, ds.RescaleSlope, ds.RescaleIntercept = pixels.tobytes(), 2, -1000
     ds.save_as(tmp_path / "extremes.dcm")
     loader = VolumeLoader(ich_viewer.load(tmp_path).series[0], workers=1)
     volume = loader.result()
     assert loader.array.dtype == np.int16
-    np.testing.assert_array_equal(volume[0, 0, :3], [-1024, 32767, 2 * 100 - 1024])
+    np.testing.assert_array_equal(volume[0, 0, :3], [-1024, 32767, 2 * 100 - 1000])
 
 
 def test_requested_first_slice_is_decoded_before_the_rest(cq500_dir):

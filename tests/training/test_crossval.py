@@ -18,6 +18,7 @@ def fold_run(root, name, patients, seed, shift=0.0, positives=True):
     rng = np.random.default_rng(seed)
     records = [SimpleNamespace(key=f"{p}/{i}", patient=p, study=p, index=i) for p in patients for i in range(6)]
     labels = (rng.random((len(records), len(CLASSES))) < 0.4).astype(np.uint8)
+    labels[:6] = 0  # the first patient is clean, so the study column has negatives too
     if not positives:
         labels[:, CLASSES.index("subarachnoid")] = 0
     probs = np.clip(0.3 * labels + 0.7 * rng.random(labels.shape) + shift, 0, 1)
@@ -40,6 +41,9 @@ def test_pooled_and_per_fold_aucs_match_sklearn_and_a_fold_without_positives_say
         cell = rows[name][2 + any_k]
         assert float(cell.split()[0]) == pytest.approx(roc_auc_score(labels[:, any_k], probs[:, any_k]), abs=6e-4)
         assert cell.endswith(f"({labels[:, any_k].sum()})")
+        study_true = labels[:, any_k].reshape(-1, 6).max(axis=1)  # 6 slices per patient, one study each
+        study_prob = probs[:, any_k].reshape(-1, 6).max(axis=1)
+        assert float(rows[name][-1]) == pytest.approx(roc_auc_score(study_true, study_prob), abs=6e-4)
     assert rows["fold1"][2 + CLASSES.index("subarachnoid")] == "n/a (0)"  # subarachnoid: no positive slice held out in that fold
     labels = np.concatenate([r[2] for r in read.values()])
     probs = np.concatenate([r[3] for r in read.values()])
@@ -70,3 +74,13 @@ def test_runs_that_hold_out_the_same_patient_are_not_a_cross_validation(tmp_path
 def test_a_run_without_predictions_says_which_step_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `python -m training evaluate`"):
         read_predictions(tmp_path / "never_evaluated")
+
+
+def test_bundle_refuses_two_runs_that_would_share_a_row(tmp_path):
+    from training.bundle import _run_folders
+
+    (tmp_path / "a" / "fold1").mkdir(parents=True)
+    (tmp_path / "b" / "fold1").mkdir(parents=True)
+    with pytest.raises(ValueError, match="two runs share the folder name fold1"):
+        _run_folders([str(tmp_path / "a" / "fold1"), str(tmp_path / "b" / "fold1")])
+    assert _run_folders([str(tmp_path / "a" / "fold1")]) == [tmp_path / "a" / "fold1"]
