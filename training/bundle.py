@@ -112,18 +112,21 @@ def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross
     if compare:
         from training.experiments import comparison_markdown
 
-        runs = {config.name: config.run_dir, **{folder.name: folder for folder in _run_folders(compare)}}
-        markdown = comparison_markdown(runs, config.name) + markdown
+        markdown = comparison_markdown(_named_runs(config, compare), config.name) + markdown
     if cross_validation:
         from training.crossval import cross_validation_markdown
 
-        folds = {config.name: config.run_dir, **{folder.name: folder for folder in _run_folders(cross_validation)}}
-        markdown = cross_validation_markdown(folds) + markdown
+        markdown = cross_validation_markdown(_named_runs(config, cross_validation)) + markdown
     with open(reports / "report.md", "a") as f:
         f.write(markdown)
     (reports / "external_checks.json").write_text(json.dumps(numbers, indent=1))
     return {"model": str(target.relative_to(root)), "sha256": digest, "megabytes": round(target.stat().st_size / 2**20, 1),
             "report": str((reports / "report.md").relative_to(root))}
+
+
+def _named_runs(config: Config, names: list[str]) -> dict[str, Path]:
+    """The bundled run first, then the named ones, each under its folder name (a table row)."""
+    return {config.name: config.run_dir, **{folder.name: folder for folder in _run_folders(names)}}
 
 
 def _run_folders(names: list[str]) -> list[Path]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data.base import CLASSES
+from training.experiments import fmt_metric
 from training.metrics import auc_or_none, bootstrap_ci, study_level
 
 
@@ -32,12 +33,8 @@ def read_predictions(run: str | Path) -> tuple[list[str], list[str], np.ndarray,
 ANY = CLASSES.index("any")  # the study column
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def _cell(value: float | None, n_pos: int) -> str:
-    return f"{_fmt(value)} ({n_pos})"
+    return f"{fmt_metric(value)} ({n_pos})"
 
 
 def _study_auc(studies, labels, probs) -> float | None:
@@ -84,7 +81,7 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
         if study_auc is not None:
             study_aucs.append(study_auc)
         cells = " | ".join(_cell(a, int(labels[:, k].sum())) for k, a in enumerate(aucs))
-        lines.append(f"| {name} | {len(set(patients))} / {len(patients)} | {cells} | {_fmt(study_auc)} |")
+        lines.append(f"| {name} | {len(set(patients))} / {len(patients)} | {cells} | {fmt_metric(study_auc)} |")
     lines.append("| mean over folds (min-max, folds with positives) | | "
                  + " | ".join(_spread(per_fold[c]) for c in CLASSES) + f" | {_spread(study_aucs)} |")
     patients = [p for fold in folds.values() for p in fold[0]]
@@ -96,7 +93,7 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
         auc = auc_or_none(labels[:, k], probs[:, k])
         ci = bootstrap_ci(patients, labels[:, k], probs[:, k], auc_or_none, n_boot=n_boot) if auc is not None else None
         interval = "" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-        pooled.append(f"{_fmt(auc)}{interval} ({int(labels[:, k].sum())})")
+        pooled.append(f"{fmt_metric(auc)}{interval} ({int(labels[:, k].sum())})")
     lines.append(f"| pooled out-of-fold [95% CI] | {len(set(patients))} / {len(patients)} | " + " | ".join(pooled)
-                 + f" | {_fmt(_study_auc(studies, labels, probs))} |")
+                 + f" | {fmt_metric(_study_auc(studies, labels, probs))} |")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ from pathlib import Path
 from training.data.base import CLASSES
 
 
-def _fmt(value) -> str:
+def fmt_metric(value: float | None) -> str:
+    """A metric to 3 decimals, or n/a where it is undefined (e.g. an AUC without positives)."""
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -26,9 +27,9 @@ def comparison_markdown(runs: dict[str, Path], chosen: str) -> str:
             lines.append(f"| {name} | not evaluated |")
             continue
         ev = evaluations[name] = json.loads(path.read_text())
-        aucs = " | ".join(f"{_fmt(ev['slice'][c]['auc'])} ({ev['slice'][c]['n_pos']})" for c in CLASSES)
+        aucs = " | ".join(f"{fmt_metric(ev['slice'][c]['auc'])} ({ev['slice'][c]['n_pos']})" for c in CLASSES)
         lines.append(f"| {name} | {ev['n_patients']} / {ev['n_slices']} | {aucs} | {ev['log_loss']:.4f} | "
-                     f"{_fmt(ev['study']['any']['auc'])} |")
+                     f"{fmt_metric(ev['study']['any']['auc'])} |")
     return "\n".join(lines + _differences(evaluations)) + "\n"
 
 
