@@ -64,6 +64,7 @@ def _latency(model, fp32: Path, int8: Path, repeats: int):
 
     Interleaved: every repeat times each engine once in turn, so the shared machine's slow spells fall on
     all of them alike, and a ratio is taken within one repeat before the median."""
+    import ich_viewer  # noqa: F401 - first: turns ONNX Runtime's telemetry off
     import onnxruntime as ort
     import torch
 
@@ -136,6 +137,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cq500-ct0")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    import ich_viewer  # noqa: F401 - first: turns ONNX Runtime's telemetry off
     import onnxruntime as ort
     import torch
 

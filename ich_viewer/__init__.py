@@ -3,7 +3,15 @@
 Teaching and demonstration software, not a medical device: not for diagnosis.
 """
 
-from ich_viewer.core.dicom_io import load
+import os
+
+# Offline by construction: ONNX Runtime (1.29 and later) sends telemetry on Linux and writes a device
+# identifier under ~/.cache/Microsoft unless this is set before it is first imported. Every entry point
+# (viewer, triage, training, tests, the frozen app) imports this package first; it is set, not defaulted,
+# so no environment can turn it back on.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+from ich_viewer.core.dicom_io import load  # noqa: E402
 
 __all__ = ["load", "__version__"]
 __version__ = "0.1.0"

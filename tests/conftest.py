@@ -7,6 +7,9 @@ from pathlib import Path
 
 # Before anything imports Qt: widgets render offscreen, with no display needed.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Before anything imports ONNX Runtime (importing ich_viewer sets it too; tests that import onnxruntime
+# directly must not depend on import order): no telemetry, no device identifier under ~/.cache.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 import pytest  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
