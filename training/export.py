@@ -17,6 +17,7 @@ import onnx
 import torch
 from torch import nn
 
+from ich_viewer.core.model import FILE_HASH_KEY, HASH_PLACEHOLDER, WEIGHTS_HASH_KEY, seal
 from training.data.base import CLASSES
 
 CONTRACT_VERSION = "1"
@@ -74,7 +75,24 @@ def export_onnx(model: nn.Module, path: str | Path, card: dict, *, opset: int = 
         entry.key, entry.value = key, value
     proto.doc_string = f"{card['name']} {card['version']}: {card['intended_use']}"
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path))
+    return save_sealed(proto, path)
+
+
+def save_sealed(proto: onnx.ModelProto, path: str | Path) -> Path:
+    """Write ``proto`` as one file carrying ``ich.weights_sha256`` and ``ich.file_sha256`` (the contract's
+    Integrity section; defined in :mod:`ich_viewer.core.model`), replacing any it had.
+
+    Every writer of a model the viewer loads goes through here: the viewer refuses a file without them.
+    The two entries go last with placeholder values, are serialized once, and :func:`seal` writes the
+    values over the placeholders in the bytes (a re-serialization could move them). ``proto`` keeps the
+    placeholders."""
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in (WEIGHTS_HASH_KEY, FILE_HASH_KEY)]
+    del proto.metadata_props[:]
+    for key, value in kept + [(WEIGHTS_HASH_KEY, HASH_PLACEHOLDER), (FILE_HASH_KEY, HASH_PLACEHOLDER)]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    path = Path(path)
+    path.write_bytes(seal(proto.SerializeToString()))
     return path
 
 
@@ -108,8 +126,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> P
     proto = onnx.load(str(out_path))
     source = {p.key: p.value for p in onnx.load(str(fp32_path)).metadata_props}
     del proto.metadata_props[:]
-    for key, value in source.items():
+    for key, value in source.items():  # the FP32 card; save_sealed replaces the FP32 checksums
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(out_path))
-    return out_path
+    return save_sealed(proto, out_path)

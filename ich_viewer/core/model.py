@@ -2,13 +2,32 @@
 
 With :mod:`ich_viewer.core.inference`, the only onnxruntime importer. A model is refused, with a
 sentence a clinician understands, when it is missing, damaged, altered (bundled model: SHA-256
-against ``manifest.json``) or does not conform (inputs, outputs, class order, metadata).
+against ``manifest.json``; every model: the two checksums sealed inside it at export) or does not
+conform (inputs, outputs, class order, metadata, the type and shape of every card field the viewer reads).
+
+Integrity (contract, "Integrity"): an exported model carries two SHA-256 values in its metadata, each
+64 lowercase hex characters:
+
+- ``ich.weights_sha256``: over the graph's initializers in graph order (``ModelProto.graph.initializer``):
+  for each, its serialized ``TensorProto`` bytes as stored in the file, preceded by their length as 8
+  little-endian bytes. Name, data type, shape and every weight byte are covered. In onnx terms:
+  ``sha256(b"".join(len(b).to_bytes(8, "little") + b for b in (t.SerializeToString() for t in
+  model.graph.initializer)))``.
+- ``ich.file_sha256``: over the whole file, with this entry's own 64 value characters read as 64 ASCII
+  ``0``. The exporter writes ``0`` * 64, hashes, then writes the value in place (same length).
+
+The weights hash identifies the weights across metadata edits; the file hash covers every other byte
+(graph, attributes, card), so any changed byte is refused. Both are read straight from the bytes (the
+entry ``0A 0F "ich.file_sha256" 12 40`` must occur exactly once), so checking them needs no ONNX parser
+besides ONNX Runtime's: about 15 ms for the 12 MB bundled model. They detect damage and edits, not
+forgery: anyone can re-seal a file they changed, so a model from an untrusted source is still untrusted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +41,16 @@ from ich_viewer.core.phantom import CLASSES
 CONTRACT_VERSION = "1"
 REQUIRED_CARD_KEYS = ("name", "version", "classes", "input", "thresholds", "operating_curves", "intended_use",
                       "limitations")
+WEIGHTS_HASH_KEY = "ich.weights_sha256"
+FILE_HASH_KEY = "ich.file_sha256"
+HASH_PLACEHOLDER = "0" * 64
+CURVE_KEYS = ("thresholds", "precision", "recall", "specificity")
+PRESET_META_KEYS = ("default", "notes")  # entries of ``thresholds`` that are not presets
 
 
 @dataclass(frozen=True)
 class ModelCard:
-    """The card inside the ONNX file, with the accessors the viewer needs."""
+    """The card inside the ONNX file, with the accessors the viewer needs (checked by :func:`check_card`)."""
 
     raw: dict = field(repr=False)
 
@@ -89,28 +113,161 @@ def bundled_model_path(models_dir: str | Path) -> tuple[Path, str]:
                          "verified. Reinstall ICH Viewer, or open another model (Model > Open model...).") from exc
 
 
+# --------------------------------------------------------------------------- integrity
+
+
+def _entry(key: str) -> bytes:
+    """How protobuf stores a metadata entry ``key`` with a 64-byte value: key (field 1), value (field 2, length 64)."""
+    return b"\x0a" + bytes([len(key)]) + key.encode() + b"\x12\x40"
+
+
+def _value_offset(data: bytes, key: str) -> int | None:
+    """Where ``key``'s 64-character value starts in ``data``; None unless the entry occurs exactly once."""
+    entry = _entry(key)
+    first = data.find(entry)
+    if first < 0 or data.find(entry, first + 1) >= 0:
+        return None
+    return first + len(entry) if first + len(entry) + 64 <= len(data) else None
+
+
+def _varint(data: memoryview, i: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= end or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if byte < 0x80:
+            return value, i
+
+
+def _fields(data: memoryview, start: int, end: int):
+    """(field number, wire type, start, end) of each field of the protobuf message ``data[start:end]``."""
+    i = start
+    while i < end:
+        key, i = _varint(data, i, end)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, j = _varint(data, i, end)
+        elif wire == 1:
+            j = i + 8
+        elif wire == 2:
+            length, i = _varint(data, i, end)
+            j = i + length
+        elif wire == 5:
+            j = i + 4
+        else:
+            raise ValueError(f"wire type {wire}")  # groups: never written by onnx
+        if j > end:
+            raise ValueError("field runs past its message")
+        yield number, wire, i, j
+        i = j
+
+
+def weights_sha256(data: bytes) -> str:
+    """``ich.weights_sha256`` of a serialized model (module docstring). ValueError if it is not protobuf."""
+    view, digest = memoryview(data), hashlib.sha256()
+    for number, wire, start, end in _fields(view, 0, len(view)):
+        if number == 7 and wire == 2:  # ModelProto.graph (protobuf merges repeats, so take every one, in order)
+            for inner, inner_wire, s, e in _fields(view, start, end):
+                if inner == 5 and inner_wire == 2:  # GraphProto.initializer
+                    digest.update((e - s).to_bytes(8, "little"))
+                    digest.update(view[s:e])
+    return digest.hexdigest()
+
+
+def file_digests(data: bytes) -> tuple[str, str | None, str | None]:
+    """SHA-256 of ``data``; the ``ich.file_sha256`` value stored in it; that value recomputed (module
+    docstring). The last two are None when the entry is missing or occurs more than once. One pass."""
+    offset = _value_offset(data, FILE_HASH_KEY)
+    if offset is None:
+        return hashlib.sha256(data).hexdigest(), None, None
+    view = memoryview(data)
+    head = hashlib.sha256(view[:offset])
+    whole = head.copy()
+    whole.update(view[offset:])
+    head.update(HASH_PLACEHOLDER.encode())
+    head.update(view[offset + 64:])
+    return whole.hexdigest(), bytes(view[offset:offset + 64]).decode("ascii", "replace"), head.hexdigest()
+
+
+def seal(data: bytes) -> bytes:
+    """A serialized model whose ``ich.weights_sha256`` and ``ich.file_sha256`` entries hold the placeholder,
+    with both values written in place (the exporter's last step; the bytes otherwise unchanged)."""
+    data = bytearray(data)
+    for key in (WEIGHTS_HASH_KEY, FILE_HASH_KEY):  # weights first: the file hash covers the weights hash
+        offset = _value_offset(bytes(data), key)
+        if offset is None or bytes(data[offset:offset + 64]) != HASH_PLACEHOLDER.encode():
+            raise ValueError(f"the model must hold exactly one {key} entry with the placeholder value")
+        value = weights_sha256(bytes(data)) if key == WEIGHTS_HASH_KEY else hashlib.sha256(data).hexdigest()
+        data[offset:offset + 64] = value.encode()
+    return bytes(data)
+
+
+def integrity_problem(data: bytes, meta: dict, stored_file: str | None, computed_file: str | None) -> str | None:
+    """``"missing"`` or ``"mismatch"`` when ``data`` fails its sealed checksums, None when both match.
+    ``meta``: the metadata ONNX Runtime read; the stored value must also be the one it sees."""
+    if FILE_HASH_KEY not in meta or WEIGHTS_HASH_KEY not in meta:
+        return "missing"
+    if stored_file is None or stored_file != meta[FILE_HASH_KEY] or stored_file != computed_file:
+        return "mismatch"
+    try:
+        weights = weights_sha256(data)
+    except ValueError:
+        return "mismatch"
+    return None if weights == meta[WEIGHTS_HASH_KEY] else "mismatch"
+
+
+# --------------------------------------------------------------------------- loading
+
+
 class IchModel:
     """One ONNX Runtime session for a contract model; ``run`` takes HU and returns probabilities and CAMs."""
 
     def __init__(self, path: str | Path, *, expected_sha256: str | None = None, threads: int | None = None):
         self.path = Path(path)
+        name = self.path.name
         if not self.path.is_file():
-            raise ModelError(f"The model file {self.path.name} was not found. Reinstall ICH Viewer or choose "
+            raise ModelError(f"The model file {name} was not found. Reinstall ICH Viewer or choose "
                              "another model file.")
-        self.sha256 = sha256(self.path)
+        try:
+            data = self.path.read_bytes()  # hashed and handed to ONNX Runtime as one buffer: what is checked runs
+        except OSError as exc:
+            raise ModelError(f"The model file {name} could not be read ({exc.strerror or exc}).") from exc
+        self.sha256, stored_file, computed_file = file_digests(data)
         if expected_sha256 is not None and self.sha256 != expected_sha256:
-            raise ModelError(f"The bundled model {self.path.name} has been changed or damaged (its checksum does "
+            raise ModelError(f"The bundled model {name} has been changed or damaged (its checksum does "
                              "not match the one shipped with ICH Viewer), so it will not be used. Reinstall ICH "
                              "Viewer.")
+        # A seal that is present and wrong is known before parsing; it is reported with whatever else is
+        # found, so a corrupted file reads as damaged, and a hand-edited card still says which field is wrong.
+        damaged = stored_file is not None and stored_file != computed_file
+        damage_note = (" Its checksum does not match the one recorded inside it either, so the file was changed "
+                       "or damaged after export.") if damaged else ""
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types for bad files
-            raise ModelError(f"{self.path.name} is not a readable ONNX model (the file may be damaged or not a "
-                             "model at all), so it cannot be used.") from exc
-        self.card = ModelCard(check_contract(self.session, self.path.name))
+            raise ModelError(f"{name} is not a readable ONNX model (the file may be damaged or not a "
+                             f"model at all), so it cannot be used.{damage_note}") from exc
+        try:
+            card, meta = _check_contract(self.session, name)
+        except ModelError as exc:
+            raise ModelError(f"{exc}{damage_note}") from exc
+        problem = integrity_problem(data, meta, stored_file, computed_file)
+        if problem == "missing":
+            raise ModelError(f"{name} is not a model ICH Viewer can use: it carries no integrity checksums "
+                             f"('{WEIGHTS_HASH_KEY}' and '{FILE_HASH_KEY}' in its metadata), so a damaged copy "
+                             "could not be told from a good one. Export it again with ICH Viewer's training "
+                             "package (python -m training export), which records them.")
+        if problem == "mismatch":
+            raise ModelError(f"{name} has been changed or damaged since it was exported (its checksums do not "
+                             "match the ones recorded inside it), so it will not be used. Use the original file "
+                             "or export the model again.")
+        self.card = ModelCard(card)
 
     @classmethod
     def bundled(cls, models_dir: str | Path, threads: int | None = None) -> "IchModel":
@@ -126,41 +283,181 @@ class IchModel:
         return probabilities, cam
 
 
+# --------------------------------------------------------------------------- the contract
+
+
 def check_contract(session: ort.InferenceSession, name: str) -> dict:
     """The card, or :class:`ModelError` saying what about the file does not fit the contract."""
+    return _check_contract(session, name)[0]
+
+
+def _check_contract(session: ort.InferenceSession, name: str) -> tuple[dict, dict]:
+    """(card, metadata) or :class:`ModelError`; nothing else escapes, whatever the file holds."""
 
     def refuse(reason: str) -> ModelError:
         return ModelError(f"{name} is not a model ICH Viewer can use: {reason}.")
 
-    inputs = session.get_inputs()
+    try:
+        inputs, outputs = session.get_inputs(), {o.name: o for o in session.get_outputs()}
+    except UnicodeDecodeError:  # onnxruntime decodes names as UTF-8 when asked, not when loading
+        raise refuse("the names of its inputs or outputs are not valid text") from None
     if len(inputs) != 1 or inputs[0].name != "hu" or inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 4:
         raise refuse("it must take one input named 'hu' (float32 slices in Hounsfield units, [N, 1, H, W])")
-    outputs = {o.name: o for o in session.get_outputs()}
     for required, rank in (("probabilities", 2), ("cam", 4)):
         if required not in outputs:
             raise refuse(f"it has no '{required}' output" + (" (the heat maps that show where it looked)"
                                                              if required == "cam" else ""))
         if len(outputs[required].shape) != rank:
             raise refuse(f"its '{required}' output has the wrong number of dimensions")
-    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:
+        raise refuse("its metadata is not valid UTF-8 text (the file may be damaged)") from None
     if meta.get("ich.contract") != CONTRACT_VERSION:
         raise refuse(f"it does not declare model contract version {CONTRACT_VERSION} in its metadata")
     try:
         card = json.loads(meta["ich.card"])
     except (KeyError, ValueError):
         raise refuse("its model card (metadata 'ich.card') is missing or not valid JSON") from None
+    reason = card_problem(card)
+    if reason:
+        raise refuse(reason)
+    return card, meta
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _unit(value) -> bool:
+    return _number(value) and 0 <= value <= 1
+
+
+def card_problem(card) -> str | None:
+    """Why ``card`` cannot drive the viewer, naming the field (a sentence fragment), or None.
+
+    Covers every field the viewer reads: the accessors of :class:`ModelCard`, the thresholds panel and
+    read-outs (presets, ``operating_curves``), the CAM display (``cam_scale``), the window buttons
+    (``windows``) and the model card dialog (``validation``, ``training``)."""
     if not isinstance(card, dict):
-        raise refuse("its model card is not a JSON object")
+        return "its model card is not a JSON object"
     missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
     if missing:
-        raise refuse(f"its model card lacks {', '.join(missing)}")
-    if list(card["classes"]) != list(CLASSES):
-        raise refuse(f"its classes are {card['classes']}, not {list(CLASSES)} in that order")
-    presets = {k: v for k, v in card["thresholds"].items() if isinstance(v, dict)}
-    if not presets or any(set(CLASSES) - set(p) for p in presets.values()):
-        raise refuse("its threshold presets do not cover all six classes")
-    for c, curve in (card["operating_curves"] or {}).items():
-        lengths = {len(curve.get(k, ())) for k in ("thresholds", "precision", "recall", "specificity")}
-        if len(lengths) != 1:
-            raise refuse(f"its operating curve for {c} is malformed")
-    return card
+        return f"its model card lacks {', '.join(missing)}"
+    for key in ("name", "version", "intended_use", "limitations"):
+        if not isinstance(card[key], str):
+            return f"its model card's '{key}' is not text"
+    if not isinstance(card["classes"], list):
+        return "its model card's 'classes' is not a list of class names"
+    if card["classes"] != list(CLASSES):
+        return f"its classes are {card['classes']}, not {list(CLASSES)} in that order"
+    return (_input_problem(card["input"]) or _thresholds_problem(card["thresholds"])
+            or _curves_problem(card["operating_curves"]) or _cam_scale_problem(card.get("cam_scale"))
+            or _windows_problem(card.get("windows")) or _dialog_problem(card))
+
+
+def _input_problem(spec) -> str | None:
+    if not isinstance(spec, dict):
+        return "its model card's 'input' is not an object"
+    if "units" in spec and spec["units"] != "HU":
+        return "its model card's 'input.units' is not \"HU\" (the viewer feeds Hounsfield units)"
+    size = spec.get("size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+        return "its model card's 'input.size' is not two positive whole numbers"
+    clip = spec.get("clip")
+    if clip is not None and not (isinstance(clip, list) and len(clip) == 2 and all(map(_number, clip))
+                                 and clip[0] < clip[1]):
+        return "its model card's 'input.clip' is not null or two numbers [low, high]"
+    return None
+
+
+def _thresholds_problem(thresholds) -> str | None:
+    if not isinstance(thresholds, dict):
+        return "its model card's 'thresholds' is not an object of named presets"
+    presets = {k: v for k, v in thresholds.items() if k not in PRESET_META_KEYS}
+    if not presets:
+        return "its model card's 'thresholds' holds no threshold presets"
+    for preset, values in presets.items():
+        if not isinstance(values, dict):
+            return f"its threshold preset 'thresholds.{preset}' is not an object of per-class thresholds"
+        lacking = [c for c in CLASSES if c not in values]
+        if lacking:
+            return f"its threshold presets do not cover all six classes ('thresholds.{preset}' lacks {', '.join(lacking)})"
+        wrong = [c for c in CLASSES if not _unit(values[c])]
+        if wrong:
+            return f"its threshold preset 'thresholds.{preset}' has no number between 0 and 1 for {', '.join(wrong)}"
+    default = thresholds.get("default")
+    if default is not None and (not isinstance(default, str) or default not in presets):
+        return "its model card's 'thresholds.default' does not name one of its presets"
+    notes = thresholds.get("notes")
+    if notes is not None and not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+        return "its model card's 'thresholds.notes' is not a list of sentences"
+    return None
+
+
+def _curves_problem(curves) -> str | None:
+    if curves is None:
+        return None
+    if not isinstance(curves, dict):
+        return "its model card's 'operating_curves' is not an object with one curve per class"
+    for c, curve in curves.items():
+        if c not in CLASSES:
+            return f"its model card's 'operating_curves' names an unknown class {c!r}"
+        if not isinstance(curve, dict):
+            return f"its operating curve for {c} ('operating_curves.{c}') is not an object"
+        for key in CURVE_KEYS:
+            values = curve.get(key)
+            if not isinstance(values, list) or not all(map(_unit, values)):
+                return f"its operating curve for {c} is malformed ('operating_curves.{c}.{key}' is not a list of numbers between 0 and 1)"
+        if len({len(curve[key]) for key in CURVE_KEYS}) != 1:
+            return f"its operating curve for {c} is malformed (its arrays in 'operating_curves.{c}' differ in length)"
+    return None
+
+
+def _cam_scale_problem(scale) -> str | None:
+    if scale is None:
+        return None
+    if not isinstance(scale, dict):
+        return "its model card's 'cam_scale' is not an object with one number per class"
+    wrong = [c for c in CLASSES if scale.get(c) is not None and not (_number(scale[c]) and scale[c] > 0)]
+    if wrong:
+        return f"its model card's 'cam_scale' has no positive number for {', '.join(wrong)}"
+    return None
+
+
+def _windows_problem(windows) -> str | None:
+    if windows is None or windows == []:
+        return None
+    if not isinstance(windows, list) or len(windows) != 3:
+        return "its model card's 'windows' is not a list of three windows (one per input channel)"
+    for i, w in enumerate(windows):
+        if not (isinstance(w, dict) and isinstance(w.get("name"), str) and _number(w.get("center"))
+                and _number(w.get("width")) and w["width"] > 0):
+            return f"its model card's 'windows[{i}]' lacks a name, a centre or a positive width"
+        if w.get("function", "linear") not in ("linear", "sigmoid") or not isinstance(w.get("learned", False), bool):
+            return f"its model card's 'windows[{i}]' has a function other than linear or sigmoid, or a non-true/false 'learned'"
+    return None
+
+
+def _dialog_problem(card: dict) -> str | None:
+    """What the model card dialog formats as numbers or reads as objects."""
+    for key in ("validation", "training"):
+        if card.get(key) is not None and not isinstance(card[key], dict):
+            return f"its model card's '{key}' is not an object"
+    validation = card.get("validation") or {}
+    for key in ("auc", "ap", "study_level"):
+        values = validation.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            return f"its model card's 'validation.{key}' is not an object with one entry per class"
+        for c in CLASSES:
+            value = values.get(c)
+            if key == "study_level":
+                if value is not None and not (isinstance(value, dict) and all(
+                        value.get(k) is None or _number(value[k]) for k in ("recall", "specificity"))):
+                    return f"its model card's 'validation.study_level.{c}' has a recall or specificity that is not a number"
+            elif value is not None and not _number(value):
+                return f"its model card's 'validation.{key}.{c}' is not a number"
+    return None
