@@ -7,13 +7,14 @@ it is reported in :attr:`LoadResult.skipped` with a one-line reason.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import mmap
 import os
+import stat
 import struct
 import warnings
-import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -29,7 +30,7 @@ from pydicom.tag import Tag
 from pydicom.pixels import pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 
-from ich_viewer.core import fast_scan, imagecodecs_plugin
+from ich_viewer.core import archives, fast_scan, header_checks, imagecodecs_plugin
 from ich_viewer.core.errors import DecodeError, NoImagesFoundError
 from ich_viewer.core.geometry import natural_key, order_slices
 from ich_viewer.core.series import (
@@ -88,52 +89,70 @@ _SCAN_TAG_NUMBERS = [Tag(keyword) for keyword in SCAN_TAGS]
 # --------------------------------------------------------------------------- finding files
 
 
-def _iter_candidates(paths: Iterable[str | os.PathLike], skipped: list[Skipped]) -> Iterator[FileRef]:
-    """Every file under ``paths``: folders recursively, zip members, files a DICOMDIR lists."""
+def _iter_candidates(paths: Iterable[str | os.PathLike]) -> Iterator[FileRef | Skipped]:
+    """Every file under ``paths`` (folders recursively, zip members, files a DICOMDIR lists), or why
+    one was passed over: unreadable folders, pipes and devices, refused archives and members."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
+            folder_errors: list[OSError] = []
+            for root, dirs, files in os.walk(path, onerror=folder_errors.append):
+                yield from (Skipped(str(e.filename), f"folder could not be read ({e.strerror or e})") for e in folder_errors)
+                folder_errors.clear()
                 dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
                 for name in sorted(files, key=natural_key):
                     if name.upper() == "DICOMDIR":
                         continue  # an index of files that this walk finds anyway
-                    yield from _expand_file(Path(root) / name, skipped)
-        elif path.is_file():
-            yield from _expand_file(path, skipped, explicit=True)
+                    yield from _expand_file(Path(root) / name)
+            yield from (Skipped(str(e.filename), f"folder could not be read ({e.strerror or e})") for e in folder_errors)
+        elif path.exists():
+            yield from _expand_file(path, explicit=True)
         else:
-            skipped.append(Skipped(str(path), "does not exist"))
+            yield Skipped(str(path), "does not exist")
 
 
-def _expand_file(path: Path, skipped: list[Skipped], explicit: bool = False) -> Iterator[FileRef]:
-    if path.suffix.lower() == ".zip":
+def _expand_file(path: Path, explicit: bool = False) -> Iterator[FileRef | Skipped]:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        yield Skipped(str(path), f"could not be read ({exc.strerror or type(exc).__name__})")
+        return
+    if not stat.S_ISREG(mode):  # a pipe or device would block or never end
+        yield Skipped(str(path), "not a regular file (a pipe, socket or device)")
+    elif path.suffix.lower() == ".zip":
         try:
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.namelist() if not m.endswith("/")]
-        except (zipfile.BadZipFile, OSError) as exc:
-            skipped.append(Skipped(str(path), f"not a readable zip archive ({exc})"))
+            members, refused = archives.list_members(str(path))
+        except archives.ArchiveError as exc:
+            yield Skipped(str(path), str(exc))
             return
+        for member, reason in refused:
+            yield Skipped(str(FileRef(str(path), member)), reason)
         for member in sorted(members, key=natural_key):
             if Path(member).name.upper() != "DICOMDIR" and not Path(member).name.startswith("."):
                 yield FileRef(str(path), member)
     elif explicit and path.name.upper() == "DICOMDIR":
-        yield from _dicomdir_files(path, skipped)
+        yield from _dicomdir_files(path)
     else:
         yield FileRef(str(path))
 
 
-def _dicomdir_files(path: Path, skipped: list[Skipped]) -> Iterator[FileRef]:
+def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
     try:
         fileset = FileSet(pydicom.dcmread(path))
+        instances = list(fileset)
     except Exception as exc:  # noqa: BLE001 - any parse failure is "unreadable", reported
-        skipped.append(Skipped(str(path), f"unreadable DICOMDIR ({_short(exc)})"))
+        yield Skipped(str(path), f"unreadable DICOMDIR ({_short(exc)})")
         return
-    for instance in fileset:
-        ref = Path(instance.path)
+    for instance in instances:
+        try:
+            ref = Path(instance.path)
+        except Exception as exc:  # noqa: BLE001 - a record pointing nowhere sensible
+            yield Skipped(str(path), f"a DICOMDIR record with an unusable file reference ({_short(exc)})")
+            continue
         if ref.is_file():
-            yield FileRef(str(ref))
+            yield from _expand_file(ref)
         else:
-            skipped.append(Skipped(str(ref), "listed in the DICOMDIR but missing"))
+            yield Skipped(str(ref), "listed in the DICOMDIR but missing")
 
 
 # --------------------------------------------------------------------------- scanning headers
@@ -162,8 +181,16 @@ def scan_file(ref: FileRef) -> _Scanned | Skipped:
             if ds is None:
                 return Skipped(str(ref), "not a DICOM file")
             problem = _check_image(ds, fp)
+    except archives.ArchiveError as exc:
+        return Skipped(str(ref), str(exc))
+    except MemoryError:
+        return Skipped(str(ref), "unreadable DICOM file (its header claims more memory than it can have)")
     except Exception as exc:  # noqa: BLE001 - a broken file is a skip reason, not a crash
         return Skipped(str(ref), f"unreadable DICOM file ({_short(exc)})")
+    except BaseException as exc:  # a Rust decoder's panic is a BaseException; exits still propagate
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        return Skipped(str(ref), f"unreadable DICOM file ({type(exc).__name__})")
     if problem:
         return Skipped(str(ref), problem)
     return _describe_checked(ref, ds)
@@ -172,6 +199,8 @@ def scan_file(ref: FileRef) -> _Scanned | Skipped:
 def _describe_checked(ref: FileRef, ds) -> _Scanned | Skipped:
     try:
         return _describe(ref, ds)
+    except header_checks.HeaderError as exc:
+        return Skipped(str(ref), f"invalid header: {exc}")
     except Exception as exc:  # noqa: BLE001
         return Skipped(str(ref), f"invalid image geometry tags ({_short(exc)})")
 
@@ -227,8 +256,9 @@ def _check_image(ds: Dataset, fp) -> str | None:
         return "a localizer (scout) image, not an axial slice"
     if "Rows" not in ds or "Columns" not in ds:
         return "no pixel data (no image size)"
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        return f"a colour image ({ds.get('PhotometricInterpretation', 'RGB')}), not a CT slice"
+    problem = header_checks.image_problem(ds)
+    if problem:
+        return problem
     tsuid = _transfer_syntax(ds)
     problem = _decoder_problem(tsuid)
     if problem or tsuid == dicom_uid.DeflatedExplicitVRLittleEndian:
@@ -238,6 +268,8 @@ def _check_image(ds: Dataset, fp) -> str | None:
 
 def _decoder_problem(tsuid: dicom_uid.UID) -> str | None:
     """Why no installed decoder reads this transfer syntax, or None."""
+    if not tsuid.is_valid or not tsuid.is_transfer_syntax:
+        return f"its transfer syntax UID ({str(tsuid)[:64]!r}) is not a transfer syntax"
     try:
         decoder = get_decoder(tsuid)
     except NotImplementedError:
@@ -266,36 +298,38 @@ def _check_pixel_bytes(ds: Dataset, fp, tsuid: dicom_uid.UID) -> str | None:
         (length,), offset = struct.unpack(endian + "H", head[6:8]), 8
     fp.seek(0, os.SEEK_END)
     available = fp.tell() - start - offset
-    if length == 0xFFFFFFFF:  # encapsulated (compressed) frames
-        return None if available > 8 else "truncated file (compressed pixel data missing)"
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    expected = int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("BitsAllocated", 16)) // 8
+    frames = header_checks.integer(ds, "NumberOfFrames", 1)
+    if length == 0xFFFFFFFF:  # encapsulated (compressed) frames: each needs an 8-byte item header at least
+        return None if available > 8 * frames else "truncated file (compressed pixel data missing)"
+    rows, columns = header_checks.integer(ds, "Rows"), header_checks.integer(ds, "Columns")
+    expected = rows * columns * frames * header_checks.integer(ds, "BitsAllocated", 16) // 8
     if available < min(length, expected):
         return f"truncated file (pixel data has {max(available, 0)} of {expected} bytes)"
+    if not expected <= length <= expected + 1:  # + 1: an odd length is padded to even
+        # pydicom would reshape whatever is there: a wrong size shows a scrambled image, never an error
+        return f"its pixel data ({length} bytes) does not fit its image size ({frames} x {rows}x{columns}: {expected} bytes)"
     return None
 
 
 def _describe(ref: FileRef, ds: Dataset | fast_scan.ScannedHeader) -> _Scanned:
+    """The file's slices and geometry. Malformed positions, orientations and spacings count as absent
+    (ordering falls back to instance numbers, spacing to 1 mm), never as NaN or a wrong-length vector."""
     tsuid = str(_transfer_syntax(ds))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = header_checks.integer(ds, "NumberOfFrames", 1, low=1, high=header_checks.MAX_FRAMES)
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    orientation = _floats(
-        _group_value(shared, None, "PlaneOrientationSequence", "ImageOrientationPatient")
-        or ds.get("ImageOrientationPatient")
-    )
-    spacing = _floats(
-        _group_value(shared, None, "PixelMeasuresSequence", "PixelSpacing") or ds.get("PixelSpacing")
-    ) or (1.0, 1.0)
+    orientation = header_checks.orientation(_vector(
+        _group_item(None, shared, "PlaneOrientationSequence"), ds, "ImageOrientationPatient", 6))
+    spacing = header_checks.spacing(_vector(
+        _group_item(None, shared, "PixelMeasuresSequence"), ds, "PixelSpacing", 2)) or (1.0, 1.0)
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
-    instance = _int(ds.get("InstanceNumber"))
+    instance = _int(header_checks.first(ds.get("InstanceNumber")))
     slices = []
     for frame in range(frames):
         frame_group = per_frame[frame] if per_frame is not None and frame < len(per_frame) else None
-        position = _floats(
-            _group_value(frame_group, shared, "PlanePositionSequence", "ImagePositionPatient")
-            or (ds.get("ImagePositionPatient") if frames == 1 else None)
-        )
+        position_item = _group_item(frame_group, shared, "PlanePositionSequence")
+        position = header_checks.vector(position_item, "ImagePositionPatient", 3) if position_item is not None \
+            else (header_checks.vector(ds, "ImagePositionPatient", 3) if frames == 1 else None)
         transform_item = _group_item(frame_group, shared, "PixelValueTransformationSequence")
         slices.append(
             SliceRef(
@@ -309,22 +343,31 @@ def _describe(ref: FileRef, ds: Dataset | fast_scan.ScannedHeader) -> _Scanned:
                 transfer_syntax=tsuid,
             )
         )
-    return _Scanned(slices, ds, (int(ds.get("Rows")), int(ds.get("Columns"))), orientation, spacing)
+    shape = (header_checks.integer(ds, "Rows"), header_checks.integer(ds, "Columns"))
+    return _Scanned(slices, ds, shape, orientation, spacing)
+
+
+def _vector(item: Dataset | None, ds, keyword: str, size: int) -> tuple[float, ...] | None:
+    """A vector from a functional-group item when it has one, else from the top-level header."""
+    if item is not None and keyword in item:
+        return header_checks.vector(item, keyword, size)
+    return header_checks.vector(ds, keyword, size)
 
 
 def _hu_transform(ds: Dataset, transform_item: Dataset | None) -> HuTransform:
     source = transform_item if transform_item is not None and "RescaleSlope" in transform_item else ds
-    slope = float(source.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(source.get("RescaleIntercept", 0.0) or 0.0)
-    padding = ds.get("PixelPaddingValue")
+    slope, intercept = header_checks.rescale(source)
+    padding = header_checks.integer(ds, "PixelPaddingValue", None)
+    bits_stored = header_checks.integer(ds, "BitsStored", 16)
+    signed = header_checks.integer(ds, "PixelRepresentation", 0) == 1
     # RSNA 2019 defect (found by Kaggle participants): 12-bit unsigned storage with an intercept
     # near 0 whose stored values wrapped; real HU = ((stored + 1000) mod 4096) - 1000.
-    wrap = (
-        int(ds.get("BitsStored", 16)) == 12
-        and int(ds.get("PixelRepresentation", 0)) == 0
-        and intercept > -100
-    )
-    return HuTransform(slope, intercept, None if padding is None else int(padding), wrap)
+    wrap = bits_stored == 12 and not signed and intercept > -100
+    low, high = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    if wrap:
+        low, high = -1000, 3095
+    hu_range = sorted((low * slope + intercept, high * slope + intercept))
+    return HuTransform(slope, intercept, padding, wrap, (max(hu_range[0], AIR_HU), hu_range[1]))
 
 
 def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
@@ -339,17 +382,6 @@ def _group_item(frame_group, shared, macro: str) -> Dataset | None:
     return None
 
 
-def _group_value(frame_group, shared, macro: str, keyword: str):
-    item = _group_item(frame_group, shared, macro)
-    return item.get(keyword) if item is not None else None
-
-
-def _floats(value) -> tuple[float, ...] | None:
-    if value is None or len(value) == 0:
-        return None
-    return tuple(float(v) for v in value)
-
-
 def _int(value) -> int | None:
     try:
         return int(value)
@@ -358,8 +390,9 @@ def _int(value) -> int | None:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]
+    """One line: pydicom puts each plugin's own message (the useful part) on the lines after the first."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.replace("Unable to decode as exceptions were raised by all available plugins: ", "")[:200]
 
 
 # --------------------------------------------------------------------------- grouping
@@ -375,37 +408,43 @@ def load(
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    skipped: list[Skipped] = []
-    candidates = list(_iter_candidates(paths, skipped))
+    found = list(_iter_candidates(paths))
+    numbers = {str(item) if isinstance(item, FileRef) else item.path: n for n, item in enumerate(found, 1)}
+    skipped: list[Skipped] = [item for item in found if isinstance(item, Skipped)]
+    candidates = [item for item in found if isinstance(item, FileRef)]
     scanned: list[_Scanned] = []
     for start in range(0, len(candidates), SCAN_CHUNK):
         chunk = candidates[start:start + SCAN_CHUNK]
         fast = fast_scan.scan_headers([ref.path for ref in chunk if ref.member is None], SCAN_TAGS)
         for done, ref in enumerate(chunk, start + 1):
             header = fast.get(ref.path) if ref.member is None else None
-            if header is None:
-                result = scan_file(ref)
-            else:
-                problem = _decoder_problem(header.file_meta["TransferSyntaxUID"])
-                result = Skipped(str(ref), problem) if problem else _describe_checked(ref, header)
+            result = scan_file(ref) if header is None else _fast_result(ref, header)
             if isinstance(result, Skipped):
                 skipped.append(result)
             else:
                 scanned.append(result)
             if progress is not None:
                 progress(done, len(candidates))
+    studies = _group(scanned, skipped) if scanned else []
+    # Numbered in the order found, so a report without file names can still say which file.
+    skipped = [dataclasses.replace(s, number=numbers.get(s.path)) for s in skipped]
     for item in skipped:
-        log.info("skipped %s", item.reason)  # the reason only: file names may carry patient names
-    if not scanned:
-        shown = "; ".join(f"{Path(s.path).name}: {s.reason}" for s in skipped[:3])
+        log.info("skipped %s", item.anonymous(len(found)))  # never the name: file names may carry patient names
+    if not studies:
+        shown = "; ".join(s.anonymous(len(found)) for s in skipped[:3])
         raise NoImagesFoundError(
-            f"No CT images found in {len(candidates)} file(s)"
+            f"No CT images found in {len(found)} file(s)"
             + (f" ({shown}{'; ...' if len(skipped) > 3 else ''})" if shown else "")
             + ". Open a folder, zip or DICOMDIR that holds head CT in DICOM format.",
             skipped,
         )
-    studies = _group(scanned, skipped)
-    return LoadResult(tuple(studies), tuple(skipped))
+    return LoadResult(tuple(studies), tuple(skipped), len(found))
+
+
+def _fast_result(ref: FileRef, header: fast_scan.ScannedHeader) -> _Scanned | Skipped:
+    """A header the fast scan vouched for still passes the same limits as the pydicom path."""
+    problem = _decoder_problem(header.file_meta["TransferSyntaxUID"]) or header_checks.image_problem(header)
+    return Skipped(str(ref), problem) if problem else _describe_checked(ref, header)
 
 
 def _group(scanned: list[_Scanned], skipped: list[Skipped]) -> list[Study]:
@@ -486,8 +525,29 @@ def _file_window(ds: Dataset) -> Window | None:
 # --------------------------------------------------------------------------- decoding to HU
 
 
-def decode_slice(ref: SliceRef) -> np.ndarray:
-    """Decode one slice to float32 HU [H, W]. Raises :class:`DecodeError` with the syntax's name."""
+#: Decoders that never abort the process on hostile data, preferred over GDCM (which throws through C++
+#: into std::terminate on some malformed JPEG 2000): OpenJPEG and CharLS through their pylibjpeg plugins.
+SAFE_PLUGINS = {
+    dicom_uid.JPEG2000Lossless: "pylibjpeg",
+    dicom_uid.JPEG2000: "pylibjpeg",
+    dicom_uid.JPEGLSLossless: "pyjpegls",
+    dicom_uid.JPEGLSNearLossless: "pyjpegls",
+}
+
+
+def _plugin(transfer_syntax: str) -> str:
+    label = imagecodecs_plugin.plugin_for(transfer_syntax)
+    if label:
+        return label
+    safe = SAFE_PLUGINS.get(transfer_syntax, "")
+    return safe if safe and safe in get_decoder(dicom_uid.UID(transfer_syntax)).available_plugins else ""
+
+
+def decode_slice(ref: SliceRef, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one slice to float32 HU [H, W]. Raises :class:`DecodeError` with the syntax's name (never
+    the file's: file names may carry patients' names) when it cannot be decoded, has another size than
+    ``shape``, or gives values that are not finite."""
+    tsuid = dicom_uid.UID(ref.transfer_syntax)
     try:
         with ref.file.open() as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # invalid-UID and VR chatter from odd files
@@ -496,16 +556,25 @@ def decode_slice(ref: SliceRef) -> np.ndarray:
                 stored = pydicom.dcmread(fp).pixel_array
                 stored = stored[ref.frame] if ref.frame is not None else stored
             else:
-                stored = pixel_array(
-                    fp, index=ref.frame, decoding_plugin=imagecodecs_plugin.plugin_for(ref.transfer_syntax)
-                )
-    except Exception as exc:  # noqa: BLE001 - every decoder raises its own types
-        tsuid = dicom_uid.UID(ref.transfer_syntax)
+                stored = pixel_array(fp, index=ref.frame, decoding_plugin=_plugin(ref.transfer_syntax))
+    except archives.ArchiveError as exc:
+        raise DecodeError(str(exc)) from exc
+    except MemoryError as exc:
+        raise DecodeError(f"{tsuid.name} data that would not fit in memory") from exc
+    except BaseException as exc:  # every decoder raises its own types; a Rust panic is a BaseException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
         raise DecodeError(
-            f"Could not decode {ref.file.name} ({tsuid.name}, {tsuid}): {_short(exc)}. "
-            f"It decodes with {DECODER_ADVICE.get(tsuid, 'pydicom')} when the data is intact."
+            f"could not decode its {tsuid.name} ({tsuid}) data ({_short(exc)}); "
+            f"it decodes with {DECODER_ADVICE.get(tsuid, 'pydicom')} when the data is intact"
         ) from exc
-    return stored_to_hu(stored, ref.hu)
+    if stored.ndim != 2 or (shape is not None and stored.shape != tuple(shape)):
+        raise DecodeError(f"its decoded image is {'x'.join(map(str, stored.shape))} pixels, not the "
+                          f"{'x'.join(map(str, shape or ()))} its header and series give")
+    hu = stored_to_hu(stored, ref.hu)
+    if not np.isfinite(hu).all():
+        raise DecodeError("its values are not finite numbers after the rescale")
+    return hu
 
 
 def stored_to_hu(stored: np.ndarray, transform: HuTransform) -> np.ndarray:

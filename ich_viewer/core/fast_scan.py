@@ -48,12 +48,21 @@ class ScannedHeader:
         return keyword in self._values
 
     def get(self, keyword: str, default=None):
+        """The value as pydicom would give it; an empty value is absent, and a number that does not parse
+        stays a string, for :mod:`~ich_viewer.core.header_checks` to refuse with the tag's name."""
         raw = self._values.get(keyword)
-        if raw is None:
+        if raw is None or not raw.strip():
             return default
         convert = _NUMBER_VRS.get(dictionary_VR(keyword), str)
-        parts = [convert(p.strip()) if convert is not str else p.strip() for p in raw.split("\\")]
+        parts = [_convert(convert, p.strip()) for p in raw.split("\\")]
         return parts if len(parts) > 1 else parts[0]
+
+
+def _convert(convert, text: str):
+    try:
+        return convert(text)
+    except (TypeError, ValueError, OverflowError):
+        return text
 
 
 def scan_headers(paths: Iterable[str], keywords: list[str]) -> dict[str, ScannedHeader]:

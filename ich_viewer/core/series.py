@@ -6,9 +6,7 @@ Headers only: pixels are decoded lazily by :mod:`ich_viewer.core.dicom_io` when
 
 from __future__ import annotations
 
-import io
 import threading
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable
@@ -32,11 +30,13 @@ class FileRef:
     member: str | None = None
 
     def open(self) -> BinaryIO:
-        """Open for reading. Zip members are read into memory (they are single slices, ~0.5 MB)."""
+        """Open for reading. Zip members are read into memory (they are single slices, ~0.5 MB), within
+        :mod:`~ich_viewer.core.archives`' limits."""
         if self.member is None:
             return open(self.path, "rb")
-        with zipfile.ZipFile(self.path) as archive:
-            return io.BytesIO(archive.read(self.member))
+        from ich_viewer.core.archives import read_member
+
+        return read_member(self.path, self.member)
 
     @property
     def name(self) -> str:
@@ -55,6 +55,8 @@ class HuTransform:
     padding_value: int | None = None
     #: The RSNA 2019 defect: 12-bit data labelled unsigned whose values wrapped (see dicom_io).
     wrap_12bit: bool = False
+    #: The HU that the stored bits can give (after the air floor): int16 storage only when it fits.
+    hu_range: tuple[float, float] = (AIR_HU, 32767.0)
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,22 @@ class SliceRef:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file that was not used, with a one-line reason a person understands."""
+    """A file that was not used, with a one-line reason a person understands.
+
+    The reason never names the file (file names often carry the patient's name): ``path`` does, and
+    ``number`` (1-based, in the order files were found) lets an anonymised report say "file 17 of 238".
+    """
 
     path: str
     reason: str
+    number: int | None = None
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+    def anonymous(self, total: int) -> str:
+        """The reason with the file's number instead of its name."""
+        return f"file {self.number} of {total}: {self.reason}" if self.number else self.reason
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,8 @@ class Study:
 class LoadResult:
     studies: tuple[Study, ...]
     skipped: tuple[Skipped, ...]
+    #: How many files were looked at (``Skipped.number`` counts up to it).
+    files_found: int = 0
 
     @property
     def series(self) -> list[Series]:

@@ -29,14 +29,15 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-#: int16 storage clips here; CT's HU scales end far below (extended scales reach ~30,000).
 INT16_MAX = np.iinfo(np.int16).max
 
 
 def storage_dtype(series: "Series") -> type:
-    """int16 when every slice's HU are integers (integral slope and intercept), else float32."""
-    integral = all(float(s.hu.slope).is_integer() and float(s.hu.intercept).is_integer() for s in series.slices)
-    return np.int16 if integral else np.float32
+    """int16 when every slice's HU are integers (integral slope and intercept) that int16 holds whatever
+    the stored bits are (so nothing is ever clipped), else float32."""
+    exact = all(float(s.hu.slope).is_integer() and float(s.hu.intercept).is_integer()
+                and s.hu.hu_range[1] <= INT16_MAX for s in series.slices)
+    return np.int16 if exact else np.float32
 
 
 class VolumeLoader:
@@ -126,14 +127,13 @@ class VolumeLoader:
         if self.cancelled:
             return
         try:
-            hu = self._decode(self.series.slices[index])
-            if self.array.dtype == np.int16:
-                # Integral HU, floored at AIR_HU by decode: only the top can overflow; the cast is exact.
-                np.minimum(hu, np.float32(INT16_MAX), out=hu)
-            self.array[index] = hu
+            # Integral HU in storage_dtype's range, floored at AIR_HU by decode: the int16 cast is exact.
+            self.array[index] = self._decode(self.series.slices[index], self.array.shape[1:])
             failed = None
-        except Exception as exc:  # noqa: BLE001 - reported per slice, never lost
-            failed = str(exc)
+        except BaseException as exc:  # reported per slice, never lost; a decoder's panic is a BaseException
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            failed = str(exc) if isinstance(exc, DecodeError) else f"could not decode it ({type(exc).__name__})"
             self.array[index] = AIR_HU
         with self._condition:
             if failed is None:

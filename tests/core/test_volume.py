@@ -49,8 +49,9 @@ def test_a_fractional_rescale_keeps_float32_storage(tmp_path):
     assert np.any(volume[0] % 1 != 0)  # the fractions survive
 
 
-def test_int16_storage_neither_wraps_nor_loses_the_ends_of_the_hu_range(tmp_path):
-    """Slope 2 takes stored extremes beyond int16: the bottom floors at air, the top clips, nothing wraps."""
+def test_hu_beyond_int16_are_stored_as_float_and_kept_exactly(tmp_path):
+    """Slope 2 takes stored extremes beyond int16: the series is stored as float32, so the top keeps its
+    value (int16 storage clipped it at 32767), the bottom floors at air, nothing wraps."""
     ds = make.read("CT_small.dcm")
     pixels = ds.pixel_array.copy()
     pixels[0, :3] = -32768, 32767, 100
@@ -59,8 +60,21 @@ def test_int16_storage_neither_wraps_nor_loses_the_ends_of_the_hu_range(tmp_path
     ds.save_as(tmp_path / "extremes.dcm")
     loader = VolumeLoader(ich_viewer.load(tmp_path).series[0], workers=1)
     volume = loader.result()
+    assert loader.array.dtype == np.float32
+    np.testing.assert_array_equal(volume[0, 0, :3], [-1024, 2 * 32767 - 1000, 2 * 100 - 1000])
+
+
+def test_usual_ct_storage_stays_int16(tmp_path):
+    """Signed 16-bit, slope 1, intercept -1024 (most CT): every stored value fits int16 HU exactly."""
+    ds = make.read("CT_small.dcm")
+    pixels = ds.pixel_array.copy()
+    pixels[0, :2] = -32768, 32767
+    ds.PixelData, ds.RescaleSlope, ds.RescaleIntercept = pixels.tobytes(), 1, -1024
+    ds.save_as(tmp_path / "usual.dcm")
+    loader = VolumeLoader(ich_viewer.load(tmp_path).series[0], workers=1)
+    volume = loader.result()
     assert loader.array.dtype == np.int16
-    np.testing.assert_array_equal(volume[0, 0, :3], [-1024, 32767, 2 * 100 - 1000])
+    np.testing.assert_array_equal(volume[0, 0, :2], [-1024, 32767 - 1024])
 
 
 def test_requested_first_slice_is_decoded_before_the_rest(cq500_dir):
