@@ -71,12 +71,18 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         write_json(json_path, {
             "model": {"name": model.card.name, "version": model.card.version, "sha256": model.sha256},
             "preset": thresholds.preset, "thresholds": thresholds.values, "studies": summaries,
-            "skipped": [{"path": "" if anonymise else s.path, "reason": s.reason} for s in loaded.skipped],
+            # "file 17 of 238" says which file without its name (names often carry the patient's name)
+            "files_found": loaded.files_found,
+            "skipped": [{"path": "" if anonymise else s.path, "file_number": s.number, "reason": s.reason}
+                        for s in loaded.skipped],
             "notice": "Teaching and demonstration model; not for diagnosis."})
     for number, summary in enumerate(summaries, 1):  # numbered, not named: stderr may end up in a log
         flagged = ", ".join(summary["flagged_classes"]) or "nothing flagged"
         slices = sum(s["slices"] for s in summary["series"])
         stream.write(f"study {number} of {len(summaries)}: {slices} slices, {flagged}\n")
+    unreadable = sum(len(r.prediction.failed) for r in results)
+    if unreadable:
+        stream.write(f"{unreadable} slice(s) could not be decoded: marked in the results, never flagged\n")
     if loaded.skipped:
         reasons: dict[str, int] = {}
         for s in loaded.skipped:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 import ich_viewer
@@ -80,3 +83,62 @@ def test_triage_as_a_command_prints_csv_to_stdout(tiny_model, study_folder):
                           str(tiny_model)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert len(run.stdout.strip().splitlines()) == 7 and run.stdout.startswith("path,patient,")
+
+
+def _undecodable_copy(src: Path, dst: Path) -> None:
+    """The same slice (same series, same position) as RLE whose stream is corrupt: the header scan accepts
+    it, the decoder fails on it (pylibjpeg-rle panics, a BaseException)."""
+    from pydicom import uid
+    from pydicom.encaps import encapsulate, generate_frames
+
+    from tests import dicom_factory as make
+
+    make.save_with_syntax(pydicom.dcmread(src), dst, uid.RLELossless)
+    ds = pydicom.dcmread(dst)
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    frame[64:] = bytes(range(256)) * (len(frame[64:]) // 256) + bytes(len(frame[64:]) % 256)
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds.save_as(dst)
+
+
+@pytest.fixture(scope="module")
+def private_study(tmp_path_factory):
+    """A phantom study whose patient has a name, an ID and a study date; one slice cannot be decoded and one
+    file named after the patient is broken."""
+    root = tmp_path_factory.mktemp("private") / "DOE^JANE study"
+    paths = write_phantom_study(make_phantom(seed=6, subtypes=["subdural"], n_slices=8, size=64), root,
+                                patient_name="DOE^JANE", patient_id="MRN-4711")
+    date = str(pydicom.dcmread(paths[0]).StudyDate)
+    _undecodable_copy(paths[3], root / "DOE^JANE_slice4.dcm")
+    paths[3].unlink()
+    (root / "DOE^JANE_notes.dcm").write_bytes(b"DICM" * 10)
+    return root, date
+
+
+def test_one_undecodable_slice_is_marked_and_the_rest_is_still_triaged(tiny_model, private_study, tmp_path):
+    root, _ = private_study
+    out, summary = tmp_path / "s.csv", tmp_path / "s.json"
+    assert main(["triage", str(root), "--model", str(tiny_model), "--out", str(out), "--json", str(summary)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 8
+    broken = [r for r in rows if r["slice_error"]]
+    assert len(broken) == 1 and "RLE" in broken[0]["slice_error"] and broken[0]["path"].endswith("slice4.dcm")
+    assert all(broken[0][f"p_{c}"] == "" and broken[0][f"flag_{c}"] == "0" for c in CLASSES)
+    assert all(r[f"p_{c}"] != "" for r in rows if not r["slice_error"] for c in CLASSES)
+    series = json.loads(summary.read_text())["studies"][0]["series"][0]
+    assert series["complete"] and [u["slice"] for u in series["unreadable_slices"]] == [int(broken[0]["slice_index"])]
+
+
+def test_anonymised_triage_names_no_patient_file_or_date_anywhere(tiny_model, private_study, tmp_path):
+    root, date = private_study
+    out, summary = tmp_path / "s.csv", tmp_path / "s.json"
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "triage", str(root), "--model", str(tiny_model),
+                          "--out", str(out), "--json", str(summary), "--anonymise"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "RUST_BACKTRACE": "0"})
+    assert run.returncode == 0, run.stderr
+    everything = run.stdout + run.stderr + out.read_text() + summary.read_text()
+    for identifier in ("DOE", "JANE", "MRN-4711", date, str(root), "slice4", "notes"):
+        assert identifier not in everything, identifier
+    report = json.loads(summary.read_text())
+    assert {(s["file_number"], s["reason"]) for s in report["skipped"]} >= {(1, "not a DICOM file")}
+    assert "could not be decoded" in run.stderr

@@ -7,27 +7,35 @@ No Qt: the GUI runs :func:`predict_series` in a worker and forwards ``on_batch``
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 from skimage.transform import resize
 
+from ich_viewer.core.errors import DecodeError
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import CLASSES
 
 BATCH = 16
+#: A slice not decoded within this many seconds is given up (marked unreadable) so a run always ends.
+SLICE_TIMEOUT_S = 60.0
 BatchCallback = Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # (indices, probabilities, cams)
 
 
 @dataclass
 class SeriesPrediction:
-    """Per-slice results of one series; rows not yet computed are NaN (``done`` says which are)."""
+    """Per-slice results of one series; rows not yet computed are NaN (``done`` says which are).
+
+    A slice that could not be decoded is in ``failed`` with its reason: its row stays NaN, so it is
+    never flagged, and the rest of the series is still classified.
+    """
 
     probabilities: np.ndarray  # float32 [Z, 6]
     cam: np.ndarray  # float32 [Z, 6, h, w], unnormalised Grad-CAM
     done: np.ndarray  # bool [Z]
     cancelled: bool = False
+    failed: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, n_slices: int, grid: tuple[int, int]) -> "SeriesPrediction":
@@ -36,7 +44,8 @@ class SeriesPrediction:
 
     @property
     def complete(self) -> bool:
-        return bool(self.done.all())
+        """Every slice was classified or found unreadable."""
+        return bool(self.done.all()) or all(self.done[i] or i in self.failed for i in range(len(self.done)))
 
 
 def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batch_size: int = BATCH,
@@ -54,6 +63,7 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
         middle = n // 2
         order = np.array(sorted(range(n), key=lambda i: (abs(i - middle), i)), int)
     result: SeriesPrediction | None = None
+    failed: dict[int, str] = {}
     for start in range(0, n, batch_size):
         if cancel is not None and cancel.is_set():
             if result is not None:
@@ -61,7 +71,9 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
             break
         indices = np.sort(order[start:start + batch_size])
         if hasattr(volume, "slice"):
-            hu = np.stack([volume.slice(int(i)) for i in indices])
+            indices, hu = _decoded(volume, indices, failed)
+            if not len(indices):
+                continue
         else:
             hu = np.asarray(volume[indices], np.float32)
         probabilities, cam = model.run(hu)
@@ -70,10 +82,23 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
         result.probabilities[indices], result.cam[indices], result.done[indices] = probabilities, cam, True
         if on_batch is not None:
             on_batch(indices, probabilities, cam)
-    if result is None:  # cancelled before the first batch, or an empty series
+    if result is None:  # cancelled before the first batch, an empty series, or nothing decodable
         result = SeriesPrediction.empty(n, (1, 1))
         result.cancelled = bool(cancel is not None and cancel.is_set())
+    result.failed = failed
     return result
+
+
+def _decoded(loader, indices: np.ndarray, failed: dict[int, str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The batch's slices that decode (and their HU); the others go into ``failed`` with the reason."""
+    good, slices = [], []
+    for i in indices:
+        try:
+            slices.append(loader.slice(int(i), timeout=SLICE_TIMEOUT_S))
+            good.append(int(i))
+        except (DecodeError, TimeoutError) as exc:
+            failed[int(i)] = str(exc)
+    return np.array(good, int), (np.stack(slices) if slices else None)
 
 
 def cam_overlay(cam: np.ndarray, shape: tuple[int, int], scale: float, probability: float, threshold: float,

@@ -1,7 +1,8 @@
 """The one results format: a CSV row per slice and a JSON summary per study.
 
 ``ich-viewer triage`` and the viewer's File > Export results write exactly this. With
-``anonymise`` the patient name/ID and file paths are left out (file names can carry patient names).
+``anonymise`` the patient name/ID, the study date and file paths are left out (file names can carry
+patient names). A slice that could not be decoded has no probabilities, no flags and its reason.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ich_viewer.core.phantom import CLASSES
 from ich_viewer.core.series import Series, Study
 
 CSV_FIELDS = ["path", "patient", "study_uid", "series_uid", "sop_instance_uid", "slice_index", "z",
-              *[f"p_{c}" for c in CLASSES], *[f"flag_{c}" for c in CLASSES]]
+              *[f"p_{c}" for c in CLASSES], *[f"flag_{c}" for c in CLASSES], "slice_error"]
 
 
 @dataclass
@@ -42,6 +43,7 @@ def slice_rows(results: list[SeriesResult], thresholds: np.ndarray, anonymise: b
                 value = probabilities[i, c]
                 row[f"p_{name}"] = "" if np.isnan(value) else f"{value:.6f}"
                 row[f"flag_{name}"] = int(flags[i, c])
+            row["slice_error"] = r.prediction.failed.get(i, "")
             rows.append(row)
     return rows
 
@@ -65,13 +67,14 @@ def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymi
     studies: dict[str, dict] = {}
     for r in results:
         entry = studies.setdefault(r.study.uid, {
-            "study_uid": r.study.uid, "date": r.study.date, "description": r.study.description,
+            "study_uid": r.study.uid, "date": None if anonymise else r.study.date, "description": r.study.description,
             "patient": None if anonymise else {"name": r.study.patient.name, "id": r.study.patient.id},
             "series": []})
         summary = summarize(r.prediction.probabilities, thresholds)
         entry["series"].append({
             "series_uid": r.series.uid, "description": r.series.description, "slices": len(r.series.slices),
             "complete": r.prediction.complete, "flagged_classes": [c for c in CLASSES if summary[c]["flagged"]],
+            "unreadable_slices": [{"slice": i, "reason": reason} for i, reason in sorted(r.prediction.failed.items())],
             "classes": summary})
     for entry in studies.values():
         entry["flagged_classes"] = sorted({c for s in entry["series"] for c in s["flagged_classes"]},
