@@ -259,3 +259,61 @@ def test_reasons_never_name_the_file_and_numbers_say_which(tmp_path):
     assert all("DOE" not in s.reason for s in result.skipped)
     assert sorted(s.anonymous(result.files_found) for s in result.skipped) == [
         "file 1 of 5: its Rows (65535) is outside 1..4096", "file 2 of 5: not a DICOM file"]
+
+
+# ----------------------------------------------------------------------------- corrupt element lengths
+
+LENGTH_CASE = r'''
+import resource, sys
+import ich_viewer
+from ich_viewer.core.errors import NoImagesFoundError
+try:
+    result = ich_viewer.load(sys.argv[1])
+except NoImagesFoundError as exc:
+    result = exc
+print("REASONS", [s.reason for s in result.skipped])
+print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+'''
+
+
+def _corrupt_lengths(data: bytes) -> list[bytes]:
+    """A long length on the first sequence, and a sequence whose VR bytes are broken (GDCM then reads a
+    length of its own choosing): the second took GDCM's scanner 5.3 GB on a CQ500 slice."""
+    at = data.index(b"SQ\x00\x00", 132)
+    huge = data[:at + 4] + b"\xf0\xff\xff\x7f" + data[at + 8:]
+    broken_vr = data[:at] + b"\xf0\xff\xff\xff\xf0\xff\xff\xff" + data[at + 8:]
+    return [huge, broken_vr]
+
+
+def _with_a_sequence() -> bytes:
+    from io import BytesIO
+
+    ds = make.read("CT_small.dcm")
+    ds.ReferencedImageSequence = [pydicom.Dataset()]
+    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.3"
+    buffer = BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", [0, 1], ids=["long length", "broken VR"])
+def test_a_corrupt_element_length_is_kept_from_gdcm(tmp_path, case):
+    from ich_viewer.core.fast_scan import lengths_fit
+
+    path = _write(tmp_path, "case.dcm", _corrupt_lengths(_with_a_sequence())[case]) / "case.dcm"
+    assert not lengths_fit(str(path))
+    assert lengths_fit(str(_write(tmp_path, "intact.dcm", _with_a_sequence()) / "intact.dcm"))
+
+
+@pytest.mark.parametrize("case", [0, 1], ids=["long length", "broken VR"])
+def test_a_corrupt_element_length_in_a_real_slice_costs_no_memory(tmp_path, cq500_dir, case):
+    """In a fresh process: GDCM's scanner allocated what the broken element claimed (5.3 GB)."""
+    import subprocess
+    import sys
+
+    data = _corrupt_lengths(sorted(cq500_dir.glob("*.dcm"))[0].read_bytes())[case]
+    path = _write(tmp_path, "case.dcm", data) / "case.dcm"
+    run = subprocess.run([sys.executable, "-c", LENGTH_CASE, str(path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert "unreadable DICOM file" in run.stdout
+    assert float(run.stdout.rsplit("PEAK_MB", 1)[1]) < 1024
