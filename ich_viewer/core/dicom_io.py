@@ -525,9 +525,11 @@ def _file_window(ds: Dataset) -> Window | None:
 # --------------------------------------------------------------------------- decoding to HU
 
 
-#: Decoders that never abort the process on hostile data, preferred over GDCM (which throws through C++
-#: into std::terminate on some malformed JPEG 2000): OpenJPEG and CharLS through their pylibjpeg plugins.
+#: Decoders that report hostile data as Python exceptions, preferred over GDCM (which throws through C++
+#: into std::terminate on some malformed JPEG 2000, killing the process): OpenJPEG and CharLS through their
+#: pylibjpeg plugins, Pillow's libjpeg for baseline JPEG. imagecodecs takes JPEG Lossless and 12-bit JPEG.
 SAFE_PLUGINS = {
+    dicom_uid.JPEGBaseline8Bit: "pillow",
     dicom_uid.JPEG2000Lossless: "pylibjpeg",
     dicom_uid.JPEG2000: "pylibjpeg",
     dicom_uid.JPEGLSLossless: "pyjpegls",
