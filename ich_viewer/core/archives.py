@@ -1,6 +1,6 @@
 """Zip archives as sources of DICOM files, bounded: member count, sizes, compression ratio, safe names.
 
-A zip is never extracted to disk: members are listed once and read one at a time into memory. Each
+A zip is never extracted to disk or held whole in memory: members are listed once and streamed. Each
 archive is opened once and kept (a few at a time) so that reading member k does not parse the
 central directory again: re-opening per member made a 5,000-member zip take 105 s to scan.
 """
@@ -13,10 +13,11 @@ import threading
 import zipfile
 from collections import OrderedDict
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 #: More members than a head-CT study has (thin-slice studies reach a few thousand files).
 MAX_MEMBERS = 20_000
-#: The largest member read into memory (an enhanced multi-frame CT of 1,000 512x512 frames is 525 MB).
+#: The largest member read (an enhanced multi-frame CT of 1,000 512x512 frames is 525 MB).
 MAX_MEMBER_BYTES = 600 * 2**20
 #: Deflate reaches ~3:1 on CT; far beyond it is a zip bomb, not a DICOM file.
 MAX_RATIO = 100
@@ -73,21 +74,58 @@ def member_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def read_member(path: str, member: str) -> io.BytesIO:
-    """One member's bytes. zipfile stops at the size the directory declares and checks the CRC, so a
-    member cannot unpack to more than the limits allowed; :class:`ArchiveError` when it is refused."""
-    archive = _archive(path)
+def open_member(path: str, member: str) -> BinaryIO:
+    """One member as a stream: decompressed as it is read, never held whole in memory (seeking back
+    decompresses again from the start). zipfile stops at the size the directory declares and checks the
+    CRC, so a member cannot unpack to more than the limits allowed. :class:`ArchiveError` when refused."""
     try:
+        archive = _archive(path)
         info = archive.getinfo(member)
         problem = member_problem(info)
         if problem:
             raise ArchiveError(problem)
-        with archive.open(info) as stream:
-            return io.BytesIO(stream.read())
+        return _GuardedStream(archive.open(info))
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
-        raise ArchiveError(f"an unreadable zip member ({type(exc).__name__}: {exc})"[:200]) from exc
-    except MemoryError as exc:
-        raise ArchiveError("a zip member too large to read into memory") from exc
+        raise ArchiveError(f"an unreadable zip member ({type(exc).__name__})") from exc
+
+
+class _GuardedStream(io.RawIOBase):
+    """A member stream whose read errors (a bad CRC, a truncated archive) are :class:`ArchiveError`."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._guard(self._stream.read, size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._guard(self._stream.seek, offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+    @staticmethod
+    def _guard(method, *args):
+        try:
+            return method(*args)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
+            raise ArchiveError(f"an unreadable zip member ({type(exc).__name__}: {exc})"[:200]) from exc
 
 
 _lock = threading.Lock()

@@ -209,7 +209,7 @@ def _open_mapped(ref: FileRef):
     """The file as a read-only memory map: pydicom calls ``tell()`` ~130 times per header, and on a
     buffered file each call is a system call (a third of the scan time); on a map it is not."""
     if ref.member is not None:
-        return ref.open()  # already in memory
+        return ref.open()  # a zip member's stream
     with open(ref.path, "rb") as f:
         try:
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

@@ -30,13 +30,12 @@ class FileRef:
     member: str | None = None
 
     def open(self) -> BinaryIO:
-        """Open for reading. Zip members are read into memory (they are single slices, ~0.5 MB), within
-        :mod:`~ich_viewer.core.archives`' limits."""
+        """Open for reading; a zip member is streamed, within :mod:`~ich_viewer.core.archives`' limits."""
         if self.member is None:
             return open(self.path, "rb")
-        from ich_viewer.core.archives import read_member
+        from ich_viewer.core.archives import open_member
 
-        return read_member(self.path, self.member)
+        return open_member(self.path, self.member)
 
     @property
     def name(self) -> str:
