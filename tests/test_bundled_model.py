@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from ich_viewer.core.errors import ModelError
 from ich_viewer.core.inference import predict_series
-from ich_viewer.core.model import IchModel, sha256
+from ich_viewer.core.model import FILE_HASH_KEY, WEIGHTS_HASH_KEY, IchModel, file_digests, sha256, weights_sha256
 from ich_viewer.core.phantom import CLASSES, make_phantom
 from ich_viewer.paths import models_dir
 from skimage.transform import resize
@@ -35,6 +36,26 @@ def test_the_bundled_model_meets_the_contract_and_says_what_it_is(bundled):
     assert set(card.presets) == {"balanced", "high_sensitivity", "precision_0.7"}
     assert card.raw["validation"]["split"].startswith("patient-level")
     assert all(len(card.operating_curves[c]["thresholds"]) >= 2 for c in CLASSES)
+
+
+def test_the_bundled_model_carries_checksums_that_hold(bundled):
+    """Sealed at export like any model (contract, Integrity), so the manifest is not its only check."""
+    data = bundled.path.read_bytes()
+    meta = bundled.session.get_modelmeta().custom_metadata_map
+    whole, stored, recomputed = file_digests(data)
+    assert whole == bundled.sha256 and stored == recomputed == meta[FILE_HASH_KEY]
+    assert weights_sha256(data) == meta[WEIGHTS_HASH_KEY]
+
+
+def test_a_changed_bundled_file_is_refused_even_with_a_manifest_to_match(tmp_path):
+    """Someone (or a faulty update) changes a weight and rewrites the manifest: the seal inside still refuses it."""
+    entry = json.loads((models_dir() / "manifest.json").read_text())["models"][0]
+    data = bytearray((models_dir() / entry["file"]).read_bytes())
+    data[len(data) // 2] ^= 0x10  # the middle of the file: INT8 weights
+    (tmp_path / entry["file"]).write_bytes(data)
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [{**entry, "sha256": sha256(tmp_path / entry["file"])}]}))
+    with pytest.raises(ModelError, match="changed or damaged since it was exported"):
+        IchModel.bundled(tmp_path)
 
 
 @pytest.fixture(scope="module")

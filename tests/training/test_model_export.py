@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -13,11 +14,13 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from ich_viewer.core.errors import ModelError
+from ich_viewer.core.model import FILE_HASH_KEY, WEIGHTS_HASH_KEY, IchModel
 from ich_viewer.core.windows import SIGMOID_EPSILON, apply_sigmoid
 from training.config import from_dict
 from training.data.base import CLASSES
 from training.data.cache import to_cache_size
-from training.export import export_onnx, read_card
+from training.export import export_onnx, read_card, save_sealed
 from training.model import build_model
 
 CARD = {"name": "test", "version": "0", "created": "2026-11-23", "architecture": "resnet18", "license": "MIT",
@@ -114,3 +117,30 @@ def test_the_card_travels_in_the_metadata_and_bad_cards_are_refused(tmp_path):
         export_onnx(model, tmp_path / "x.onnx", {k: v for k, v in CARD.items() if k != "limitations"})
     with pytest.raises(ValueError, match="classes"):
         export_onnx(model, tmp_path / "x.onnx", {**CARD, "classes": list(reversed(CLASSES))})
+
+
+def test_the_export_is_sealed_with_both_checksums_and_a_resealed_edit_loads(tiny_model, tmp_path):
+    """export_onnx writes the contract's ich.weights_sha256 and ich.file_sha256 (definitions in
+    ich_viewer.core.model), recomputed here with onnx from the written definitions."""
+    data = tiny_model.read_bytes()
+    proto = onnx.load_from_string(data)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert list(meta) == ["ich.contract", "ich.card", WEIGHTS_HASH_KEY, FILE_HASH_KEY]
+    serialized = [t.SerializeToString() for t in proto.graph.initializer]
+    assert len(serialized) > 20  # every convolution (batch norm folded in) and the head
+    weights = hashlib.sha256(b"".join(len(b).to_bytes(8, "little") + b for b in serialized)).hexdigest()
+    assert meta[WEIGHTS_HASH_KEY] == weights
+    value = data.find(FILE_HASH_KEY.encode()) + len(FILE_HASH_KEY) + 2
+    assert data[value:value + 64].decode() == meta[FILE_HASH_KEY]
+    assert meta[FILE_HASH_KEY] == hashlib.sha256(data[:value] + b"0" * 64 + data[value + 64:]).hexdigest()
+    # A card edited after export: saved plainly, the old seal refuses it; re-sealed, it loads with the
+    # same weights checksum and a new file checksum.
+    card = {**json.loads(meta["ich.card"]), "version": "0.0.2"}
+    next(p for p in proto.metadata_props if p.key == "ich.card").value = json.dumps(card)
+    onnx.save(proto, str(tmp_path / "plain.onnx"))
+    with pytest.raises(ModelError, match="changed or damaged since it was exported"):
+        IchModel(tmp_path / "plain.onnx")
+    resealed = save_sealed(proto, tmp_path / "resealed.onnx")
+    assert IchModel(resealed).card.version == "0.0.2"
+    new = {p.key: p.value for p in onnx.load(str(resealed)).metadata_props}
+    assert len(new) == 4 and new[WEIGHTS_HASH_KEY] == weights and new[FILE_HASH_KEY] != meta[FILE_HASH_KEY]
