@@ -24,8 +24,11 @@ class _Worker(QObject):
         self.function = function
 
     def run(self) -> None:
+        # Drop the function as it runs: its closure holds the job's inputs (a classification's loader
+        # holds a whole study), which must not live as long as the Job object does.
+        function, self.function = self.function, None
         try:
-            self.finished.emit(self.function())
+            self.finished.emit(function())
         except IchViewerError as exc:
             self.failed.emit(str(exc))
         except Exception as exc:  # noqa: BLE001 - shown as a message; details only in the debug log
@@ -35,11 +38,13 @@ class _Worker(QObject):
 
 class Job(QObject):
     """``function(job)`` run on its own QThread; ``finished(result)`` or ``failed(message)`` on the GUI
-    thread. The function gets the job for its ``cancel_event`` and ``batch`` signal."""
+    thread. The function gets the job for its ``cancel_event`` and ``batch`` signal. ``ended`` comes
+    after either, once the thread has stopped: the owner can then drop the job (``deleteLater``)."""
 
     finished = Signal(object)
     failed = Signal(str)
     batch = Signal(object, object, object)  # classification: indices, probabilities, cams
+    ended = Signal()
 
     def __init__(self, function, parent=None):
         super().__init__(parent)
@@ -54,6 +59,8 @@ class Job(QObject):
         # thread, which may itself be blocked in wait() (closing during a classification hung 15 s).
         self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.worker.failed.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        # Queued to the job's own (GUI) thread, so it arrives after finished/failed.
+        self.thread.finished.connect(self._on_thread_finished)
 
     def start(self) -> "Job":
         self.thread.start()
@@ -64,6 +71,12 @@ class Job(QObject):
 
     def wait(self, ms: int = 10000) -> bool:
         return self.thread.wait(ms)
+
+    def _on_thread_finished(self) -> None:
+        # QThread.finished is sent just before the thread stops: wait out its last instructions, so
+        # whoever drops the job on ``ended`` never destroys a running QThread (that aborts).
+        self.thread.wait()
+        self.ended.emit()
 
 
 def load_job(paths: list[Path], parent=None) -> Job:

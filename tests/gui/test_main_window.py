@@ -42,7 +42,7 @@ def opened(qtbot, window, path, classify=True):
     qtbot.waitUntil(lambda: window.loader is not None and window.loader.finished, timeout=20000)
     if classify:
         qtbot.waitUntil(lambda: window.prediction is not None and window.prediction.complete
-                        and not window.classify.thread.isRunning(), timeout=30000)
+                        and window.classify is None, timeout=30000)  # None: its job has ended
     return window
 
 

@@ -41,7 +41,7 @@ def window(qtbot, tmp_path, tiny_model, study):
     qtbot.waitExposed(w)
     w.open_paths([study])
     qtbot.waitUntil(lambda: w.prediction is not None and w.prediction.complete
-                    and not w.classify.thread.isRunning(), timeout=30000)
+                    and w.classify is None, timeout=30000)
     return w
 
 

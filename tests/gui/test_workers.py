@@ -1,6 +1,9 @@
-"""Background jobs: a cancelled job's thread ends even while the GUI thread is blocked waiting for it."""
+"""Background jobs: a cancelled job's thread ends even while the GUI thread is blocked waiting for it, and a
+finished job signals `ended` with its thread stopped and its inputs let go."""
 
 from __future__ import annotations
+
+import weakref
 
 import pytest
 
@@ -32,3 +35,21 @@ def test_a_failing_job_reports_a_message_and_its_thread_ends(qtbot):
         job.start()
     assert failed.args == ["Something went wrong: ValueError: bad slice"]
     assert job.wait(5000)
+
+
+def test_ended_follows_the_result_with_the_thread_stopped_and_the_inputs_dropped(qtbot):
+    class Volume:  # stands in for a loader: the closure's input that must not outlive the run
+        pass
+
+    volume = Volume()
+    alive = weakref.ref(volume)
+    job = Job(lambda job, v=volume: "done")
+    del volume
+    order = []
+    job.finished.connect(lambda result: order.append(result))
+    job.ended.connect(lambda: order.append(("ended", job.thread.isFinished())))
+    with qtbot.waitSignal(job.ended, timeout=5000):
+        job.start()
+    # The owner may delete the job (and its QThread) on ``ended``: the thread must really have stopped.
+    assert order == ["done", ("ended", True)]
+    assert alive() is None  # a finished job no longer holds what its function was given

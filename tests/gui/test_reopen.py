@@ -1,0 +1,70 @@
+"""Opening a study again must let the previous one go: each open used to keep one int16 copy of the
+study alive (+18 MB for the demo) through finished jobs that were never released."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+from PySide6.QtCore import QCoreApplication, QEvent, QSettings
+
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from ich_viewer.gui.main_window import MainWindow
+from ich_viewer.gui.workers import Job
+
+pytestmark = pytest.mark.gui
+OPENS = 10
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reopen") / "study"
+    write_phantom_study(make_phantom(seed=4, subtypes=["epidural"], n_slices=6, size=64), out)
+    return out
+
+
+def open_and_settle(qtbot, window, path, classify: bool) -> None:
+    previous = window.loader
+    window.open_paths([path])
+    # A new loader first: the old one is finished and the load job's thread may end before its result lands.
+    qtbot.waitUntil(lambda: window.loader is not previous and window.loader.finished
+                    and (not classify or (window.prediction is not None and window.prediction.complete))
+                    and not any(job.thread.isRunning() for job in window.jobs), timeout=30000)
+
+
+def alive_after_flush(refs: list[weakref.ref]) -> int:
+    # Released jobs go with deleteLater: deliver those events, then collect any Python cycles.
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+    return sum(r() is not None for r in refs)
+
+
+@pytest.mark.parametrize("with_model", [False, True], ids=["no model", "classified"])
+def test_reopening_a_study_releases_the_previous_volume(qtbot, tmp_path, tiny_model, study, with_model):
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        model=IchModel(tiny_model) if with_model else None, load_bundled=False)
+    qtbot.addWidget(window)
+    window.show()
+    loaders, results = [], []
+    for _ in range(OPENS):  # weak references only: the test itself must not keep a study alive
+        open_and_settle(qtbot, window, study, classify=with_model)
+        loaders.append(weakref.ref(window.loader))
+        results.append(weakref.ref(window.result))
+    assert window.loader.finished and window.view.hu is not None  # the last study is on screen
+    # Only the study on screen may hold its volume; every earlier loader (and its array) is gone.
+    assert alive_after_flush(loaders[:-1]) == 0, "earlier studies' VolumeLoaders are still referenced"
+    assert alive_after_flush(results[:-1]) == 0, "earlier LoadResults are still referenced"
+    assert loaders[-1]() is window.loader
+
+
+def test_finished_jobs_are_released(qtbot, tmp_path, tiny_model, study):
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        model=IchModel(tiny_model), load_bundled=False)
+    qtbot.addWidget(window)
+    open_and_settle(qtbot, window, study, classify=True)
+    # Neither the load job nor the classification job outlives its thread, in the list or as a child.
+    qtbot.waitUntil(lambda: not window.jobs, timeout=5000)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert window.findChildren(Job) == []
