@@ -130,8 +130,8 @@ def soak_viewer(study: Path, opens: int, changes: int, use_model: bool) -> dict:
     def settled(previous) -> bool:
         if window.loader is previous or not window.loader.finished:
             return False
-        return not use_model or (window.classify is None and window.prediction is not None
-                                 and window.prediction.complete)
+        return not use_model or ((window.classify is None or window.classify.thread.isFinished())
+                                 and window.prediction is not None and window.prediction.complete)
 
     def steps():
         sweep = Sweep()
@@ -276,7 +276,10 @@ def main() -> int:
         # The baseline first, in its own process, so neither run's memory shows in the other's RSS.
         command = [sys.executable, __file__, "--bare", "--study", str(args.study), "--opens", str(args.opens),
                    "--changes", str(args.changes)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+        if done.returncode != 0:  # e.g. PySide6 6.12.0 on CPython 3.11 aborts it (none_dealloc)
+            print(f"the baseline died (exit {done.returncode}):\n" + "\n".join(done.stderr.splitlines()[-8:]))
+            return 1
         bare = json.loads(done.stdout.strip().splitlines()[-1])
         viewer = soak_viewer(args.study, args.opens, args.changes, use_model=not args.no_model)
         report(viewer, bare, args)
