@@ -95,10 +95,11 @@ class ShortcutsDialog(QDialog):
 class SkippedList(QListWidget):
     """Files that were not used, one line each with the reason (a non-modal dock)."""
 
-    def show_skipped(self, skipped) -> None:
+    def show_skipped(self, skipped, total: int = 0, anonymised: bool = False) -> None:
+        """Name and reason, or with the anonymised display "file 17 of 238: reason" (names carry patients')."""
         self.clear()
         for item in skipped:
-            self.addItem(f"{Path(item.path).name}: {item.reason}")
+            self.addItem(item.anonymous(total) if anonymised else f"{Path(item.path).name}: {item.reason}")
 
 
 class SeriesBrowser(QTreeWidget):

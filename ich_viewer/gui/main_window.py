@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, Q
                                QMessageBox, QProgressBar, QSlider, QSplitter, QVBoxLayout, QWidget)
 
 from ich_viewer.core.errors import IchViewerError
+from ich_viewer.core.memory import release_free_memory
 from ich_viewer.core.inference import SeriesPrediction, cam_overlay, display_scale
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import CLASSES
@@ -218,16 +219,19 @@ class MainWindow(QMainWindow):
     def _release_ended_jobs(self) -> None:
         """Drop jobs whose thread has stopped. Kept, each one stayed a child of the window for good,
         with its QThread; a classification also held its study's volume (+18 MB a demo open)."""
-        for job in [j for j in self.jobs if j.thread.isFinished()]:
+        ended = [j for j in self.jobs if j.thread.isFinished()]
+        for job in ended:
             self.jobs.remove(job)
             if job is self.classify:
                 self.classify = None
             job.deleteLater()
+        if ended:
+            release_free_memory()  # a finished load or classification: the last study's arrays are free now
 
     def _on_loaded(self, result: LoadResult) -> None:
         self.result = result
         self.browser.show_result(result, self.anonymised)
-        self.skipped.show_skipped(result.skipped)
+        self.skipped.show_skipped(result.skipped, result.files_found, self.anonymised)
         self.skipped_dock.setVisible(bool(result.skipped))
         self.statusBar().showMessage(f"{len(result.series)} series found" +
                                      (f", {len(result.skipped)} file(s) skipped" if result.skipped else ""), 8000)
@@ -243,8 +247,8 @@ class MainWindow(QMainWindow):
         if self.loader is not None:
             self.loader.cancel()  # its decoding threads stop; the array goes with the last reference
         self.study, self.series, self.prediction = study, series, None
-        # The window's own loader, not series.loader(): the Series caches that one and the loader points
-        # back at its Series, a cycle only a full collection frees (the soak bench grew 15 MB an open).
+        # The window's own loader, not series.loader(): the Series would cache every series opened from
+        # this result, each a full volume.
         self.loader = VolumeLoader(series)
         self.index = len(series) // 2
         self.slider.blockSignals(True)
@@ -333,6 +337,7 @@ class MainWindow(QMainWindow):
         self.anonymised = self.anonymise_action.isChecked()
         if self.result is not None:
             self.browser.show_result(self.result, self.anonymised)
+            self.skipped.show_skipped(self.result.skipped, self.result.files_found, self.anonymised)
         self._update_corner()
 
     def toggle_cam(self) -> None:
