@@ -14,7 +14,8 @@ presses show the next slice. It has no jobs, docks or model: its RSS growth is t
 (which keeps freed study-sized arrays in its heap once its mmap threshold has risen) and pyqtgraph
 set, and the viewer's excess over it is what the GUI layer adds. The per-open RSS slope after the
 first 5 opens separates that warm-up from a leak: a study kept per open shows as ~18 MB an open.
-The default study is the demo phantom (36 slices of 512 x 512, 18.9 MB as int16). The machine's
+The viewer fixes glibc's mmap threshold as the app does (``ich_viewer.core.memory``; ``--heap-default``
+leaves it dynamic); the baseline does not. The default study is the demo phantom (36 slices of 512 x 512, 18.9 MB as int16). The machine's
 load average is printed: on a busy machine the wall-clock stall includes waiting for a core.
 """
 
@@ -115,11 +116,14 @@ class Sweep:
 
 # ---------------------------------------------------------------------------------------- the viewer
 
-def soak_viewer(study: Path, opens: int, changes: int, use_model: bool) -> dict:
+def soak_viewer(study: Path, opens: int, changes: int, use_model: bool, heap_default: bool = False) -> dict:
+    from ich_viewer.core.memory import limit_heap_retention
     from ich_viewer.core.model import IchModel
     from ich_viewer.gui.main_window import MainWindow
     from ich_viewer.paths import models_dir
 
+    if not heap_default:
+        limit_heap_retention()  # as ich_viewer.app.run_gui does
     settings_dir = tempfile.mkdtemp(prefix="soak-settings-")
     window = MainWindow(settings=QSettings(str(Path(settings_dir) / "s.ini"), QSettings.Format.IniFormat),
                         model=IchModel.bundled(models_dir()) if use_model else None, load_bundled=False)
@@ -258,6 +262,8 @@ def main() -> int:
     parser.add_argument("--study", type=Path, help="a DICOM folder (default: the demo phantom, written to a temp folder)")
     parser.add_argument("--no-model", action="store_true", help="do not load the bundled model (no classification)")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
+    parser.add_argument("--heap-default", action="store_true",
+                        help="leave glibc's mmap threshold dynamic in the viewer too (the app fixes it at 8 MB)")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841 - kept alive for the run
     if args.bare:
@@ -281,7 +287,8 @@ def main() -> int:
             print(f"the baseline died (exit {done.returncode}):\n" + "\n".join(done.stderr.splitlines()[-8:]))
             return 1
         bare = json.loads(done.stdout.strip().splitlines()[-1])
-        viewer = soak_viewer(args.study, args.opens, args.changes, use_model=not args.no_model)
+        viewer = soak_viewer(args.study, args.opens, args.changes, use_model=not args.no_model,
+                             heap_default=args.heap_default)
         report(viewer, bare, args)
     finally:
         if temp is not None:

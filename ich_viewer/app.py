@@ -47,6 +47,9 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False) -> int:
 
     from ich_viewer.gui.main_window import MainWindow
 
+    from ich_viewer.core.memory import limit_heap_retention
+
+    limit_heap_retention()  # freed studies go back to the system: a long session does not grow
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ICH Viewer")
     app.setOrganizationName("ICH Viewer")

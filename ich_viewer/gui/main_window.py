@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, Q
                                QMessageBox, QProgressBar, QSlider, QSplitter, QVBoxLayout, QWidget)
 
 from ich_viewer.core.errors import IchViewerError
-from ich_viewer.core.memory import release_free_memory
 from ich_viewer.core.inference import SeriesPrediction, cam_overlay, display_scale
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import CLASSES
@@ -219,14 +218,11 @@ class MainWindow(QMainWindow):
     def _release_ended_jobs(self) -> None:
         """Drop jobs whose thread has stopped. Kept, each one stayed a child of the window for good,
         with its QThread; a classification also held its study's volume (+18 MB a demo open)."""
-        ended = [j for j in self.jobs if j.thread.isFinished()]
-        for job in ended:
+        for job in [j for j in self.jobs if j.thread.isFinished()]:
             self.jobs.remove(job)
             if job is self.classify:
                 self.classify = None
             job.deleteLater()
-        if ended:
-            release_free_memory()  # a finished load or classification: the last study's arrays are free now
 
     def _on_loaded(self, result: LoadResult) -> None:
         self.result = result
