@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import logging
 import mmap
 import os
@@ -59,10 +60,10 @@ CT_STORAGE = {dicom_uid.CTImageStorage, dicom_uid.EnhancedCTImageStorage, "1.2.8
 DECODER_ADVICE = {
     dicom_uid.JPEGLossless: "imagecodecs or python-gdcm",
     dicom_uid.JPEGLosslessSV1: "imagecodecs or python-gdcm",
-    dicom_uid.JPEGBaseline8Bit: "Pillow or python-gdcm",
+    dicom_uid.JPEGBaseline8Bit: "imagecodecs, Pillow or python-gdcm",
     dicom_uid.JPEGExtended12Bit: "imagecodecs (12-bit) or Pillow (8-bit)",
-    dicom_uid.JPEGLSLossless: "pyjpegls or python-gdcm",
-    dicom_uid.JPEGLSNearLossless: "pyjpegls or python-gdcm",
+    dicom_uid.JPEGLSLossless: "imagecodecs, pyjpegls or python-gdcm",
+    dicom_uid.JPEGLSNearLossless: "imagecodecs, pyjpegls or python-gdcm",
     dicom_uid.JPEG2000Lossless: "pylibjpeg-openjpeg or python-gdcm",
     dicom_uid.JPEG2000: "pylibjpeg-openjpeg or python-gdcm",
     dicom_uid.RLELossless: "pydicom itself (or pylibjpeg-rle)",
@@ -159,18 +160,37 @@ def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
 
 
 class _Scanned:
-    """Header facts of one usable file, before grouping."""
+    """Header facts of one usable file, before grouping. Every value grouping needs is converted here,
+    inside the scan's error handling: pydicom converts values lazily, and an element with an unknown VR
+    raised NotImplementedError out of load() when it was first read while grouping."""
 
-    __slots__ = ("slices", "study_uid", "series_uid", "ds", "shape", "orientation", "spacing")
+    __slots__ = ("slices", "study_uid", "series_uid", "shape", "orientation", "spacing", "study_date",
+                 "study_description", "patient", "series_description", "series_number", "file_window")
 
     def __init__(self, slices, ds, shape, orientation, spacing):
         self.slices = slices
-        self.ds = ds
-        self.study_uid = str(ds.get("StudyInstanceUID", "") or "unknown study")
-        self.series_uid = str(ds.get("SeriesInstanceUID", "") or "unknown series")
+        self.study_uid = _text(ds, "StudyInstanceUID") or "unknown study"
+        self.series_uid = _text(ds, "SeriesInstanceUID") or "unknown series"
         self.shape = shape
         self.orientation = orientation
         self.spacing = spacing
+        self.study_date, self.study_description = _text(ds, "StudyDate"), _text(ds, "StudyDescription")
+        self.patient = Patient(name=_text(ds, "PatientName"), id=_text(ds, "PatientID"),
+                               birth_date=_text(ds, "PatientBirthDate"), sex=_text(ds, "PatientSex"))
+        self.series_description = _text(ds, "SeriesDescription")
+        try:
+            self.series_number = _int(header_checks.first(ds.get("SeriesNumber")))
+        except Exception:  # noqa: BLE001 - an unreadable series number only changes the series' order
+            self.series_number = None
+        self.file_window = _file_window(ds)
+
+
+def _text(ds, keyword: str) -> str:
+    """A text element, '' when absent or unreadable (a damaged description must not lose the image)."""
+    try:
+        return str(ds.get(keyword, "") or "")
+    except Exception:  # noqa: BLE001 - pydicom raises what the element's VR handler raises
+        return ""
 
 
 def scan_file(ref: FileRef) -> _Scanned | Skipped:
@@ -453,24 +473,12 @@ def _group(scanned: list[_Scanned], skipped: list[Skipped]) -> list[Study]:
         by_study[item.study_uid][item.series_uid].append(item)
     studies = []
     for study_uid, series_map in by_study.items():
-        first = next(iter(series_map.values()))[0].ds
+        first = next(iter(series_map.values()))[0]
         series = [_make_series(uid, items, skipped) for uid, items in series_map.items()]
         series = sorted((s for s in series if s is not None), key=lambda s: (s.number or 0, s.description))
         if series:
-            studies.append(
-                Study(
-                    uid=study_uid,
-                    date=str(first.get("StudyDate", "") or ""),
-                    description=str(first.get("StudyDescription", "") or ""),
-                    patient=Patient(
-                        name=str(first.get("PatientName", "") or ""),
-                        id=str(first.get("PatientID", "") or ""),
-                        birth_date=str(first.get("PatientBirthDate", "") or ""),
-                        sex=str(first.get("PatientSex", "") or ""),
-                    ),
-                    series=tuple(series),
-                )
-            )
+            studies.append(Study(uid=study_uid, date=first.study_date, description=first.study_description,
+                                 patient=first.patient, series=tuple(series)))
     return sorted(studies, key=lambda s: (s.date, s.uid))
 
 
@@ -492,18 +500,17 @@ def _make_series(uid: str, items: list[_Scanned], skipped: list[Skipped]) -> Ser
             kept.append(item)
     reference = kept[0]
     ordered, geometry = order_slices([s for i in kept for s in i.slices], reference.orientation)
-    ds = reference.ds
     return Series(
         uid=uid,
-        description=str(ds.get("SeriesDescription", "") or ""),
-        number=_int(ds.get("SeriesNumber")),
+        description=reference.series_description,
+        number=reference.series_number,
         slices=tuple(ordered),
         rows=shape[0],
         columns=shape[1],
         pixel_spacing=(reference.spacing[0], reference.spacing[-1]),
         orientation=reference.orientation,
         geometry=geometry,
-        file_window=_file_window(ds),
+        file_window=reference.file_window,
     )
 
 
@@ -512,22 +519,21 @@ def _rounded(orientation: tuple[float, ...] | None):
 
 
 def _file_window(ds: Dataset) -> Window | None:
-    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     try:
-        several = (list, tuple, pydicom.multival.MultiValue)  # pydicom's values, or the fast scan's lists
-        center = float(center[0] if isinstance(center, several) else center)
-        width = float(width[0] if isinstance(width, several) else width)
-    except (TypeError, ValueError, IndexError):
+        center = float(header_checks.first(ds.get("WindowCenter")))
+        width = float(header_checks.first(ds.get("WindowWidth")))
+    except Exception:  # noqa: BLE001 - absent, malformed or of an unknown VR: no stored window
         return None
-    return Window("file", center, width) if width > 0 else None
+    return Window("file", center, width) if width > 0 and math.isfinite(center + width) else None
 
 
 # --------------------------------------------------------------------------- decoding to HU
 
 
 #: Decoders that report hostile data as Python exceptions, preferred over GDCM (which throws through C++
-#: into std::terminate on some malformed JPEG 2000, killing the process): OpenJPEG and CharLS through their
-#: pylibjpeg plugins, Pillow's libjpeg for baseline JPEG. imagecodecs takes JPEG Lossless and 12-bit JPEG.
+#: into std::terminate on some malformed JPEG 2000, killing the process): OpenJPEG through its pylibjpeg
+#: plugin; the JPEG family goes to imagecodecs after its marker checks (imagecodecs_plugin), and to these
+#: only where imagecodecs is missing.
 SAFE_PLUGINS = {
     dicom_uid.JPEGBaseline8Bit: "pillow",
     dicom_uid.JPEG2000Lossless: "pylibjpeg",

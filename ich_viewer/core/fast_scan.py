@@ -83,18 +83,28 @@ def scan_headers(paths: Iterable[str], keywords: list[str]) -> dict[str, Scanned
         return {}
     out = {}
     for path in paths:
-        if not scanner.IsKey(path):
-            continue
-        transfer_syntax = (scanner.GetValue(path, ts_tag) or "").strip("\x00 ")
-        values = {}
-        for keyword, tag in tags.items():
-            value = scanner.GetValue(path, tag)
-            if value is not None:
-                values[keyword] = value.rstrip("\x00 ")
-        header = ScannedHeader(values, transfer_syntax) if transfer_syntax else None
-        if header is not None and _plain_ct(header) and _pixels_intact(path, header):
+        try:
+            header = _vouched(scanner, path, tags, ts_tag)
+        except Exception:  # noqa: BLE001 - anything odd is for pydicom's path, which gives the reason
+            header = None
+        if header is not None:
             out[path] = header
     return out
+
+
+def _vouched(scanner, path: str, tags: dict, ts_tag) -> ScannedHeader | None:
+    if not scanner.IsKey(path):
+        return None
+    transfer_syntax = (scanner.GetValue(path, ts_tag) or "").strip("\x00 ")
+    if not transfer_syntax or not dicom_uid.UID(transfer_syntax).is_transfer_syntax:
+        return None
+    values = {}
+    for keyword, tag in tags.items():
+        value = scanner.GetValue(path, tag)
+        if value is not None:
+            values[keyword] = value.rstrip("\x00 ")
+    header = ScannedHeader(values, transfer_syntax)
+    return header if _plain_ct(header) and _pixels_intact(path, header) else None
 
 
 def _plain_ct(header: ScannedHeader) -> bool:
