@@ -111,7 +111,7 @@ def _scan_one(path: str) -> tuple[str, ...]:
         z = float(ref.position[2])
     elif ref.instance is not None:
         z = float(ref.instance)
-    patient = str(result.ds.get("PatientID", "") or "").strip()
+    patient = result.patient.id.strip()
     hu = ref.hu
     return (image_id, path, patient, result.study_uid, repr(z), ref.sop_uid, ref.transfer_syntax, repr(hu.slope),
             repr(hu.intercept), "" if hu.padding_value is None else str(hu.padding_value), str(int(hu.wrap_12bit)), "")
