@@ -11,6 +11,7 @@ character sets, truncation, anything GDCM cannot read) goes through pydicom's ex
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import struct
@@ -42,6 +43,7 @@ class ScannedHeader:
 
     def __init__(self, values: dict[str, str], transfer_syntax: str):
         self._values = values
+        self._parsed: dict = {}  # the loader reads each value several times (checks, geometry, grouping)
         self.file_meta = {"TransferSyntaxUID": dicom_uid.UID(transfer_syntax)}
         self.is_implicit_VR = self.file_meta["TransferSyntaxUID"].is_implicit_VR
 
@@ -51,12 +53,21 @@ class ScannedHeader:
     def get(self, keyword: str, default=None):
         """The value as pydicom would give it; an empty value is absent, and a number that does not parse
         stays a string, for :mod:`~ich_viewer.core.header_checks` to refuse with the tag's name."""
-        raw = self._values.get(keyword)
-        if raw is None or not raw.strip():
-            return default
-        convert = _NUMBER_VRS.get(dictionary_VR(keyword), str)
-        parts = [_convert(convert, p.strip()) for p in raw.split("\\")]
-        return parts if len(parts) > 1 else parts[0]
+        if keyword not in self._parsed:
+            raw = self._values.get(keyword)
+            if raw is None or not raw.strip():
+                self._parsed[keyword] = None
+            else:
+                convert = _converter(keyword)
+                parts = [_convert(convert, p.strip()) for p in raw.split("\\")]
+                self._parsed[keyword] = parts if len(parts) > 1 else parts[0]
+        value = self._parsed[keyword]
+        return default if value is None else value
+
+
+@functools.lru_cache(maxsize=None)
+def _converter(keyword: str):
+    return _NUMBER_VRS.get(dictionary_VR(keyword), str)
 
 
 def _convert(convert, text: str):
@@ -154,6 +165,8 @@ _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN
 _SHORT_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN", b"SH",
               b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 _UNDEFINED = 0xFFFFFFFF
+_UNPACK = {little: tuple(struct.Struct(("<" if little else ">") + f).unpack_from for f in ("HH", "L", "H"))
+           for little in (True, False)}
 _PIXEL_DATA = (0x7FE0, 0x0010)
 
 
@@ -181,9 +194,7 @@ def _walk(buf, pos: int, explicit: bool, little: bool, stop_group: int | None = 
     """Where the walk stopped (the pixel data, the end of group ``stop_group``, or the end of the file),
     or None when an element does not fit; and the transfer syntax UID if the walk passed it."""
     end = len(buf)
-    tag = struct.Struct("<HH" if little else ">HH").unpack_from
-    u32 = struct.Struct("<L" if little else ">L").unpack_from
-    u16 = struct.Struct("<H" if little else ">H").unpack_from
+    tag, u32, u16 = _UNPACK[little]
     syntax = ""
     while pos + 8 <= end:
         group, element = tag(buf, pos)
