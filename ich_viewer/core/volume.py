@@ -98,6 +98,8 @@ class VolumeLoader:
                 raise TimeoutError(f"slice {index} not decoded within {timeout} s")
         if index in self.errors:
             raise DecodeError(self.errors[index])
+        if not self.ready[index]:  # cancelled before this slice was decoded: its row is uninitialised memory
+            raise DecodeError("decoding was cancelled")
         return self.array[index].astype(np.float32, copy=False)
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -112,3 +112,13 @@ def test_a_slice_that_fails_is_reported_and_set_to_air(tmp_path):
     assert loader.array[0].min() == 40 and loader.array[2].min() == 40
     with pytest.raises(DecodeError, match="1 of 3 slices failed; slice 2"):
         series.volume()
+
+
+def test_a_slice_asked_for_after_cancel_is_an_error_not_uninitialised_memory(cq500_dir):
+    series = ich_viewer.load(cq500_dir).series[0]
+    loader = VolumeLoader(series, workers=1, first=0)
+    loader.cancel()
+    loader.wait()
+    undecoded = int(np.flatnonzero(~loader.ready)[-1])
+    with pytest.raises(DecodeError, match="cancelled"):
+        loader.slice(undecoded, timeout=5)
