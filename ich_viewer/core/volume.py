@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable
 
@@ -30,6 +31,11 @@ def default_workers() -> int:
 
 
 INT16_MAX = np.iinfo(np.int16).max
+#: A slice still decoding after this long is given up (marked failed, shown as air) so that a decoder
+#: caught in a loop cannot hold a series open forever; a CT slice decodes in milliseconds.
+SLICE_TIME_LIMIT_S = 15.0
+#: How often waiting callers look for slices over the limit.
+_CHECK_S = 0.25
 
 
 def storage_dtype(series: "Series") -> type:
@@ -62,6 +68,7 @@ class VolumeLoader:
         self.ready = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
         self.cancelled = False
+        self._started: dict[int, float] = {}  # slices decoding now: when they started
         self._done = 0
         self._condition = threading.Condition()
         self._callbacks: list[Callable[[int], None]] = []
@@ -75,12 +82,13 @@ class VolumeLoader:
     # ---- progress
     @property
     def done(self) -> int:
-        """How many slices are finished (decoded or failed)."""
+        """How many slices are finished (decoded, failed or given up)."""
+        self._give_up_overdue()
         return self._done
 
     @property
     def finished(self) -> bool:
-        return self._done == len(self.ready)
+        return self.done == len(self.ready)
 
     def subscribe(self, callback: Callable[[int], None]) -> None:
         """Call ``callback(index)`` (from a decoding thread) as each slice finishes."""
@@ -93,9 +101,8 @@ class VolumeLoader:
     # ---- access
     def slice(self, index: int, timeout: float | None = None) -> np.ndarray:
         """float32 HU of one slice, waiting for it if needed (may be a view of ``array``: do not modify)."""
-        with self._condition:
-            if not self._condition.wait_for(lambda: self.ready[index] or index in self.errors or self.cancelled, timeout):
-                raise TimeoutError(f"slice {index} not decoded within {timeout} s")
+        if not self._wait_until(lambda: self.ready[index] or index in self.errors or self.cancelled, timeout):
+            raise TimeoutError(f"slice {index} not decoded within {timeout} s")
         if index in self.errors:
             raise DecodeError(self.errors[index])
         if not self.ready[index]:  # cancelled before this slice was decoded: its row is uninitialised memory
@@ -104,8 +111,32 @@ class VolumeLoader:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every slice is finished; False on timeout."""
+        return self._wait_until(lambda: self._done == len(self.ready) or self.cancelled, timeout)
+
+    def _wait_until(self, predicate, timeout: float | None) -> bool:
+        """``Condition.wait_for`` that also gives up overdue slices while it waits."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._give_up_overdue()
+            left = None if deadline is None else deadline - time.monotonic()
+            with self._condition:
+                if self._condition.wait_for(predicate, _CHECK_S if left is None else max(0.0, min(_CHECK_S, left))):
+                    return True
+            if left is not None and left <= _CHECK_S:
+                with self._condition:
+                    return predicate()
+
+    def _give_up_overdue(self) -> None:
+        now = time.monotonic()
         with self._condition:
-            return self._condition.wait_for(lambda: self.finished or self.cancelled, timeout)
+            overdue = [i for i, start in self._started.items() if now - start > SLICE_TIME_LIMIT_S]
+            for index in overdue:
+                del self._started[index]
+                self.errors[index] = f"its decoder took longer than {SLICE_TIME_LIMIT_S:.0f} s (given up)"
+                self.array[index] = AIR_HU
+                self._done += 1
+            if overdue:
+                self._condition.notify_all()
 
     def result(self) -> np.ndarray:
         """The whole volume as float32 HU (converted once from int16 storage, then kept); raises
@@ -130,16 +161,20 @@ class VolumeLoader:
     def _decode_one(self, index: int) -> None:
         if self.cancelled:
             return
+        with self._condition:
+            self._started[index] = time.monotonic()
+        hu, failed = None, None
         try:
-            # Integral HU in storage_dtype's range, floored at AIR_HU by decode: the int16 cast is exact.
-            self.array[index] = self._decode(self._slices[index], self.array.shape[1:])
-            failed = None
+            hu = self._decode(self._slices[index], self.array.shape[1:])
         except BaseException as exc:  # reported per slice, never lost; a decoder's panic is a BaseException
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             failed = str(exc) if isinstance(exc, DecodeError) else f"could not decode it ({type(exc).__name__})"
-            self.array[index] = AIR_HU
         with self._condition:
+            if self._started.pop(index, None) is None:
+                return  # given up as overdue meanwhile: already counted, its row already air
+            # Integral HU in storage_dtype's range, floored at AIR_HU by decode: the int16 cast is exact.
+            self.array[index] = AIR_HU if failed is not None else hu
             if failed is None:
                 self.ready[index] = True
             else:

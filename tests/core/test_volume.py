@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,35 @@ def test_a_slice_asked_for_after_cancel_is_an_error_not_uninitialised_memory(cq5
     undecoded = int(np.flatnonzero(~loader.ready)[-1])
     with pytest.raises(DecodeError, match="cancelled"):
         loader.slice(undecoded, timeout=5)
+
+
+def test_a_slice_whose_decoder_never_returns_is_given_up_and_the_rest_finishes(tmp_path, monkeypatch):
+    """A decoder caught in a loop held the series (and triage) forever; past the limit the slice is failed."""
+    import threading
+
+    from ich_viewer.core import dicom_io, volume
+
+    for i in range(4):
+        make.ct_slice_from_hu(np.full((8, 8), 40.0), tmp_path / f"s{i}.dcm", z=i * 5.0,
+                              series_uid="1.2.7.2", study_uid="1.2.7", instance=i + 1)
+    series = ich_viewer.load(tmp_path).series[0]
+    stuck, release, real_decode = series.slices[2], threading.Event(), dicom_io.decode_slice
+
+    def decode(ref, shape=None):
+        if ref is stuck:
+            release.wait(30)  # "never" returns, until the test ends
+        return real_decode(ref, shape)
+
+    monkeypatch.setattr(volume, "SLICE_TIME_LIMIT_S", 0.5)
+    monkeypatch.setattr(dicom_io, "decode_slice", decode)
+    loader = VolumeLoader(series, workers=2)
+    try:
+        assert loader.wait(timeout=10)
+        assert set(loader.errors) == {2} and "given up" in loader.errors[2]
+        assert loader.ready.sum() == 3 and (loader.array[2] == -1024).all()
+        with pytest.raises(DecodeError, match="given up"):
+            loader.slice(2)
+    finally:
+        release.set()
+    time.sleep(0.2)  # the stuck thread returns late: its result is dropped, nothing is counted twice
+    assert loader.done == 4 and not loader.ready[2]

@@ -29,7 +29,8 @@ def open_and_settle(qtbot, window, path, classify: bool) -> None:
     previous = window.loader
     window.open_paths([path])
     # A new loader first: the old one is finished and the load job's thread may end before its result lands.
-    qtbot.waitUntil(lambda: window.loader is not previous and window.loader.finished
+    # The slice reaches the view on the window's next decode-progress tick, after the loader has finished.
+    qtbot.waitUntil(lambda: window.loader is not previous and window.loader.finished and window.view.hu is not None
                     and (not classify or (window.prediction is not None and window.prediction.complete))
                     and not any(job.thread.isRunning() for job in window.jobs), timeout=30000)
 
