@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -74,10 +74,22 @@ class VolumeLoader:
         self._callbacks: list[Callable[[int], None]] = []
         first = n // 2 if first is None else first
         order = [first] + [i for i in range(n) if i != first]
-        self._pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode")
-        for index in order:
-            self._pool.submit(self._decode_one, index)
-        self._pool.shutdown(wait=False)
+        # Own threads on one queue rather than an executor: a thread stuck in a decoder is replaced, so the
+        # slices queued behind it still get decoded.
+        self._queue = deque(order)
+        for _ in range(min(workers or default_workers(), n)):
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        threading.Thread(target=self._work, name="decode", daemon=True).start()
+
+    def _work(self) -> None:
+        while not self.cancelled:
+            try:
+                index = self._queue.popleft()  # deque.popleft is atomic
+            except IndexError:
+                return
+            self._decode_one(index)
 
     # ---- progress
     @property
@@ -137,6 +149,9 @@ class VolumeLoader:
                 self._done += 1
             if overdue:
                 self._condition.notify_all()
+        for _ in overdue:
+            if self._queue:
+                self._start_worker()  # the stuck thread's replacement
 
     def result(self) -> np.ndarray:
         """The whole volume as float32 HU (converted once from int16 storage, then kept); raises

@@ -156,3 +156,30 @@ def test_a_slice_whose_decoder_never_returns_is_given_up_and_the_rest_finishes(t
         release.set()
     time.sleep(0.2)  # the stuck thread returns late: its result is dropped, nothing is counted twice
     assert loader.done == 4 and not loader.ready[2]
+
+
+def test_slices_queued_behind_stuck_decoders_are_still_decoded(tmp_path, monkeypatch):
+    """With every decoding thread stuck, the rest of the series would wait behind them forever."""
+    import threading
+
+    from ich_viewer.core import dicom_io, volume
+
+    for i in range(6):
+        make.ct_slice_from_hu(np.full((8, 8), 40.0), tmp_path / f"s{i}.dcm", z=i * 5.0,
+                              series_uid="1.2.7.3", study_uid="1.2.7", instance=i + 1)
+    series = ich_viewer.load(tmp_path).series[0]
+    stuck, release, real_decode = set(series.slices[2:4]), threading.Event(), dicom_io.decode_slice
+
+    def decode(ref, shape=None):
+        if ref in stuck:
+            release.wait(30)
+        return real_decode(ref, shape)
+
+    monkeypatch.setattr(volume, "SLICE_TIME_LIMIT_S", 0.5)
+    monkeypatch.setattr(dicom_io, "decode_slice", decode)
+    loader = VolumeLoader(series, workers=2, first=2)  # slices 2 and 3 first: both threads get stuck
+    try:
+        assert loader.wait(timeout=10)
+        assert set(loader.errors) == {2, 3} and loader.ready.sum() == 4
+    finally:
+        release.set()
