@@ -45,9 +45,8 @@ def install_excepthook() -> None:
 def run_gui(paths: Sequence[Path] = (), demo: bool = False) -> int:
     from PySide6.QtWidgets import QApplication
 
-    from ich_viewer.gui.main_window import MainWindow
-
     from ich_viewer.core.memory import limit_heap_retention
+    from ich_viewer.gui.main_window import MainWindow
 
     limit_heap_retention()  # freed studies go back to the system: a long session does not grow
     app = QApplication.instance() or QApplication(sys.argv[:1])

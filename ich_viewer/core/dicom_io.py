@@ -98,18 +98,24 @@ def _iter_candidates(paths: Iterable[str | os.PathLike]) -> Iterator[FileRef | S
         if path.is_dir():
             folder_errors: list[OSError] = []
             for root, dirs, files in os.walk(path, onerror=folder_errors.append):
-                yield from (Skipped(str(e.filename), f"folder could not be read ({e.strerror or e})") for e in folder_errors)
-                folder_errors.clear()
+                yield from _unreadable_folders(folder_errors)
                 dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
                 for name in sorted(files, key=natural_key):
                     if name.upper() == "DICOMDIR":
                         continue  # an index of files that this walk finds anyway
                     yield from _expand_file(Path(root) / name)
-            yield from (Skipped(str(e.filename), f"folder could not be read ({e.strerror or e})") for e in folder_errors)
+            yield from _unreadable_folders(folder_errors)
         elif path.exists():
             yield from _expand_file(path, explicit=True)
         else:
             yield Skipped(str(path), "does not exist")
+
+
+def _unreadable_folders(errors: list[OSError]) -> Iterator[Skipped]:
+    """The folders os.walk could not list since the last call (it reports them through ``onerror``)."""
+    while errors:
+        error = errors.pop(0)
+        yield Skipped(str(error.filename), f"folder could not be read ({error.strerror or error})")
 
 
 def _expand_file(path: Path, explicit: bool = False) -> Iterator[FileRef | Skipped]:

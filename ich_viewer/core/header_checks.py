@@ -9,6 +9,7 @@ and either comes back clean or the file is refused with a sentence naming the ta
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 #: Head CT is 512x512, sometimes 1024; 4096 leaves room for any CT detector.
 MAX_DIMENSION = 4096
@@ -27,9 +28,14 @@ class HeaderError(ValueError):
     """A header value is missing, malformed or out of range; the message names the tag."""
 
 
+def _several(value) -> bool:
+    """A multi-valued element: pydicom's MultiValue (a MutableSequence) or the fast scan's list."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 def first(value):
-    """The first of a multi-valued element (pydicom MultiValue or the fast scan's list), else the value."""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    """The first of a multi-valued element, else the value."""
+    if _several(value):
         return value[0] if len(value) else None
     return value
 
@@ -71,7 +77,7 @@ def vector(ds, keyword: str, size: int) -> tuple[float, ...] | None:
     raw = ds.get(keyword)
     if raw is None:
         return None
-    values = raw if isinstance(raw, (list, tuple)) or type(raw).__name__ == "MultiValue" else [raw]
+    values = raw if _several(raw) else [raw]
     try:
         out = tuple(float(v) for v in values)
     except (TypeError, ValueError, OverflowError):

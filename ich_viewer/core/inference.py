@@ -18,7 +18,8 @@ from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import CLASSES
 
 BATCH = 16
-#: A slice not decoded within this many seconds is given up (marked unreadable) so a run always ends.
+#: A backstop: the loader gives up a slice whose decoder runs past its own limit (15 s); a slice still not
+#: decoded after this long (never started) is marked unreadable all the same, so a run always ends.
 SLICE_TIMEOUT_S = 60.0
 BatchCallback = Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # (indices, probabilities, cams)
 
@@ -45,7 +46,7 @@ class SeriesPrediction:
     @property
     def complete(self) -> bool:
         """Every slice was classified or found unreadable."""
-        return bool(self.done.all()) or all(self.done[i] or i in self.failed for i in range(len(self.done)))
+        return all(self.done[i] or i in self.failed for i in range(len(self.done)))
 
 
 def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batch_size: int = BATCH,

@@ -255,7 +255,7 @@ class IchModel:
             raise ModelError(f"{name} is not a readable ONNX model (the file may be damaged or not a "
                              f"model at all), so it cannot be used.{damage_note}") from exc
         try:
-            card, meta = _check_contract(self.session, name)
+            card, meta = check_contract(self.session, name)
         except ModelError as exc:
             raise ModelError(f"{exc}{damage_note}") from exc
         problem = integrity_problem(data, meta, stored_file, computed_file)
@@ -287,13 +287,9 @@ class IchModel:
 # --------------------------------------------------------------------------- the contract
 
 
-def check_contract(session: ort.InferenceSession, name: str) -> dict:
-    """The card, or :class:`ModelError` saying what about the file does not fit the contract."""
-    return _check_contract(session, name)[0]
-
-
-def _check_contract(session: ort.InferenceSession, name: str) -> tuple[dict, dict]:
-    """(card, metadata) or :class:`ModelError`; nothing else escapes, whatever the file holds."""
+def check_contract(session: ort.InferenceSession, name: str) -> tuple[dict, dict]:
+    """(card, metadata), or :class:`ModelError` saying what about the file does not fit the contract;
+    nothing else escapes, whatever the file holds."""
 
     def refuse(reason: str) -> ModelError:
         return ModelError(f"{name} is not a model ICH Viewer can use: {reason}.")

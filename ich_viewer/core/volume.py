@@ -130,13 +130,12 @@ class VolumeLoader:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._give_up_overdue()
-            left = None if deadline is None else deadline - time.monotonic()
+            step = _CHECK_S if deadline is None else max(0.0, min(_CHECK_S, deadline - time.monotonic()))
             with self._condition:
-                if self._condition.wait_for(predicate, _CHECK_S if left is None else max(0.0, min(_CHECK_S, left))):
+                if self._condition.wait_for(predicate, step):
                     return True
-            if left is not None and left <= _CHECK_S:
-                with self._condition:
-                    return predicate()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def _give_up_overdue(self) -> None:
         now = time.monotonic()
