@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ich_viewer.core import decoder_process
 from ich_viewer.core.errors import IchViewerError
 
 SUBCOMMANDS = ("phantom", "info", "triage")
@@ -93,6 +94,8 @@ def run_triage(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [decoder_process.SERVE_FLAG]:  # a frozen build's decoder processes start through here
+        return decoder_process.serve()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] in SUBCOMMANDS:
         args = build_parser().parse_args(argv)

@@ -45,10 +45,12 @@ def install_excepthook() -> None:
 def run_gui(paths: Sequence[Path] = (), demo: bool = False) -> int:
     from PySide6.QtWidgets import QApplication
 
+    from ich_viewer.core import decoder_process
     from ich_viewer.core.memory import limit_heap_retention
     from ich_viewer.gui.main_window import MainWindow
 
     limit_heap_retention()  # freed studies go back to the system: a long session does not grow
+    decoder_process.prestart()  # ready before the first study is opened
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ICH Viewer")
     app.setOrganizationName("ICH Viewer")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import ich_viewer
+from ich_viewer.core import decoder_process
 from ich_viewer.core.errors import ModelError, NoImagesFoundError
 from ich_viewer.core.inference import predict_series
 from ich_viewer.core.model import IchModel
@@ -42,6 +43,7 @@ class _Progress:
 def run(paths: list[Path], model_path: Path | None = None, preset: str | None = None, out: Path | None = None,
         json_path: Path | None = None, anonymise: bool = False, stream=None) -> int:
     stream = stream or sys.stderr  # looked up per call: tests and callers may swap sys.stderr
+    decoder_process.prestart()  # while the model loads
     try:
         model = load_model(model_path)
         thresholds = Thresholds(model.card, preset)

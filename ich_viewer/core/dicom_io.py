@@ -31,7 +31,7 @@ from pydicom.tag import Tag
 from pydicom.pixels import pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 
-from ich_viewer.core import archives, fast_scan, header_checks, imagecodecs_plugin
+from ich_viewer.core import archives, decoder_process, fast_scan, header_checks, imagecodecs_plugin
 from ich_viewer.core.errors import DecodeError, NoImagesFoundError
 from ich_viewer.core.geometry import natural_key, order_slices
 from ich_viewer.core.series import (
@@ -560,7 +560,30 @@ def _plugin(transfer_syntax: str) -> str:
 def decode_slice(ref: SliceRef, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Decode one slice to float32 HU [H, W]. Raises :class:`DecodeError` with the syntax's name (never
     the file's: file names may carry patients' names) when it cannot be decoded, has another size than
-    ``shape``, or gives values that are not finite."""
+    ``shape``, or gives values that are not finite. Compressed data is decoded in a separate process
+    (:mod:`~ich_viewer.core.decoder_process`), so a decoder that crashes or loops costs this slice only."""
+    tsuid = dicom_uid.UID(ref.transfer_syntax)
+    if tsuid not in dicom_uid.UncompressedTransferSyntaxes:  # native and deflated data: numpy and zlib
+        try:
+            stored = decoder_process.run(decode_stored, ref)
+        except decoder_process.DecoderFailure as exc:
+            raise DecodeError(f"could not decode its {tsuid.name} data: {exc}") from None
+    else:
+        stored = decode_stored(ref)
+    if not isinstance(stored, np.ndarray):
+        raise DecodeError(f"its {tsuid.name} decoder gave no image")
+    if stored.ndim != 2 or (shape is not None and stored.shape != tuple(shape)):
+        raise DecodeError(f"its decoded image is {'x'.join(map(str, stored.shape))} pixels, not the "
+                          f"{'x'.join(map(str, shape or ()))} its header and series give")
+    hu = stored_to_hu(stored, ref.hu)
+    if not np.isfinite(hu).all():
+        raise DecodeError("its values are not finite numbers after the rescale")
+    return hu
+
+
+def decode_stored(ref: SliceRef) -> np.ndarray:
+    """The slice's stored values as the decoder gives them, in this process; :func:`decode_slice` is
+    what callers want."""
     tsuid = dicom_uid.UID(ref.transfer_syntax)
     try:
         with ref.file.open() as fp, warnings.catch_warnings():
@@ -568,9 +591,8 @@ def decode_slice(ref: SliceRef, shape: tuple[int, int] | None = None) -> np.ndar
             if ref.transfer_syntax == dicom_uid.DeflatedExplicitVRLittleEndian:
                 # pixel_array() reads raw file offsets, which a deflated stream does not have.
                 stored = pydicom.dcmread(fp).pixel_array
-                stored = stored[ref.frame] if ref.frame is not None else stored
-            else:
-                stored = pixel_array(fp, index=ref.frame, decoding_plugin=_plugin(ref.transfer_syntax))
+                return stored[ref.frame] if ref.frame is not None else stored
+            return pixel_array(fp, index=ref.frame, decoding_plugin=_plugin(ref.transfer_syntax))
     except archives.ArchiveError as exc:
         raise DecodeError(str(exc)) from exc
     except MemoryError as exc:
@@ -582,13 +604,6 @@ def decode_slice(ref: SliceRef, shape: tuple[int, int] | None = None) -> np.ndar
             f"could not decode its {tsuid.name} ({tsuid}) data ({_short(exc)}); "
             f"it decodes with {DECODER_ADVICE.get(tsuid, 'pydicom')} when the data is intact"
         ) from exc
-    if stored.ndim != 2 or (shape is not None and stored.shape != tuple(shape)):
-        raise DecodeError(f"its decoded image is {'x'.join(map(str, stored.shape))} pixels, not the "
-                          f"{'x'.join(map(str, shape or ()))} its header and series give")
-    hu = stored_to_hu(stored, ref.hu)
-    if not np.isfinite(hu).all():
-        raise DecodeError("its values are not finite numbers after the rescale")
-    return hu
 
 
 def stored_to_hu(stored: np.ndarray, transform: HuTransform) -> np.ndarray:

@@ -5,8 +5,9 @@ The array is int16 when every slice's rescale is integral (nearly all CT: slope 
 otherwise float32. Either way callers get float32 HU from :meth:`VolumeLoader.slice` and
 :meth:`VolumeLoader.result`.
 
-JPEG Lossless (via imagecodecs), JPEG 2000 (OpenJPEG) and uncompressed reads release the GIL for
-their heavy part, so a thread pool uses every core without the start-up cost of processes.
+Each thread decodes one slice at a time: uncompressed data in the thread itself, compressed data
+through a decoder process (:mod:`~ich_viewer.core.decoder_process`), which the thread waits on without
+holding the GIL, so every core is used either way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from ich_viewer.core import decoder_process
 from ich_viewer.core.errors import DecodeError
 from ich_viewer.core.series import AIR_HU
 
@@ -31,9 +33,10 @@ def default_workers() -> int:
 
 
 INT16_MAX = np.iinfo(np.int16).max
-#: A slice still decoding after this long is given up (marked failed, shown as air) so that a decoder
-#: caught in a loop cannot hold a series open forever; a CT slice decodes in milliseconds.
-SLICE_TIME_LIMIT_S = 15.0
+#: A slice still decoding after this long is given up (marked failed, shown as air) so that nothing can
+#: hold a series open forever. A compressed slice's decoder process is killed earlier (its own limit);
+#: this is the backstop for reads in this process, such as a file on a drive that stopped answering.
+SLICE_TIME_LIMIT_S = decoder_process.TIME_LIMIT_S + 5.0
 #: How often waiting callers look for slices over the limit.
 _CHECK_S = 0.25
 
