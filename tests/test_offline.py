@@ -16,25 +16,35 @@ import sys
 from pathlib import Path
 
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from tests import dicom_factory as make
 
-# Installed before anything else runs (sitecustomize): refuses sockets, records writes, reports at exit.
+# Installed before anything else runs (sitecustomize), in the process and in every Python process it
+# starts (the decoder processes): refuses sockets and records writes, each reported on stderr at once
+# (a process killed at the end would never reach an atexit report).
 GUARD = r'''
-import atexit, json, os, sys
-EVENTS = []
+import json, os, sys
 WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+def report(*event):
+    sys.stderr.write("\nGUARD-EVENT " + json.dumps([*event, os.getpid()]) + "\n")
+    sys.stderr.flush()
 
 def hook(event, args):
     if event.startswith("socket.") and event != "socket.sethostname":
-        EVENTS.append(["socket", event, repr(args)[:200]])
+        report("socket", event, repr(args)[:200])
         raise OSError("network access refused by the offline test")
     if event == "open" and args[0] is not None and not isinstance(args[0], int):
         mode, flags = args[1] or "", args[2] or 0
         if any(c in str(mode) for c in "wax+") or flags & WRITE:
-            EVENTS.append(["write", os.path.realpath(os.fsdecode(args[0]))])
+            report("write", os.path.realpath(os.fsdecode(args[0])))
 
+report("start")
 sys.addaudithook(hook)
-atexit.register(lambda: sys.stderr.write("\nGUARD-EVENTS " + json.dumps(EVENTS) + "\n"))
 '''
+
+
+def _events(stderr: str) -> list[list]:
+    return [json.loads(line.split(" ", 1)[1]) for line in stderr.splitlines() if line.startswith("GUARD-EVENT ")]
 
 RUN = r'''
 import sys
@@ -59,6 +69,7 @@ def _files_under(folder: Path) -> list[str]:
 def test_model_and_triage_open_no_socket_and_write_only_their_outputs(tmp_path):
     study = tmp_path / "study"
     write_phantom_study(make_phantom(seed=1, n_slices=6, size=128), study)
+    make.copy(make.dicom_testfile("693_J2KR.dcm"), study / "jpeg2000.dcm")  # decoded in a decoder process
     guard, home, temp, out = (tmp_path / name for name in ("guard", "home", "tmp", "out"))
     for folder in (guard, home, temp, out):
         folder.mkdir()
@@ -73,7 +84,8 @@ def test_model_and_triage_open_no_socket_and_write_only_their_outputs(tmp_path):
                          capture_output=True, text=True, timeout=300)
 
     assert run.returncode == 0, run.stderr[-2000:]
-    events = json.loads(run.stderr.rsplit("GUARD-EVENTS ", 1)[1])
+    events = _events(run.stderr)
+    assert len({e[-1] for e in events if e[0] == "start"}) >= 2, "the decoder process ran unguarded"
     assert [e for e in events if e[0] == "socket"] == []
     written = sorted({e[1] for e in events if e[0] == "write"})
     assert written == [str((out / "slices.csv").resolve()), str((out / "studies.json").resolve())]
@@ -91,5 +103,4 @@ def test_the_socket_guard_would_see_a_connection(tmp_path):
     code = "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\nexcept OSError:\n    pass\n"
     run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(guard)},
                          capture_output=True, text=True, timeout=60)
-    events = json.loads(run.stderr.rsplit("GUARD-EVENTS ", 1)[1])
-    assert any(e[0] == "socket" for e in events)
+    assert any(e[0] == "socket" for e in _events(run.stderr))
