@@ -78,8 +78,9 @@ def run_case(seed: int) -> dict:
     record = {**base, **M.examine_forked(folder, case_name, good, time_limit=args.time,
                                          address_space=int(args.address_space_gb * 2**30),
                                          stall=min(5.0, args.time / 2), slow=args.slow)}
-    if record["peak_rss_mb"] > args.max_rss_mb and M.OUTCOMES.index(record["outcome"]) > M.OUTCOMES.index("memory"):
-        record.update(outcome="memory", message=f"peak RSS {record['peak_rss_mb']:.0f} MB; was: {record['message']}")
+    peak = max(record["peak_rss_mb"], record.get("decoder_hwm_mb", 0))  # the case's process or a decoder process
+    if peak > args.max_rss_mb and M.OUTCOMES.index(record["outcome"]) > M.OUTCOMES.index("memory"):
+        record.update(outcome="memory", message=f"peak RSS {peak:.0f} MB; was: {record['message']}")
     if not args.keep or record["outcome"] not in M.FAILURES:
         shutil.rmtree(folder, ignore_errors=True)
     return record
@@ -107,8 +108,12 @@ def report(records: list[dict], args, elapsed: float, baseline: float) -> None:
     print(f"limits: {args.time:.0f} s wall, address space +{args.address_space_gb:g} GB, slow > {args.slow:g} s, "
           f"memory > {args.max_rss_mb} MB peak RSS (a forked child starts at {baseline:.0f} MB)")
     slowest = max(records, key=lambda r: r.get("total_s", 0), default={})
-    print(f"peak RSS max {max((r.get('peak_rss_mb', 0) for r in records), default=0):.0f} MB; "
-          f"slowest load+decode {slowest.get('total_s', 0):.2f} s (seed {slowest.get('seed')})\n")
+    contained = sum("the decoder crashed" in r.get("message", "") or "the decoder was stopped" in r.get("message", "")
+                    for r in records)
+    print(f"peak RSS max {max((r.get('peak_rss_mb', 0) for r in records), default=0):.0f} MB (decoder processes: "
+          f"{max((r.get('decoder_hwm_mb', 0) for r in records), default=0):.0f} MB); "
+          f"slowest load+decode {slowest.get('total_s', 0):.2f} s (seed {slowest.get('seed')}); "
+          f"decoder crashes or stops contained in their process: {contained}\n")
     print(f"{'outcome':16s} {'count':>6s}")
     for outcome in [*M.OUTCOMES, "harness_error"]:
         if by_outcome[outcome]:

@@ -1051,8 +1051,12 @@ def examine(folder: Path, case_name: str, good: list[str], timeout: float = 8.0,
     return record
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _status_kb(field: str, pid: int | str = "self") -> int:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:  # a process that has ended
+        return 0
+    for line in lines:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
@@ -1076,9 +1080,17 @@ def examine_forked(folder: Path, case_name: str, good: list[str], time_limit: fl
             os.dup2(err, 2)
             limit = _status_kb("VmSize") * 1024 + address_space
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            from ich_viewer.core import decoder_process
+
+            # Compressed slices decode in decoder processes: started before the clock (the viewer
+            # starts them with the application), and stopped well before the stall limit below.
+            decoder_process.TIME_LIMIT_S = min(decoder_process.TIME_LIMIT_S, time_limit * 0.3)
+            decoder_process.prestart(1).join()  # more start if a case needs them
             examine_kw.setdefault("timeout", time_limit * 0.8)
             record = examine(folder, case_name, good, **examine_kw)
             record["hwm_mb"] = round(_status_kb("VmHWM") / 1024, 1)
+            record["decoder_hwm_mb"] = round(max((_status_kb("VmHWM", pid) for pid in decoder_process.child_pids()),
+                                                 default=0) / 1024, 1)
             with os.fdopen(write_fd, "wb") as pipe:
                 pipe.write(json.dumps(record).encode())
             wrote = True
