@@ -56,7 +56,8 @@ def build_gui_parser() -> argparse.ArgumentParser:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from ich_viewer.core.phantom import CLASSES, make_phantom, write_phantom_study
+    from ich_viewer.core.contract import CLASSES
+    from ich_viewer.core.phantom import make_phantom, write_phantom_study
 
     subtypes = [s.strip() for s in args.subtypes.split(",") if s.strip()]
     series = make_phantom(seed=args.seed, subtypes=subtypes, n_slices=args.slices, size=args.size,

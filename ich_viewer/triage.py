@@ -61,7 +61,7 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
     for study in loaded.studies:
         for series in study.series:
             loader = series.loader()
-            prediction = predict_series(model, loader, len(series), on_batch=lambda i, p, c: progress.advance(len(i)))
+            prediction = predict_series(model, loader, len(series), on_batch=lambda batch: progress.advance(len(batch.indices)))
             results.append(SeriesResult(study, series, prediction))
     progress.close()
     cut = thresholds.as_array()

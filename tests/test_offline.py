@@ -56,8 +56,7 @@ import numpy as np
 
 study, out = Path(sys.argv[1]), Path(sys.argv[2])
 model = IchModel.bundled(models_dir())
-probabilities, cam = model.run(np.full((2, 64, 64), -1000, np.float32))
-assert probabilities.shape == (2, 6)
+assert model.run(np.full((2, 64, 64), -1000, np.float32)).probabilities.shape == (2, 6)
 sys.exit(triage.run([study], out=out / "slices.csv", json_path=out / "studies.json", anonymise=True))
 '''
 

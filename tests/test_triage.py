@@ -16,7 +16,8 @@ import pytest
 import ich_viewer
 from ich_viewer.__main__ import main
 from ich_viewer.core.model import IchModel
-from ich_viewer.core.phantom import CLASSES, make_phantom, write_phantom_study
+from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_triage_writes_one_row_per_slice_and_a_study_summary(tiny_model, study_f
     loaded = ich_viewer.load(study_folder)
     for study in loaded.studies:
         for series in study.series:
-            expected, _ = model.run(series.volume()[:, None])
+            expected = model.run(series.volume()[:, None]).probabilities
             mine = [r for r in rows if r["series_uid"] == series.uid]
             assert [int(r["slice_index"]) for r in mine] == list(range(len(series)))
             assert [r["path"] for r in mine] == series.files

@@ -20,7 +20,7 @@ import numpy as np
 import ich_viewer
 from ich_viewer.core.inference import predict_series
 from ich_viewer.core.model import IchModel, sha256
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 from training.config import Config
 
 REPO = Path(__file__).resolve().parents[1]

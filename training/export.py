@@ -17,12 +17,8 @@ import onnx
 import torch
 from torch import nn
 
+from ich_viewer.core.contract import CARD_KEY, CONTRACT_KEY, CONTRACT_VERSION, INPUT_NAME, card_problem
 from ich_viewer.core.model import FILE_HASH_KEY, HASH_PLACEHOLDER, WEIGHTS_HASH_KEY, seal
-from training.data.base import CLASSES
-
-CONTRACT_VERSION = "1"
-REQUIRED_CARD_KEYS = ("name", "version", "created", "architecture", "license", "classes", "input", "windows",
-                      "thresholds", "operating_curves", "validation", "training", "intended_use", "limitations")
 
 
 class ContractGraph(nn.Module):
@@ -53,24 +49,22 @@ class ContractGraph(nn.Module):
 
 def export_onnx(model: nn.Module, path: str | Path, card: dict, *, opset: int = 18, sample_size: int = 256) -> Path:
     """Write ``model`` (eval mode, CPU, float32) as a contract-conforming ONNX file with ``card`` inside."""
-    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
-    if missing:
-        raise ValueError(f"model card lacks {', '.join(missing)}")
-    if list(card["classes"]) != list(CLASSES):
-        raise ValueError(f"card classes must be {list(CLASSES)}")
+    problem = card_problem(card)  # the viewer's own check: a card it would refuse is never written
+    if problem:
+        raise ValueError(f"the model card does not fit the contract: {problem}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = ContractGraph(model.float().cpu()).eval()
     sample = torch.zeros(2, 1, sample_size, sample_size)
     with torch.no_grad():
         torch.onnx.export(
-            graph, (sample,), str(path), input_names=["hu"], output_names=["probabilities", "cam", "logits"],
+            graph, (sample,), str(path), input_names=[INPUT_NAME], output_names=["probabilities", "cam", "logits"],
             opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False,
             dynamic_shapes=({0: torch.export.Dim("N"), 2: torch.export.Dim("H"), 3: torch.export.Dim("W")},),
         )
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
-    for key, value in (("ich.contract", CONTRACT_VERSION), ("ich.card", json.dumps(card, separators=(",", ":")))):
+    for key, value in ((CONTRACT_KEY, CONTRACT_VERSION), (CARD_KEY, json.dumps(card, separators=(",", ":")))):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.doc_string = f"{card['name']} {card['version']}: {card['intended_use']}"

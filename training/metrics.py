@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 
 RSNA_WEIGHTS = (2, 1, 1, 1, 1, 1)  # the Kaggle metric weights "any" twice
 EPS = 1e-7

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from ich_viewer.core.phantom import CLASSES  # noqa: E402
+from ich_viewer.core.contract import CLASSES  # noqa: E402
 from ich_viewer.core.thresholds import read_curve  # noqa: E402 - the report reads curves as the viewer does
 
 _META = ("default", "notes")  # preset keys that are not presets

@@ -13,15 +13,15 @@ from typing import Callable
 import numpy as np
 from skimage.transform import resize
 
+from ich_viewer.core.contract import CLASSES, BatchResult
 from ich_viewer.core.errors import DecodeError
 from ich_viewer.core.model import IchModel
-from ich_viewer.core.phantom import CLASSES
 
 BATCH = 16
 #: A backstop: the loader gives up a slice whose decoder runs past its own limit (15 s); a slice still not
 #: decoded after this long (never started) is marked unreadable all the same, so a run always ends.
 SLICE_TIMEOUT_S = 60.0
-BatchCallback = Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # (indices, probabilities, cams)
+BatchCallback = Callable[[BatchResult], None]
 
 
 @dataclass
@@ -37,11 +37,23 @@ class SeriesPrediction:
     done: np.ndarray  # bool [Z]
     cancelled: bool = False
     failed: dict[int, str] = field(default_factory=dict)
+    logits: np.ndarray | None = None  # float32 [Z, 6] (NaN until computed), when the model has them
 
     @classmethod
-    def empty(cls, n_slices: int, grid: tuple[int, int]) -> "SeriesPrediction":
+    def empty(cls, n_slices: int, grid: tuple[int, int] = (1, 1)) -> "SeriesPrediction":
         return cls(np.full((n_slices, len(CLASSES)), np.nan, np.float32),
                    np.zeros((n_slices, len(CLASSES), *grid), np.float32), np.zeros(n_slices, bool))
+
+    def add(self, batch: BatchResult) -> None:
+        """Take in one batch's rows (the first batch sets the CAM grid)."""
+        if not self.done.any() and self.cam.shape[-2:] != batch.cam.shape[-2:]:
+            self.cam = np.zeros((len(self.done), len(CLASSES), *batch.cam.shape[-2:]), np.float32)
+        if batch.logits is not None and self.logits is None:
+            self.logits = np.full(self.probabilities.shape, np.nan, np.float32)
+        self.probabilities[batch.indices], self.cam[batch.indices] = batch.probabilities, batch.cam
+        if batch.logits is not None:
+            self.logits[batch.indices] = batch.logits
+        self.done[batch.indices] = True
 
     @property
     def complete(self) -> bool:
@@ -63,30 +75,22 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
     if order is None:
         middle = n // 2
         order = np.array(sorted(range(n), key=lambda i: (abs(i - middle), i)), int)
-    result: SeriesPrediction | None = None
-    failed: dict[int, str] = {}
+    result = SeriesPrediction.empty(n)
     for start in range(0, n, batch_size):
         if cancel is not None and cancel.is_set():
-            if result is not None:
-                result.cancelled = True
+            result.cancelled = True
             break
         indices = np.sort(order[start:start + batch_size])
         if hasattr(volume, "slice"):
-            indices, hu = _decoded(volume, indices, failed)
+            indices, hu = _decoded(volume, indices, result.failed)
             if not len(indices):
                 continue
         else:
             hu = np.asarray(volume[indices], np.float32)
-        probabilities, cam = model.run(hu)
-        if result is None:
-            result = SeriesPrediction.empty(n, cam.shape[-2:])
-        result.probabilities[indices], result.cam[indices], result.done[indices] = probabilities, cam, True
+        batch = model.run(hu, indices)
+        result.add(batch)
         if on_batch is not None:
-            on_batch(indices, probabilities, cam)
-    if result is None:  # cancelled before the first batch, an empty series, or nothing decodable
-        result = SeriesPrediction.empty(n, (1, 1))
-        result.cancelled = bool(cancel is not None and cancel.is_set())
-    result.failed = failed
+            on_batch(batch)
     return result
 
 

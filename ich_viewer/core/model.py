@@ -3,7 +3,8 @@
 With :mod:`ich_viewer.core.inference`, the only onnxruntime importer. A model is refused, with a
 sentence a clinician understands, when it is missing, damaged, altered (bundled model: SHA-256
 against ``manifest.json``; every model: the two checksums sealed inside it at export) or does not
-conform (inputs, outputs, class order, metadata, the type and shape of every card field the viewer reads).
+conform (inputs, outputs, class order, metadata, and every card field the viewer reads: the checks
+themselves are :mod:`~ich_viewer.core.contract`'s, shared with training's exporter).
 
 Integrity (contract, "Integrity"): an exported model carries two SHA-256 values in its metadata, each
 64 lowercase hex characters:
@@ -28,70 +29,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from ich_viewer.core.contract import (CARD_KEY, CONTRACT_KEY, CONTRACT_VERSION, INPUT_NAME, OPTIONAL_OUTPUTS, OUTPUTS,
+                                      BatchResult, ModelCard)
 from ich_viewer.core.errors import ModelError
-from ich_viewer.core.phantom import CLASSES
 
-CONTRACT_VERSION = "1"
-REQUIRED_CARD_KEYS = ("name", "version", "classes", "input", "thresholds", "operating_curves", "intended_use",
-                      "limitations")
 WEIGHTS_HASH_KEY = "ich.weights_sha256"
 FILE_HASH_KEY = "ich.file_sha256"
 HASH_PLACEHOLDER = "0" * 64
-CURVE_KEYS = ("thresholds", "precision", "recall", "specificity")
-PRESET_META_KEYS = ("default", "notes")  # entries of ``thresholds`` that are not presets
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """The card inside the ONNX file, with the accessors the viewer needs (checked by :func:`check_card`)."""
-
-    raw: dict = field(repr=False)
-
-    @property
-    def name(self) -> str:
-        return str(self.raw.get("name", "model"))
-
-    @property
-    def version(self) -> str:
-        return str(self.raw.get("version", ""))
-
-    @property
-    def presets(self) -> dict[str, dict[str, float]]:
-        """Named threshold presets, ``default`` first, then the card's order."""
-        thresholds = {k: v for k, v in self.raw["thresholds"].items() if isinstance(v, dict)}
-        first = self.raw["thresholds"].get("default")
-        names = ([first] if first in thresholds else []) + [n for n in thresholds if n != first]
-        return {name: {c: float(thresholds[name][c]) for c in CLASSES} for name in names}
-
-    @property
-    def default_preset(self) -> str:
-        return next(iter(self.presets))
-
-    @property
-    def operating_curves(self) -> dict[str, dict]:
-        return self.raw.get("operating_curves") or {}
-
-    @property
-    def cam_scale(self) -> dict[str, float]:
-        """Per-class CAM value shown at full colour (from the model's validation data)."""
-        scale = self.raw.get("cam_scale") or {}
-        return {c: float(scale.get(c) or 1.0) for c in CLASSES}
-
-    @property
-    def intended_use(self) -> str:
-        return str(self.raw.get("intended_use", ""))
-
-    @property
-    def limitations(self) -> str:
-        return str(self.raw.get("limitations", ""))
 
 
 def sha256(path: str | Path) -> str:
@@ -268,26 +218,29 @@ class IchModel:
             raise ModelError(f"{name} has been changed or damaged since it was exported (its checksums do not "
                              "match the ones recorded inside it), so it will not be used. Use the original file "
                              "or export the model again.")
-        self.card = ModelCard(card)
+        self.card = card
+        present = {o.name for o in self.session.get_outputs()}
+        self._output_names = [*OUTPUTS, *(name for name in OPTIONAL_OUTPUTS if name in present)]
 
     @classmethod
     def bundled(cls, models_dir: str | Path, threads: int | None = None) -> "IchModel":
         path, expected = bundled_model_path(models_dir)
         return cls(path, expected_sha256=expected, threads=threads)
 
-    def run(self, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """HU [N, 1, H, W] (or [N, H, W]) -> probabilities [N, 6], CAM [N, 6, h, w] (unnormalised)."""
+    def run(self, hu: np.ndarray, indices: np.ndarray | None = None) -> BatchResult:
+        """HU [N, 1, H, W] (or [N, H, W]) of the slices ``indices`` (default 0..N-1) -> their :class:`BatchResult`."""
         hu = np.asarray(hu, np.float32)
         if hu.ndim == 3:
             hu = hu[:, None]
-        probabilities, cam = self.session.run(["probabilities", "cam"], {"hu": hu})
-        return probabilities, cam
+        outputs = dict(zip(self._output_names, self.session.run(self._output_names, {INPUT_NAME: hu})))
+        return BatchResult(np.arange(len(hu)) if indices is None else np.asarray(indices, int),
+                           outputs["probabilities"], outputs["cam"], outputs.get("logits"))
 
 
 # --------------------------------------------------------------------------- the contract
 
 
-def check_contract(session: ort.InferenceSession, name: str) -> tuple[dict, dict]:
+def check_contract(session: ort.InferenceSession, name: str) -> tuple[ModelCard, dict]:
     """(card, metadata), or :class:`ModelError` saying what about the file does not fit the contract;
     nothing else escapes, whatever the file holds."""
 
@@ -298,163 +251,29 @@ def check_contract(session: ort.InferenceSession, name: str) -> tuple[dict, dict
         inputs, outputs = session.get_inputs(), {o.name: o for o in session.get_outputs()}
     except UnicodeDecodeError:  # onnxruntime decodes names as UTF-8 when asked, not when loading
         raise refuse("the names of its inputs or outputs are not valid text") from None
-    if len(inputs) != 1 or inputs[0].name != "hu" or inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 4:
-        raise refuse("it must take one input named 'hu' (float32 slices in Hounsfield units, [N, 1, H, W])")
-    for required, rank in (("probabilities", 2), ("cam", 4)):
+    if (len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(float)"
+            or len(inputs[0].shape) != 4):
+        raise refuse(f"it must take one input named '{INPUT_NAME}' (float32 slices in Hounsfield units, [N, 1, H, W])")
+    for required, rank in OUTPUTS.items():
         if required not in outputs:
             raise refuse(f"it has no '{required}' output" + (" (the heat maps that show where it looked)"
                                                              if required == "cam" else ""))
         if len(outputs[required].shape) != rank:
             raise refuse(f"its '{required}' output has the wrong number of dimensions")
+    for optional, rank in OPTIONAL_OUTPUTS.items():
+        if optional in outputs and len(outputs[optional].shape) != rank:
+            raise refuse(f"its '{optional}' output has the wrong number of dimensions")
     try:
         meta = dict(session.get_modelmeta().custom_metadata_map)
     except UnicodeDecodeError:
         raise refuse("its metadata is not valid UTF-8 text (the file may be damaged)") from None
-    if meta.get("ich.contract") != CONTRACT_VERSION:
+    if meta.get(CONTRACT_KEY) != CONTRACT_VERSION:
         raise refuse(f"it does not declare model contract version {CONTRACT_VERSION} in its metadata")
     try:
-        card = json.loads(meta["ich.card"])
+        card = json.loads(meta[CARD_KEY])
     except (KeyError, ValueError):
-        raise refuse("its model card (metadata 'ich.card') is missing or not valid JSON") from None
-    reason = card_problem(card)
-    if reason:
-        raise refuse(reason)
-    return card, meta
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _unit(value) -> bool:
-    return _number(value) and 0 <= value <= 1
-
-
-def card_problem(card) -> str | None:
-    """Why ``card`` cannot drive the viewer, naming the field (a sentence fragment), or None.
-
-    Covers every field the viewer reads: the accessors of :class:`ModelCard`, the thresholds panel and
-    read-outs (presets, ``operating_curves``), the CAM display (``cam_scale``), the window buttons
-    (``windows``) and the model card dialog (``validation``, ``training``)."""
-    if not isinstance(card, dict):
-        return "its model card is not a JSON object"
-    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
-    if missing:
-        return f"its model card lacks {', '.join(missing)}"
-    for key in ("name", "version", "intended_use", "limitations"):
-        if not isinstance(card[key], str):
-            return f"its model card's '{key}' is not text"
-    if not isinstance(card["classes"], list):
-        return "its model card's 'classes' is not a list of class names"
-    if card["classes"] != list(CLASSES):
-        return f"its classes are {card['classes']}, not {list(CLASSES)} in that order"
-    return (_input_problem(card["input"]) or _thresholds_problem(card["thresholds"])
-            or _curves_problem(card["operating_curves"]) or _cam_scale_problem(card.get("cam_scale"))
-            or _windows_problem(card.get("windows")) or _dialog_problem(card))
-
-
-def _input_problem(spec) -> str | None:
-    if not isinstance(spec, dict):
-        return "its model card's 'input' is not an object"
-    if "units" in spec and spec["units"] != "HU":
-        return "its model card's 'input.units' is not \"HU\" (the viewer feeds Hounsfield units)"
-    size = spec.get("size")
-    if size is not None and not (isinstance(size, list) and len(size) == 2
-                                 and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
-        return "its model card's 'input.size' is not two positive whole numbers"
-    clip = spec.get("clip")
-    if clip is not None and not (isinstance(clip, list) and len(clip) == 2 and all(map(_number, clip))
-                                 and clip[0] < clip[1]):
-        return "its model card's 'input.clip' is not null or two numbers [low, high]"
-    return None
-
-
-def _thresholds_problem(thresholds) -> str | None:
-    if not isinstance(thresholds, dict):
-        return "its model card's 'thresholds' is not an object of named presets"
-    presets = {k: v for k, v in thresholds.items() if k not in PRESET_META_KEYS}
-    if not presets:
-        return "its model card's 'thresholds' holds no threshold presets"
-    for preset, values in presets.items():
-        if not isinstance(values, dict):
-            return f"its threshold preset 'thresholds.{preset}' is not an object of per-class thresholds"
-        lacking = [c for c in CLASSES if c not in values]
-        if lacking:
-            return f"its threshold presets do not cover all six classes ('thresholds.{preset}' lacks {', '.join(lacking)})"
-        wrong = [c for c in CLASSES if not _unit(values[c])]
-        if wrong:
-            return f"its threshold preset 'thresholds.{preset}' has no number between 0 and 1 for {', '.join(wrong)}"
-    default = thresholds.get("default")
-    if default is not None and (not isinstance(default, str) or default not in presets):
-        return "its model card's 'thresholds.default' does not name one of its presets"
-    notes = thresholds.get("notes")
-    if notes is not None and not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
-        return "its model card's 'thresholds.notes' is not a list of sentences"
-    return None
-
-
-def _curves_problem(curves) -> str | None:
-    if curves is None:
-        return None
-    if not isinstance(curves, dict):
-        return "its model card's 'operating_curves' is not an object with one curve per class"
-    for c, curve in curves.items():
-        if c not in CLASSES:
-            return f"its model card's 'operating_curves' names an unknown class {c!r}"
-        if not isinstance(curve, dict):
-            return f"its operating curve for {c} ('operating_curves.{c}') is not an object"
-        for key in CURVE_KEYS:
-            values = curve.get(key)
-            if not isinstance(values, list) or not all(map(_unit, values)):
-                return f"its operating curve for {c} is malformed ('operating_curves.{c}.{key}' is not a list of numbers between 0 and 1)"
-        if len({len(curve[key]) for key in CURVE_KEYS}) != 1:
-            return f"its operating curve for {c} is malformed (its arrays in 'operating_curves.{c}' differ in length)"
-    return None
-
-
-def _cam_scale_problem(scale) -> str | None:
-    if scale is None:
-        return None
-    if not isinstance(scale, dict):
-        return "its model card's 'cam_scale' is not an object with one number per class"
-    wrong = [c for c in CLASSES if scale.get(c) is not None and not (_number(scale[c]) and scale[c] > 0)]
-    if wrong:
-        return f"its model card's 'cam_scale' has no positive number for {', '.join(wrong)}"
-    return None
-
-
-def _windows_problem(windows) -> str | None:
-    if windows is None or windows == []:
-        return None
-    if not isinstance(windows, list) or len(windows) != 3:
-        return "its model card's 'windows' is not a list of three windows (one per input channel)"
-    for i, w in enumerate(windows):
-        if not (isinstance(w, dict) and isinstance(w.get("name"), str) and _number(w.get("center"))
-                and _number(w.get("width")) and w["width"] > 0):
-            return f"its model card's 'windows[{i}]' lacks a name, a centre or a positive width"
-        if w.get("function", "linear") not in ("linear", "sigmoid") or not isinstance(w.get("learned", False), bool):
-            return f"its model card's 'windows[{i}]' has a function other than linear or sigmoid, or a non-true/false 'learned'"
-    return None
-
-
-def _dialog_problem(card: dict) -> str | None:
-    """What the model card dialog formats as numbers or reads as objects."""
-    for key in ("validation", "training"):
-        if card.get(key) is not None and not isinstance(card[key], dict):
-            return f"its model card's '{key}' is not an object"
-    validation = card.get("validation") or {}
-    for key in ("auc", "ap", "study_level"):
-        values = validation.get(key)
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            return f"its model card's 'validation.{key}' is not an object with one entry per class"
-        for c in CLASSES:
-            value = values.get(c)
-            if key == "study_level":
-                if value is not None and not (isinstance(value, dict) and all(
-                        value.get(k) is None or _number(value[k]) for k in ("recall", "specificity"))):
-                    return f"its model card's 'validation.study_level.{c}' has a recall or specificity that is not a number"
-            elif value is not None and not _number(value):
-                return f"its model card's 'validation.{key}.{c}' is not a number"
-    return None
+        raise refuse(f"its model card (metadata '{CARD_KEY}') is missing or not valid JSON") from None
+    try:
+        return ModelCard.from_dict(card), meta
+    except ValueError as exc:
+        raise refuse(str(exc)) from None

@@ -30,9 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.lesions import LesionSpec, SliceGeometry, blur121, ct_noise, fast_atan2, paste_lesions, plan_lesion
 
-CLASSES = ("any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")  # RSNA order
 SUBTYPES = CLASSES[1:]
 #: Row order of the RSNA 2019 label file (stage_2_train.csv).
 RSNA_ORDER = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ich_viewer.core.inference import SeriesPrediction, summarize
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.series import Series, Study
 
 CSV_FIELDS = ["path", "patient", "study_uid", "series_uid", "sop_instance_uid", "slice_index", "z",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ich_viewer.core.model import ModelCard
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import ModelCard
+from ich_viewer.core.contract import CLASSES
 
 
 class Thresholds:

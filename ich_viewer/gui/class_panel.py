@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 
 FLAG_COLOUR = QColor(200, 60, 40)
 

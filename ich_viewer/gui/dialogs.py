@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QListWidget, QTextBrowser, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout)
 
-from ich_viewer.core.model import ModelCard
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import ModelCard
+from ich_viewer.core.contract import CLASSES
 
 SHORTCUTS = (
     ("Wheel, Up/Down, PageUp/PageDown", "previous / next slice (PageUp/PageDown: 10 slices)"),

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, Q
 from ich_viewer.core.errors import IchViewerError
 from ich_viewer.core.inference import SeriesPrediction, cam_overlay, display_scale
 from ich_viewer.core.model import IchModel
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES, BatchResult
 from ich_viewer.core.results import SeriesResult, slice_rows, study_summaries, write_csv, write_json
 from ich_viewer.core.series import LoadResult, Series, Study
 from ich_viewer.core.thresholds import Thresholds
@@ -324,8 +324,8 @@ class MainWindow(QMainWindow):
 
     def set_model_view(self) -> None:
         windows = COMPOSITE_WINDOWS
-        if self.model is not None and len(self.model.card.raw.get("windows") or []) == 3:
-            windows = tuple(Window(w["name"], w["center"], w["width"]) for w in self.model.card.raw["windows"])
+        if self.model is not None and len(self.model.card.windows) == 3:
+            windows = self.model.card.windows
         self.view.set_composite(windows)
         self._update_corner()
 
@@ -383,15 +383,13 @@ class MainWindow(QMainWindow):
             self.classify.cancel()
             self.classify.wait()
 
-    def _on_batch(self, indices, probabilities, cams) -> None:
-        if self.prediction is None or self.prediction.cam.shape[-2:] != cams.shape[-2:]:
-            self.prediction = SeriesPrediction.empty(len(self.series), cams.shape[-2:])
-        self.prediction.probabilities[indices] = probabilities
-        self.prediction.cam[indices] = cams
-        self.prediction.done[indices] = True
+    def _on_batch(self, batch: BatchResult) -> None:
+        if self.prediction is None:
+            self.prediction = SeriesPrediction.empty(len(self.series))
+        self.prediction.add(batch)
         self.progress.setValue(int(self.prediction.done.sum()))
         self.plot.show_probabilities(self.prediction.probabilities)
-        if self.index in indices:
+        if self.index in batch.indices:
             self._refresh_overlay()
         self._refresh_classes()
 

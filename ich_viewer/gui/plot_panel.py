@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 
 COLOURS = ((230, 230, 230), (255, 140, 0), (220, 50, 50), (80, 160, 255), (120, 220, 120), (200, 120, 255))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.thresholds import Thresholds
 
 STEPS = 1000  # slider resolution: thresholds in steps of 0.001

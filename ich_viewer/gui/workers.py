@@ -43,7 +43,7 @@ class Job(QObject):
 
     finished = Signal(object)
     failed = Signal(str)
-    batch = Signal(object, object, object)  # classification: indices, probabilities, cams
+    batch = Signal(object)  # classification: a BatchResult
     ended = Signal()
 
     def __init__(self, function, parent=None):
@@ -85,4 +85,4 @@ def load_job(paths: list[Path], parent=None) -> Job:
 
 def classify_job(model, loader, n_slices: int, parent=None) -> Job:
     return Job(lambda job: predict_series(model, loader, n_slices, cancel=job.cancel_event,
-                                          on_batch=lambda i, p, c: job.batch.emit(i, p, c)), parent)
+                                          on_batch=job.batch.emit), parent)

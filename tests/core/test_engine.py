@@ -14,7 +14,8 @@ import ich_viewer
 from ich_viewer.core.errors import ModelError
 from ich_viewer.core.inference import cam_overlay, flagged_ranges, predict_series, summarize
 from ich_viewer.core.model import IchModel, sha256
-from ich_viewer.core.phantom import CLASSES, make_phantom, write_phantom_study
+from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.core.thresholds import Thresholds
 from tests.conftest import tiny_card
 
@@ -47,8 +48,10 @@ def test_a_conforming_model_loads_with_its_card(tiny_model):
     model = IchModel(tiny_model)
     assert model.card.name == "tiny-test-model" and model.card.default_preset == "balanced"
     assert list(model.card.presets) == ["balanced", "high_sensitivity", "precision_0.7"]
-    probabilities, cam = model.run(np.zeros((2, 1, 80, 80), np.float32))
-    assert probabilities.shape == (2, 6) and cam.shape == (2, 6, 2, 2)
+    batch = model.run(np.zeros((2, 1, 80, 80), np.float32))
+    assert batch.probabilities.shape == (2, 6) and batch.cam.shape == (2, 6, 2, 2)
+    assert batch.logits.shape == (2, 6) and list(batch.indices) == [0, 1]  # the optional output travels too
+    np.testing.assert_allclose(batch.probabilities, 1 / (1 + np.exp(-batch.logits)), atol=1e-6)
 
 
 def test_the_bundled_model_is_verified_against_its_manifest(tiny_model, tmp_path):
@@ -103,12 +106,12 @@ def test_batches_stream_and_cover_every_slice(tiny_model):
     model = IchModel(tiny_model)
     volume = make_phantom(seed=1, n_slices=20, size=64).hu
     batches = []
-    result = predict_series(model, volume, batch_size=8, on_batch=lambda i, p, c: batches.append(i))
+    result = predict_series(model, volume, batch_size=8, on_batch=lambda batch: batches.append(batch.indices))
     assert [len(b) for b in batches] == [8, 8, 4] and sorted(np.concatenate(batches)) == list(range(20))
     assert 10 in batches[0]  # the middle slice, shown first, is in the first batch
-    direct, cams = model.run(volume[:, None])
-    assert result.complete and np.allclose(result.probabilities, direct, atol=1e-5)
-    assert np.allclose(result.cam, cams, atol=1e-5)
+    direct = model.run(volume[:, None])
+    assert result.complete and np.allclose(result.probabilities, direct.probabilities, atol=1e-5)
+    assert np.allclose(result.cam, direct.cam, atol=1e-5) and np.allclose(result.logits, direct.logits, atol=1e-5)
 
 
 def test_cancel_stops_between_batches(tiny_model):

@@ -18,7 +18,7 @@ import pytest
 from ich_viewer.core.errors import ModelError
 from ich_viewer.core.model import (FILE_HASH_KEY, HASH_PLACEHOLDER, WEIGHTS_HASH_KEY, IchModel, _fields, _varint,
                                    file_digests, seal, weights_sha256)
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.paths import models_dir
 
 
@@ -165,8 +165,8 @@ def test_the_carrier_with_the_bundled_card_loads_and_runs(bundled_bytes, tmp_pat
     path.write_bytes(_carrier(_card(bundled_bytes)))
     model = IchModel(path)
     assert model.card.raw == _card(bundled_bytes) and model.card.default_preset == "balanced"
-    probabilities, cam = model.run(np.zeros((2, 1, 16, 16), np.float32))
-    assert probabilities.shape == (2, 6) and cam.shape == (2, 6, 2, 2)
+    batch = model.run(np.zeros((2, 1, 16, 16), np.float32))
+    assert batch.probabilities.shape == (2, 6) and batch.cam.shape == (2, 6, 2, 2)
 
 
 def _set(card: dict, dotted: str, value) -> dict:

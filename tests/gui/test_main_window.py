@@ -12,7 +12,8 @@ from PySide6.QtGui import QDropEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
 from ich_viewer.core.model import IchModel
-from ich_viewer.core.phantom import CLASSES, make_phantom, write_phantom_study
+from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.core.windows import PRESETS
 from ich_viewer.gui import main_window
 from ich_viewer.gui.dialogs import card_html
@@ -74,7 +75,7 @@ def test_open_scroll_and_window_presets(qtbot, window, study):
 def test_classification_thresholds_and_cam(qtbot, window, study):
     opened(qtbot, window, study)
     probabilities = window.prediction.probabilities
-    expected, _ = window.model.run(window.series.volume()[:, None])
+    expected = window.model.run(window.series.volume()[:, None]).probabilities
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     assert window.classes.item(0, 1).text() == f"{probabilities[window.index, 0]:.2f}"
     # Put the "any" threshold just above this slice's probability: the flag goes, the read-out moves.

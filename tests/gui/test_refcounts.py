@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
+from ich_viewer.core.contract import BatchResult
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.gui import workers
@@ -74,8 +75,9 @@ def test_true_and_none_reference_counts_stay_flat_in_the_real_window(qtbot, wind
         "arrow keys": (drift(lambda: qtbot.keyClick(window, next(keys)), 600), 600),
         # GraphicsView.paintEvent is a Python override of a Qt virtual
         "repaints": (drift(window.view.repaint, 1000), 1000),
-        # classification batches arrive as Signal(object, object, object) from the worker
-        "batch emits": (drift(lambda: job.batch.emit(indices, prediction.probabilities, prediction.cam), 300), 300),
+        # classification batches arrive as Signal(object) from the worker, carrying a BatchResult
+        "batch emits": (drift(lambda: job.batch.emit(BatchResult(indices, prediction.probabilities, prediction.cam)),
+                              300), 300),
         "slice-step emits": (drift(lambda: window.view.sliceStep.emit(1 if window.index == 0 else -1), 300), 300),
     }
     assert window.index in range(n) and window.view.hu is not None  # the events did reach the window

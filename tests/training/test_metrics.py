@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 from training.metrics import (ap_or_none, auc_or_none, bootstrap_ci, class_metrics, evaluate, study_level,
                               weighted_log_loss)
 from training.report import write_report

@@ -15,6 +15,7 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from ich_viewer.core.errors import ModelError
+from tests.conftest import tiny_card
 from ich_viewer.core.model import FILE_HASH_KEY, WEIGHTS_HASH_KEY, IchModel
 from ich_viewer.core.windows import SIGMOID_EPSILON, apply_sigmoid
 from training.config import from_dict
@@ -23,9 +24,7 @@ from training.data.cache import to_cache_size
 from training.export import export_onnx, read_card, save_sealed
 from training.model import build_model
 
-CARD = {"name": "test", "version": "0", "created": "2026-11-23", "architecture": "resnet18", "license": "MIT",
-        "classes": list(CLASSES), "input": {}, "windows": [], "thresholds": {}, "operating_curves": {},
-        "validation": {}, "training": {}, "intended_use": "tests", "limitations": "none"}
+CARD = tiny_card(name="test", version="0", intended_use="tests", limitations="none")
 
 
 def small_model(head="mlp", size=96, **model):
@@ -117,6 +116,9 @@ def test_the_card_travels_in_the_metadata_and_bad_cards_are_refused(tmp_path):
         export_onnx(model, tmp_path / "x.onnx", {k: v for k, v in CARD.items() if k != "limitations"})
     with pytest.raises(ValueError, match="classes"):
         export_onnx(model, tmp_path / "x.onnx", {**CARD, "classes": list(reversed(CLASSES))})
+    # The exporter runs the viewer's own card check: a card the viewer would refuse is never written.
+    with pytest.raises(ValueError, match="no threshold presets"):
+        export_onnx(model, tmp_path / "x.onnx", {**CARD, "thresholds": {}})
 
 
 def test_the_export_is_sealed_with_both_checksums_and_a_resealed_edit_loads(tiny_model, tmp_path):

@@ -14,7 +14,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ich_viewer.core.phantom import CLASSES
+from ich_viewer.core.contract import CLASSES
 
 __all__ = ["CLASSES", "CachedReader", "SliceRecord", "Source", "labels_array"]
 

@@ -15,9 +15,8 @@ from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ich_viewer.core.series import AIR_HU
 from training.config import AugmentConfig
-
-AIR_HU = -1024.0
 
 
 class CachedSlices(Dataset):
