@@ -36,11 +36,12 @@ import numpy as np
 import ich_viewer
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.inference import predict_series, cam_overlay
+from ich_viewer.core.volume import VolumeLoader
 t_import = time.perf_counter() - t0
 t0 = time.perf_counter()
 model = IchModel(sys.argv[2])
 series = ich_viewer.load(sys.argv[1]).series[0]
-result = predict_series(model, series.loader(), len(series))
+result = predict_series(model, VolumeLoader(series), len(series))
 top = np.nanargmax(result.probabilities, axis=1)
 for i, c in enumerate(top):  # every slice's CAM upsampled once, as scrolling through the study would
     cam_overlay(result.cam[i, c], (series.rows, series.columns), 1.0, 1.0, 0.0)

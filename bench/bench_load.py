@@ -5,7 +5,7 @@
 Our loader is measured three ways: with its decoder processes started beforehand (as the viewer and
 triage start them with the application), started by the first slice, and with every decoder in the
 process as before decoder processes existed (the baseline for their cost). "Full volume" is every slice decoded into the series' one contiguous array (int16 for this series);
-"as float32" adds the conversion ``series.volume()`` makes. Each measurement runs in a fresh subprocess (cold imports excluded, OS file cache warm after the
+"as float32" adds the conversion ``VolumeLoader.result()`` makes. Each measurement runs in a fresh subprocess (cold imports excluded, OS file cache warm after the
 first run) so peak resident memory is per method. Prints medians and the ratio; the machine is
 shared and noisy, so compare ratios, not absolute seconds.
 """
@@ -25,6 +25,7 @@ OURS = r"""
 import json, resource, sys, time
 import ich_viewer
 from ich_viewer.core import decoder_process, dicom_io
+from ich_viewer.core.volume import VolumeLoader
 mode = sys.argv[2]
 if mode == "warm":  # as the viewer and triage do: decoder processes started with the application
     decoder_process.prestart().join()
@@ -32,12 +33,12 @@ elif mode == "in-process":  # the loader before decoder processes: every decoder
     dicom_io.decoder_process.run = lambda function, *args, **kwargs: function(*args)
 t0 = time.perf_counter()
 series = ich_viewer.load(sys.argv[1]).series[0]
-loader = series.loader()
+loader = VolumeLoader(series)
 loader.slice(len(series) // 2)
 t_first = time.perf_counter() - t0
 loader.wait()  # every slice decoded into the one contiguous array (int16 for this series)
 t_full = time.perf_counter() - t0
-volume = series.volume()  # as float32 HU, like the plain loop's
+volume = loader.result()  # as float32 HU, like the plain loop's
 t_float = time.perf_counter() - t0
 children_mb = 0.0
 for pid in decoder_process.child_pids() if mode != "in-process" else []:

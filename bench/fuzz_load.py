@@ -3,7 +3,7 @@
 Each case is one mutated real file (pydicom / pydicom-data test files; CQ500 and RSNA slices from
 ../shared/data when present) written into its own folder beside three good slices made from the same
 real pixel stream (in its series 75% of the time, else another series). A forked child of a
-pre-imported worker runs ``ich_viewer.load(folder)``, decodes every series with ``series.loader()``
+pre-imported worker runs ``ich_viewer.load(folder)``, decodes every series with a ``VolumeLoader``
 and classifies the outcome (``tests.mutations.examine_forked``): the worker enforces a wall-time
 limit, caps the child's address space (RLIMIT_AS), and reads its peak RSS from ``wait4``.
 

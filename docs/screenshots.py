@@ -19,7 +19,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from ich_viewer.app import demo_study_dir  # noqa: E402
+from ich_viewer.demo import demo_study_dir  # noqa: E402
 from ich_viewer.core.contract import CLASSES  # noqa: E402
 from ich_viewer.gui.dialogs import ModelCardDialog  # noqa: E402
 from ich_viewer.gui.main_window import MainWindow  # noqa: E402

@@ -11,7 +11,15 @@ import os
 # so no environment can turn it back on.
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
-from ich_viewer.core.dicom_io import load  # noqa: E402
-
 __all__ = ["load", "__version__"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``ich_viewer.load`` on first use: importing the package (or ``ich_viewer.core.windows``) must not pull
+    in pydicom, GDCM and the decoders."""
+    if name == "load":
+        from ich_viewer.core.dicom_io import load
+
+        return load
+    raise AttributeError(f"module 'ich_viewer' has no attribute {name!r}")

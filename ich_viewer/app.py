@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
-import shutil
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Sequence
@@ -17,16 +14,6 @@ except ImportError:  # pragma: no cover
     pass
 
 log = logging.getLogger(__name__)
-
-
-def demo_study_dir(seed: int = 2019) -> Path:
-    """Write the demo phantom (every subtype) to a fresh temporary folder, removed when the program exits."""
-    from ich_viewer.core.phantom import make_phantom, write_phantom_study
-
-    out = Path(tempfile.mkdtemp(prefix="ich-viewer-demo-"))
-    atexit.register(shutil.rmtree, out, ignore_errors=True)  # 19 MB a demo: never leave it behind
-    write_phantom_study(make_phantom(seed=seed), out)
-    return out
 
 
 def install_excepthook() -> None:
@@ -58,6 +45,8 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False) -> int:
     window = MainWindow()
     window.show()
     if demo:
+        from ich_viewer.demo import demo_study_dir
+
         paths = [demo_study_dir()]
     if paths:
         window.open_paths(list(paths))

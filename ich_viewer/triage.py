@@ -18,6 +18,7 @@ from ich_viewer.core.model import IchModel
 from ich_viewer.core.results import SeriesResult, slice_rows, study_summaries, write_csv, write_json
 from ich_viewer.core.thresholds import Thresholds
 from ich_viewer.paths import models_dir
+from ich_viewer.core.volume import VolumeLoader
 
 
 def load_model(path: Path | None) -> IchModel:
@@ -60,7 +61,7 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
     results = []
     for study in loaded.studies:
         for series in study.series:
-            loader = series.loader()
+            loader = VolumeLoader(series)
             prediction = predict_series(model, loader, len(series), on_batch=lambda batch: progress.advance(len(batch.indices)))
             results.append(SeriesResult(study, series, prediction))
     progress.close()

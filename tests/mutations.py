@@ -979,6 +979,7 @@ def examine(folder: Path, case_name: str, good: list[str], timeout: float = 8.0,
 
     import ich_viewer
     from ich_viewer.core.errors import IchViewerError
+    from ich_viewer.core.volume import VolumeLoader
 
     start = time.perf_counter()
     record: dict = {"outcome": "ok_loaded", "message": ""}
@@ -1003,7 +1004,7 @@ def examine(folder: Path, case_name: str, good: list[str], timeout: float = 8.0,
     loaded = set()
     try:
         for series in result.series:
-            loader = series.loader()
+            loader = VolumeLoader(series)
             last, progress_at = -1, time.perf_counter()
             while not loader.wait(timeout=0.2):
                 now = time.perf_counter()

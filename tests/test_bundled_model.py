@@ -12,6 +12,7 @@ from ich_viewer.core.inference import predict_series
 from ich_viewer.core.model import FILE_HASH_KEY, WEIGHTS_HASH_KEY, IchModel, file_digests, sha256, weights_sha256
 from ich_viewer.core.phantom import CLASSES, make_phantom
 from ich_viewer.paths import models_dir
+from ich_viewer.core.volume import read_volume
 from skimage.transform import resize
 
 REPO = models_dir().parents[1]
@@ -106,5 +107,5 @@ def test_the_bundled_file_is_the_int8_model_the_report_describes(bundled):
     ops = {node.op_type for node in onnx.load(str(bundled.path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     reported = json.loads((REPO / "training" / "reports" / "external_checks.json").read_text())["693_J2KR"]
-    probabilities = bundled.run(load(dicom_testfile("693_J2KR.dcm")).series[0].volume()).probabilities
+    probabilities = bundled.run(read_volume(load(dicom_testfile("693_J2KR.dcm")).series[0])).probabilities
     np.testing.assert_allclose(probabilities[0], [reported[c] for c in CLASSES], atol=1e-4)

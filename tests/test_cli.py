@@ -36,7 +36,7 @@ def test_console_script_help_lists_subcommands():
 
 
 def test_the_demo_study_is_removed_when_the_program_exits():
-    code = "from ich_viewer.app import demo_study_dir; d = demo_study_dir(); print(d, len(list(d.glob('*.dcm'))))"
+    code = "from ich_viewer.demo import demo_study_dir; d = demo_study_dir(); print(d, len(list(d.glob('*.dcm'))))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     folder, n_files = run.stdout.split()

@@ -18,6 +18,7 @@ from ich_viewer.__main__ import main
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from ich_viewer.core.volume import read_volume
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_triage_writes_one_row_per_slice_and_a_study_summary(tiny_model, study_f
     loaded = ich_viewer.load(study_folder)
     for study in loaded.studies:
         for series in study.series:
-            expected = model.run(series.volume()[:, None]).probabilities
+            expected = model.run(read_volume(series)[:, None]).probabilities
             mine = [r for r in rows if r["series_uid"] == series.uid]
             assert [int(r["slice_index"]) for r in mine] == list(range(len(series)))
             assert [r["path"] for r in mine] == series.files

@@ -21,6 +21,7 @@ import ich_viewer
 from ich_viewer.core.inference import predict_series
 from ich_viewer.core.model import IchModel, sha256
 from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.volume import read_volume
 from training.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def external_checks(model_path: Path, cq500: Path = CQ500, reports: Path = REPO 
         j2kr = None
     if j2kr:
         series = ich_viewer.load(j2kr).series[0]
-        p = predict_series(model, series.volume()).probabilities[0]
+        p = predict_series(model, read_volume(series)).probabilities[0]
         numbers["693_J2KR"] = dict(zip(CLASSES, map(float, p)))
         lines += ["`693_J2KR.dcm` (pydicom-data; CQ500-CT-310, read as subdural hemorrhage with midline shift):", "",
                   "| " + " | ".join(CLASSES) + " |", "|" + "---:|" * len(CLASSES),
@@ -51,7 +52,7 @@ def external_checks(model_path: Path, cq500: Path = CQ500, reports: Path = REPO 
                       for name, t in presets.items()), ""]
     if cq500.is_dir():
         series = ich_viewer.load(cq500).series[0]
-        probabilities = predict_series(model, series.volume()).probabilities
+        probabilities = predict_series(model, read_volume(series)).probabilities
         numbers["cq500_ct0"] = {"slices": len(series), "max": dict(zip(CLASSES, map(float, probabilities.max(0)))),
                                 "flagged": {}}
         lines += [f"CQ500-CT-0 ({len(series)} slices, 0.625 mm; two of three radiologists read no hemorrhage, one "

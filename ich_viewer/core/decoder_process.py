@@ -15,6 +15,7 @@ data never come here: numpy and zlib decode them in-process.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import signal
@@ -35,6 +36,8 @@ MEMORY_LIMIT_BYTES = 1 << 30
 #: The argument that makes a frozen build's executable serve as a decoder process.
 SERVE_FLAG = "--decoder-process"
 READY = "ready"
+#: What a child imports before it says it is ready: the decoders (by name: this module is below them).
+PRELOAD = ("ich_viewer.core.dicom_io",)
 _LENGTH = struct.Struct("<Q")
 PIPE_BYTES = 1 << 20
 
@@ -284,8 +287,8 @@ def serve() -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    import ich_viewer.core.dicom_io  # noqa: F401 - the decoders, imported before the parent's first call
-
+    for module in PRELOAD:  # before the parent's first call, so that call is not held up by imports
+        importlib.import_module(module)
     _cap_address_space(MEMORY_LIMIT_BYTES)
     _write_message(replies, READY)
     while True:

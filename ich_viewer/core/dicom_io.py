@@ -8,6 +8,7 @@ it is reported in :attr:`LoadResult.skipped` with a one-line reason.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import math
 import logging
@@ -49,10 +50,16 @@ from ich_viewer.core.windows import Window
 
 log = logging.getLogger(__name__)
 
-imagecodecs_plugin.register()
-# RSNA 2019 files store "ID_..." in UI fields; pydicom would warn once per file. We validate what
-# we use ourselves, so pydicom's reading-time validation stays quiet.
-pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+
+@functools.cache
+def configure_pydicom() -> None:
+    """pydicom as the loader needs it, done by the first scan or decode rather than at import (importing
+    this module changes nothing global): the imagecodecs plugin in its JPEG decoders, and reading-time
+    validation off (RSNA 2019 files store "ID_..." in UI fields; pydicom would warn once per file; we
+    validate what we use ourselves)."""
+    imagecodecs_plugin.register()
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 PIXEL_DATA_TAG = (0x7FE0, 0x0010)
 CT_STORAGE = {dicom_uid.CTImageStorage, dicom_uid.EnhancedCTImageStorage, "1.2.840.10008.5.1.4.1.1.2.2"}
@@ -201,6 +208,7 @@ def _text(ds, keyword: str) -> str:
 
 def scan_file(ref: FileRef) -> _Scanned | Skipped:
     """Read one file's header and decide whether it is a usable CT image (never raises)."""
+    configure_pydicom()
     try:
         with _open_mapped(ref) as fp:
             ds = _read_header(fp)
@@ -432,6 +440,7 @@ def load(
 
     Raises :class:`NoImagesFoundError` (with ``.skipped``) when nothing usable was found.
     """
+    configure_pydicom()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found = list(_iter_candidates(paths))
@@ -584,6 +593,7 @@ def decode_slice(ref: SliceRef, shape: tuple[int, int] | None = None) -> np.ndar
 def decode_stored(ref: SliceRef) -> np.ndarray:
     """The slice's stored values as the decoder gives them, in this process; :func:`decode_slice` is
     what callers want."""
+    configure_pydicom()
     tsuid = dicom_uid.UID(ref.transfer_syntax)
     try:
         with ref.file.open() as fp, warnings.catch_warnings():

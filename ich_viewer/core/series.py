@@ -1,22 +1,19 @@
 """Frozen descriptions of what was found on disk: patients' studies, series, slices and geometry.
 
-Headers only: pixels are decoded lazily by :mod:`ich_viewer.core.dicom_io` when
-:meth:`Series.volume` (or a :class:`~ich_viewer.core.dicom_io.VolumeLoader`) asks for them.
+Headers only: pixels are decoded by :mod:`ich_viewer.core.volume` (``VolumeLoader(series)``,
+``read_volume(series)``), which knows these descriptions; these know nothing of decoding.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 
 from ich_viewer.core.windows import Window
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ich_viewer.core.volume import VolumeLoader
 
 #: What replaces padding and out-of-field pixels: the bottom of the usual CT range (air).
 AIR_HU = -1024.0
@@ -136,8 +133,6 @@ class Series:
     orientation: tuple[float, ...] | None  # ImageOrientationPatient (6 values)
     geometry: Geometry
     file_window: Window | None = None
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -147,36 +142,15 @@ class Series:
         """File paths in slice order (a multi-frame file appears once per frame)."""
         return [str(s.file) for s in self.slices]
 
-    @property
+    @functools.cached_property  # computed once (cached_property writes past the frozen dataclass)
     def z(self) -> np.ndarray:
         """Slice positions along the slice normal in mm; index positions if the file has none."""
-        return self._cache_get("z", lambda: _positions_on_normal(self))
+        return _positions_on_normal(self)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
         """(slice, row, column) spacing in mm; the slice spacing is the median step, 0 if unknown."""
         return (self.geometry.slice_spacing or 0.0, *self.pixel_spacing)
-
-    def loader(self, workers: int | None = None) -> "VolumeLoader":
-        """Start decoding in the background; the loader shows slices as they arrive."""
-        from ich_viewer.core.volume import VolumeLoader
-
-        with self._lock:
-            existing = self._cache.get("loader")
-            if existing is None or existing.cancelled:
-                existing = VolumeLoader(self, workers=workers)
-                self._cache["loader"] = existing
-            return existing
-
-    def volume(self) -> np.ndarray:
-        """All slices as one contiguous float32 HU array [Z, H, W], decoded once and cached."""
-        return self.loader().result()
-
-    def _cache_get(self, key: str, compute: Callable):
-        with self._lock:
-            if key not in self._cache:
-                self._cache[key] = compute()
-            return self._cache[key]
 
 
 def _positions_on_normal(series: Series) -> np.ndarray:

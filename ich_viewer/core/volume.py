@@ -41,6 +41,13 @@ SLICE_TIME_LIMIT_S = decoder_process.TIME_LIMIT_S + 5.0
 _CHECK_S = 0.25
 
 
+def read_volume(series: "Series", workers: int | None = None) -> np.ndarray:
+    """Every slice of ``series`` as one contiguous float32 HU array [Z, H, W]; :class:`DecodeError` if any
+    slice fails (use a :class:`VolumeLoader` to show slices as they arrive, or to go on without the
+    failed ones)."""
+    return VolumeLoader(series, workers=workers).result()
+
+
 def storage_dtype(series: "Series") -> type:
     """int16 when every slice's HU are integers (integral slope and intercept) that int16 holds whatever
     the stored bits are (so nothing is ever clipped), else float32."""

@@ -243,8 +243,6 @@ class MainWindow(QMainWindow):
         if self.loader is not None:
             self.loader.cancel()  # its decoding threads stop; the array goes with the last reference
         self.study, self.series, self.prediction = study, series, None
-        # The window's own loader, not series.loader(): the Series would cache every series opened from
-        # this result, each a full volume.
         self.loader = VolumeLoader(series)
         self.index = len(series) // 2
         self.slider.blockSignals(True)
@@ -488,7 +486,7 @@ class MainWindow(QMainWindow):
         return True
 
     def open_demo(self) -> None:
-        from ich_viewer.app import demo_study_dir
+        from ich_viewer.demo import demo_study_dir
 
         self.open_paths([demo_study_dir()])
 

@@ -15,6 +15,7 @@ from pydicom.pixels import apply_rescale
 import ich_viewer
 from ich_viewer.core.errors import NoImagesFoundError
 from ich_viewer.core.series import AIR_HU
+from ich_viewer.core.volume import read_volume
 from tests import dicom_factory as make
 from tests.conftest import dicom_testfile
 
@@ -37,7 +38,7 @@ def test_a_single_real_ct_file_opens_as_one_series():
     assert len(result.studies) == 1 and len(result.series) == 1
     series = result.series[0]
     assert len(series) == 1 and series.files == [dicom_testfile("CT_small.dcm")]
-    volume = series.volume()
+    volume = read_volume(series)
     assert volume.shape == (1, 128, 128) and volume.dtype == np.float32
     np.testing.assert_array_equal(volume[0], reference_hu(dicom_testfile("CT_small.dcm")))
 
@@ -61,7 +62,7 @@ def test_zip_archive_gives_the_same_volume_as_the_folder(tmp_path, rsna_dir):
     from_files = ich_viewer.load(files)
     assert [s.uid for s in from_zip.series] == [s.uid for s in from_files.series]
     for a, b in zip(from_zip.series, from_files.series):
-        np.testing.assert_array_equal(a.volume(), b.volume())
+        np.testing.assert_array_equal(read_volume(a), read_volume(b))
     assert reasons(from_zip) == {"readme.txt": "not a DICOM file"}
     assert all(str(archive) in f for s in from_zip.series for f in s.files)
 
@@ -144,7 +145,7 @@ def test_rsna_invalid_uids_group_silently(rsna_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = ich_viewer.load(rsna_dir)
-        volumes = [s.volume() for s in result.series[:5]]
+        volumes = [read_volume(s) for s in result.series[:5]]
     assert not result.skipped
     assert sum(len(s) for s in result.series) == 155
     assert all(s.uid.startswith("ID_") for s in result.series)
@@ -161,7 +162,7 @@ def test_two_series_in_one_folder_are_kept_apart(tmp_path):
     by_uid = {s.uid: s for s in result.series}
     assert set(by_uid) == {"1.2.3.1", "1.2.3.2"}
     assert by_uid["1.2.3.1"].spacing[0] == pytest.approx(5) and by_uid["1.2.3.2"].spacing[0] == pytest.approx(2)
-    assert float(by_uid["1.2.3.2"].volume().mean()) == pytest.approx(40)
+    assert float(read_volume(by_uid["1.2.3.2"]).mean()) == pytest.approx(40)
 
 
 # ----------------------------------------------------------------------------- Hounsfield units
@@ -172,7 +173,7 @@ def test_real_rsna_slices_in_both_storages_rescale_like_pydicom(rsna_dir, bits):
     files = [f for f in sorted(rsna_dir.glob("*.dcm")) if pydicom.dcmread(f, stop_before_pixels=True).BitsStored == bits][:4]
     assert files
     for f in files:
-        hu = ich_viewer.load(f).series[0].volume()[0]
+        hu = read_volume(ich_viewer.load(f).series[0])[0]
         np.testing.assert_array_equal(hu, reference_hu(str(f)))
         assert hu.min() >= AIR_HU  # -2000 / -3024 out-of-field markers become air
 
@@ -184,7 +185,7 @@ def test_pixel_padding_value_becomes_air(tmp_path):
     ds.PixelData = stored.tobytes()
     ds.PixelPaddingValue = -2000
     ds.save_as(tmp_path / "padded.dcm")
-    hu = ich_viewer.load(tmp_path / "padded.dcm").series[0].volume()[0]
+    hu = read_volume(ich_viewer.load(tmp_path / "padded.dcm").series[0])[0]
     assert np.all(hu[:10, :10] == AIR_HU)
     np.testing.assert_array_equal(hu[20:, 20:], reference_hu(dicom_testfile("CT_small.dcm"))[20:, 20:])
 
@@ -200,5 +201,5 @@ def test_rsna_12bit_intercept_wrap_is_corrected(tmp_path, rsna_dir):
 
     naive = apply_rescale(pydicom.dcmread(tmp_path / "defect.dcm").pixel_array, pydicom.dcmread(tmp_path / "defect.dcm"))
     assert naive.max() > 3000 and (naive > 3000).mean() > 0.2  # air read naively as dense bone
-    fixed = ich_viewer.load(tmp_path / "defect.dcm").series[0].volume()[0]
+    fixed = read_volume(ich_viewer.load(tmp_path / "defect.dcm").series[0])[0]
     np.testing.assert_array_equal(fixed, np.round(true_hu))

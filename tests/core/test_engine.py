@@ -17,6 +17,7 @@ from ich_viewer.core.model import IchModel, sha256
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.core.thresholds import Thresholds
+from ich_viewer.core.volume import VolumeLoader, read_volume
 from tests.conftest import tiny_card
 
 
@@ -126,8 +127,8 @@ def test_a_loader_gives_the_same_results_as_the_array(tiny_model, tmp_path):
     write_phantom_study(make_phantom(seed=2, n_slices=10, size=64), tmp_path / "s")
     series = ich_viewer.load(tmp_path / "s").series[0]
     model = IchModel(tiny_model)
-    streamed = predict_series(model, series.loader(), len(series), batch_size=4)
-    assert np.allclose(streamed.probabilities, predict_series(model, series.volume()).probabilities, atol=1e-6)
+    streamed = predict_series(model, VolumeLoader(series), len(series), batch_size=4)
+    assert np.allclose(streamed.probabilities, predict_series(model, read_volume(series)).probabilities, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- thresholds and read-outs

@@ -10,6 +10,7 @@ import pytest
 
 import ich_viewer
 from ich_viewer.core.geometry import order_slices
+from ich_viewer.core.volume import read_volume
 from tests import dicom_factory as make
 
 TILTED = (1.0, 0.0, 0.0, 0.0, float(np.cos(0.3)), float(-np.sin(0.3)))
@@ -30,7 +31,7 @@ def test_order_follows_position_on_a_tilted_normal_not_file_names(tmp_path):
     series = write_series(tmp_path, zs, orientation=TILTED, instances=[1, 2, 3, 4, 5])
     assert series.geometry.ordering == "position"
     np.testing.assert_allclose(series.z - series.z[0], [0, 10, 20, 30, 40], atol=1e-4)
-    np.testing.assert_allclose(series.volume()[:, 0, 0], [0, 10, 20, 30, 40])
+    np.testing.assert_allclose(read_volume(series)[:, 0, 0], [0, 10, 20, 30, 40])
     assert series.spacing[0] == pytest.approx(10) and not series.geometry.warnings
 
 
@@ -42,7 +43,7 @@ def test_falls_back_to_instance_number_then_file_name(tmp_path):
         ds.save_as(name)
     by_instance = ich_viewer.load(tmp_path).series[0]
     assert by_instance.geometry.ordering == "instance"
-    np.testing.assert_allclose(by_instance.volume()[:, 0, 0], [10, 20, 0])
+    np.testing.assert_allclose(read_volume(by_instance)[:, 0, 0], [10, 20, 0])
     for name in by_instance.files:
         ds = pydicom.dcmread(name)
         del ds.InstanceNumber
@@ -76,7 +77,7 @@ def test_multiframe_enhanced_ct_yields_its_frames_as_slices():
     series = ich_viewer.load(make.dicom_testfile("eCT_Supplemental.dcm")).series[0]
     assert len(series) == 2 and sorted(s.frame for s in series.slices) == [0, 1]
     assert series.geometry.ordering == "position" and series.z[1] > series.z[0]
-    volume = series.volume()
+    volume = read_volume(series)
     stored = pydicom.dcmread(make.dicom_testfile("eCT_Supplemental.dcm")).pixel_array
     for index, ref in enumerate(series.slices):  # each slice is its frame, rescaled per frame
         expected = stored[ref.frame] * ref.hu.slope + ref.hu.intercept

@@ -101,7 +101,7 @@ def test_malformed_geometry_counts_as_absent_and_the_file_still_loads(tmp_path, 
     assert all(s.position is None or len(s.position) == 3 for s in case.slices)
     assert case.orientation is None or len(case.orientation) == 6 and all(map(math.isfinite, case.orientation))
     assert all(map(math.isfinite, case.spacing))
-    assert np.isfinite(case.volume()).all()
+    assert np.isfinite(read_volume(case)).all()
 
 
 def test_an_empty_integer_string_in_a_fast_scanned_header_is_not_a_crash(tmp_path):
@@ -148,7 +148,7 @@ def test_a_decoder_panic_marks_the_slice_and_decoding_ends(tmp_path):
     rle.unlink()
     result = _load_beside_good(tmp_path, "case.dcm", data)
     case = next(s for s in result.series if any("case" in f for f in s.files))
-    loader = case.loader()
+    loader = VolumeLoader(case)
     assert loader.wait(timeout=30) and set(loader.errors) == {0}
     assert "RLE" in loader.errors[0] and "case" not in loader.errors[0]
 
@@ -160,7 +160,7 @@ def test_truncated_jpeg_lossless_data_is_an_error_not_a_wrong_image(tmp_path):
     data = _reencapsulated(ll, frame[: int(len(frame) * 0.7)], tmp_path / "ll.dcm")
     (tmp_path / "ll.dcm").unlink()
     series = ich_viewer.load(_write(tmp_path / "case", "cut.dcm", data)).series[0]
-    loader = series.loader()
+    loader = VolumeLoader(series)
     assert loader.wait(timeout=30) and "truncated JPEG data" in loader.errors[0]
 
 
@@ -229,7 +229,7 @@ def test_a_zip_is_opened_once_not_once_per_member(tmp_path, monkeypatch):
     real = zipfile.ZipFile
     monkeypatch.setattr(archives.zipfile, "ZipFile", lambda *a, **k: opened.append(a) or real(*a, **k))
     result = ich_viewer.load(archive)
-    assert len(result.series[0].volume()) == GOOD and len(result.skipped) == 200
+    assert len(read_volume(result.series[0])) == GOOD and len(result.skipped) == 200
     assert len(opened) == 1
 
 
@@ -240,7 +240,7 @@ def test_zip_bombs_and_escaping_paths_are_refused_member_by_member(tmp_path):
     reasons = {Path(s.path).name: s.reason for s in result.skipped}
     assert "zip bomb" in reasons["bomb.dcm"]
     assert "leaves the archive" in reasons["outside.dcm"] and "leaves the archive" in reasons["abs.dcm"]
-    assert len(result.series[0].volume()) == GOOD
+    assert len(read_volume(result.series[0])) == GOOD
 
 
 def test_an_archive_with_too_many_members_is_refused_whole(tmp_path, monkeypatch):
@@ -267,6 +267,7 @@ LENGTH_CASE = r'''
 import sys
 import ich_viewer
 from ich_viewer.core.errors import NoImagesFoundError
+from ich_viewer.core.volume import VolumeLoader, read_volume
 try:
     result = ich_viewer.load(sys.argv[1])
 except NoImagesFoundError as exc:

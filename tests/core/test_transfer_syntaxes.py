@@ -20,12 +20,13 @@ from pydicom.encaps import encapsulate
 
 import ich_viewer
 from ich_viewer.core import dicom_io
+from ich_viewer.core.volume import read_volume
 from tests import dicom_factory as make
 from tests.conftest import dicom_testfile
 
 
 def hu_of(path) -> np.ndarray:
-    return ich_viewer.load(path).series[0].volume()[0]
+    return read_volume(ich_viewer.load(path).series[0])[0]
 
 
 @pytest.fixture(scope="module")

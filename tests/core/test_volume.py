@@ -9,18 +9,19 @@ import pytest
 
 import ich_viewer
 from ich_viewer.core.errors import DecodeError
-from ich_viewer.core.volume import VolumeLoader
+from ich_viewer.core.volume import VolumeLoader, read_volume
 from tests import dicom_factory as make
 
 
 def test_cq500_volume_is_one_contiguous_float32_array_in_slice_order(cq500_dir):
     series = ich_viewer.load(cq500_dir).series[0]
-    volume = series.volume()
+    loader = VolumeLoader(series)
+    volume = loader.result()
     assert volume.shape == (238, 512, 512) and volume.dtype == np.float32 and volume.flags.c_contiguous
-    assert series.volume() is volume  # decoded once, cached
+    assert loader.result() is volume  # converted once, kept
     brain = volume[150, 200:300, 200:300]
     assert 0 < float(np.median(brain)) < 80  # soft tissue of a real head, in HU
-    single = ich_viewer.load(series.files[150]).series[0].volume()[0]
+    single = read_volume(ich_viewer.load(series.files[150]).series[0])[0]
     np.testing.assert_array_equal(volume[150], single)
 
 
@@ -108,12 +109,12 @@ def test_a_slice_that_fails_is_reported_and_set_to_air(tmp_path):
                               series_uid="1.2.7.1", study_uid="1.2.7", instance=i + 1)
     series = ich_viewer.load(tmp_path).series[0]
     (tmp_path / "s1.dcm").write_bytes(b"gone")  # the file changed after scanning
-    loader = series.loader()
+    loader = VolumeLoader(series)
     loader.wait()
     assert set(loader.errors) == {1} and loader.array[1].max() == -1024
     assert loader.array[0].min() == 40 and loader.array[2].min() == 40
     with pytest.raises(DecodeError, match="1 of 3 slices failed; slice 2"):
-        series.volume()
+        read_volume(series)
 
 
 def test_a_slice_asked_for_after_cancel_is_an_error_not_uninitialised_memory(cq500_dir):

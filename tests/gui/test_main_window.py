@@ -18,6 +18,7 @@ from ich_viewer.core.windows import PRESETS
 from ich_viewer.gui import main_window
 from ich_viewer.gui.dialogs import card_html
 from ich_viewer.gui.main_window import NOT_FOR_DIAGNOSIS, MainWindow
+from ich_viewer.core.volume import read_volume
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def opened(qtbot, window, path, classify=True):
 def test_open_scroll_and_window_presets(qtbot, window, study):
     opened(qtbot, window, study, classify=False)
     assert window.slider.maximum() == 7 and window.index == 4
-    np.testing.assert_array_equal(window.view.image.image, window.series.volume()[4])
+    np.testing.assert_array_equal(window.view.image.image, read_volume(window.series)[4])
     qtbot.keyClick(window, Qt.Key.Key_Down)
     assert window.index == 5
     qtbot.keyClick(window, Qt.Key.Key_Home)
@@ -61,7 +62,7 @@ def test_open_scroll_and_window_presets(qtbot, window, study):
                         Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(window.view.viewport(), wheel)  # where a real wheel event lands
     assert window.index == 6
-    np.testing.assert_array_equal(window.view.image.image, window.series.volume()[6])
+    np.testing.assert_array_equal(window.view.image.image, read_volume(window.series)[6])
     qtbot.keyClick(window, Qt.Key.Key_4)  # bone
     assert window.view.window == PRESETS["bone"]
     assert tuple(window.view.image.levels) == (PRESETS["bone"].low, PRESETS["bone"].high)
@@ -75,7 +76,7 @@ def test_open_scroll_and_window_presets(qtbot, window, study):
 def test_classification_thresholds_and_cam(qtbot, window, study):
     opened(qtbot, window, study)
     probabilities = window.prediction.probabilities
-    expected = window.model.run(window.series.volume()[:, None]).probabilities
+    expected = window.model.run(read_volume(window.series)[:, None]).probabilities
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     assert window.classes.item(0, 1).text() == f"{probabilities[window.index, 0]:.2f}"
     # Put the "any" threshold just above this slice's probability: the flag goes, the read-out moves.
