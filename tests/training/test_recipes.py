@@ -1,0 +1,60 @@
+"""The checked-in recipes: a variant is its base plus exactly the options it states, nothing silently different."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.config import CONFIG_DIR, load_config
+
+
+def _flat(options: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}``; arrays stay whole, as recipes replace them whole."""
+    flat = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _differences(base: str, variant: str) -> dict:
+    """The resolved options in which ``variant`` differs from ``base``, with the variant's values."""
+    base_options, variant_options = _flat(load_config(base).to_dict()), _flat(load_config(variant).to_dict())
+    assert base_options.keys() == variant_options.keys()
+    return {key: value for key, value in variant_options.items() if base_options[key] != value}
+
+
+def test_rsna_resnet152_is_rsna_resnet50_at_depth_152_with_batch_32():
+    assert _differences("rsna_resnet50", "rsna_resnet152") == {
+        "name": "rsna_resnet152", "model.arch": "resnet152", "train.batch_size": 32}
+
+
+def test_the_bundled_recipe_is_the_ctich_baseline_plus_training_only_phantoms():
+    differences = _differences("ctich_resnet18", "ctich_resnet18_phantom")
+    limitations = differences.pop("card.limitations")
+    assert "960 synthetic phantom slices" in limitations and "INT8" in limitations
+    assert differences == {
+        "name": "ctich_resnet18_phantom",
+        "data.sources": [{"kind": "ctich_png", "root": "../shared/data/ctich"},
+                         {"kind": "phantom", "n_studies": 40, "seed": 101, "slices": 24, "size": 256}],
+        "data.train_only": ["phantom"],
+        "train.epoch_size": 2300,
+        "export.version": "1.1.0",
+        "export.int8": True,
+    }
+
+
+def test_the_lesions_experiment_is_the_bundled_recipe_plus_painted_lesions_on_fold_3():
+    differences = _differences("ctich_resnet18_phantom", "ctich_resnet18_lesions")
+    assert "An experiment, not the bundled model" in differences.pop("card.limitations")
+    sources = differences.pop("data.sources")
+    assert sources[:2] == load_config("ctich_resnet18_phantom").data.sources
+    assert [s["kind"] for s in sources] == ["ctich_png", "phantom", "ctich_lesions"]
+    assert differences == {"name": "ctich_resnet18_lesions", "data.train_only": ["phantom", "ctich_lesions"],
+                           "split.fold": 3, "export.version": "1.0.0", "export.int8": False}
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+def test_every_recipe_resolves_and_is_named_after_its_file(recipe):
+    assert load_config(recipe).name == recipe  # outputs go to <out>/<name>: a variant must not reuse its base's folder
