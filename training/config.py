@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.data.sources import SOURCE_KINDS
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -33,7 +35,7 @@ class WindowConfig:
 
 @dataclass
 class DataConfig:
-    sources: list = _opt([], "data sources: tables with kind = ctich_png | ctich_nifti | ctich_lesions | rsna | phantom and its options")
+    sources: list = _opt([], f"data sources: tables with kind = {' | '.join(SOURCE_KINDS)} and its options")
     cache_dir: str = _opt("", "where `prepare` writes the int16 HU cache (default runs/<name>/cache)")
     workers: int = _opt(2, "processes that decode DICOMs / PNGs while preparing the cache")
     train_only: list = _opt([], "source names (e.g. phantom) used only for training, never validation or thresholds")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import shutil
 from pathlib import Path
 
@@ -13,11 +14,31 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.phantom import RSNA_ORDER, make_phantom, rsna_ids, write_phantom_study
-from training.data.base import CLASSES, labels_array
+from training.config import describe_options
+from training.data.base import labels_array
 from training.data.ctich import CtichNiftiSource, CtichPngSource, from_display, to_display
 from training.data.phantom_source import PhantomSource
 from training.data.rsna import RsnaSource, read_labels
+from training.data.sources import SOURCE_KINDS, build_source
+
+# --------------------------------------------------------------------------- the registry
+
+
+@pytest.mark.parametrize("kind", list(SOURCE_KINDS))
+def test_every_registered_kind_names_a_reader_and_the_help_lists_it(kind):
+    module, reader = SOURCE_KINDS[kind].split(":")
+    cls = getattr(importlib.import_module(module), reader)
+    assert callable(getattr(cls, "records")) and callable(getattr(cls, "read_hu"))
+    assert kind in describe_options()
+
+
+def test_an_unknown_kind_names_every_registered_one():
+    with pytest.raises(ValueError, match="use ctich_png, ctich_nifti, ctich_lesions, rsna or phantom"):
+        build_source({"kind": "dicom_folder", "root": "."})
+    assert type(build_source({"kind": "phantom", "n_studies": 1})) is PhantomSource
+
 
 # --------------------------------------------------------------------------- CT-ICH, real PNG export
 

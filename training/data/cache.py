@@ -18,33 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ich_viewer.core.contract import CLASSES
 from training.config import Config
-from training.data.base import CLASSES, SliceRecord, Source, labels_array
+from training.data.base import SliceRecord, Source, labels_array
+from training.data.sources import build_source
 from training.model import resize_hu
 
 CHUNK = 64
-
-
-def build_source(spec: dict) -> Source:
-    """A reader from one ``[[data.sources]]`` table (``kind`` plus the reader's own options)."""
-    spec = dict(spec)
-    kind = spec.pop("kind", None)
-    if kind == "ctich_png":
-        from training.data.ctich import CtichPngSource
-        return CtichPngSource(**spec)
-    if kind == "ctich_nifti":
-        from training.data.ctich import CtichNiftiSource
-        return CtichNiftiSource(**spec)
-    if kind == "rsna":
-        from training.data.rsna import RsnaSource
-        return RsnaSource(**spec)
-    if kind == "ctich_lesions":
-        from training.data.real_lesions import RealLesionSource
-        return RealLesionSource(**spec)
-    if kind == "phantom":
-        from training.data.phantom_source import PhantomSource
-        return PhantomSource(**spec)
-    raise ValueError(f"unknown data source kind {kind!r}: use ctich_png, ctich_nifti, ctich_lesions, rsna or phantom")
 
 
 @dataclass
@@ -133,7 +113,7 @@ class _Inline:
         return map(fn, items)
 
 
-_SOURCES: dict[str, Source] = {}
+_READERS: dict[str, Source] = {}  # one reader per source spec in each worker process, reused across chunks
 
 
 def _decode_chunk(job) -> np.ndarray:
@@ -142,9 +122,9 @@ def _decode_chunk(job) -> np.ndarray:
     out = np.empty((len(items), size, size), np.int16)
     for row, (source_index, record) in enumerate(items):
         spec_key = json.dumps(specs[source_index], sort_keys=True)
-        if spec_key not in _SOURCES:  # one reader per worker process, reused across chunks
-            _SOURCES[spec_key] = build_source(specs[source_index])
-        hu = _SOURCES[spec_key].read_hu(record)
+        if spec_key not in _READERS:
+            _READERS[spec_key] = build_source(specs[source_index])
+        hu = _READERS[spec_key].read_hu(record)
         out[row] = to_cache_size(hu, size)
     return out
 
