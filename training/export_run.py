@@ -13,6 +13,7 @@ from training.config import Config
 from training.data.cache import Cache
 from training.evaluate import load_trained
 from training.export import export_onnx, quantize_int8
+from training.metrics import per_class_auc
 from training.train import split_rows
 
 
@@ -44,8 +45,6 @@ def run_export(config: Config) -> dict:
 
 def _int8(config: Config, path, cache: Cache, train_rows, val_rows) -> dict:
     """Quantise, then report the AUC change on the validation patients next to the speed-up."""
-    from sklearn.metrics import roc_auc_score
-
     rng = np.random.default_rng(config.seed)
     calibration = cache.images[np.sort(rng.choice(train_rows, min(128, len(train_rows)), replace=False))]
     int8_path = quantize_int8(path, config.run_dir / "model.int8.onnx", calibration.astype(np.float32)[:, None])
@@ -59,7 +58,7 @@ def _int8(config: Config, path, cache: Cache, train_rows, val_rows) -> dict:
             probs.append(session.run(["probabilities"], {"hu": cache.images[rows[start:start + 16]].astype(np.float32)[:, None]})[0])
         seconds = time.perf_counter() - t0
         probs = np.concatenate(probs)
-        aucs = [roc_auc_score(labels[:, c], probs[:, c]) for c in range(6) if 0 < labels[:, c].sum() < len(rows)]
+        aucs = [auc for auc in per_class_auc(labels, probs).values() if auc is not None]
         result[f"{name}_mean_auc"] = round(float(np.mean(aucs)), 4) if aucs else None
         result[f"{name}_ms_per_slice"] = round(1000 * seconds / max(len(rows), 1), 2)
     return result

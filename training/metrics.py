@@ -27,6 +27,20 @@ def weighted_log_loss(y_true, y_prob, weights: Sequence[float] = RSNA_WEIGHTS) -
     return float(((bce * w).sum(1) / w.sum()).mean())
 
 
+def roc_auc(y_true_c, y_prob_c) -> float | None:
+    """scikit-learn's ROC AUC of one class; None unless both labels occur (it is undefined then)."""
+    y = np.asarray(y_true_c)
+    return float(roc_auc_score(y, y_prob_c)) if 0 < np.count_nonzero(y) < y.size else None
+
+
+def per_class_auc(y_true, y_prob, classes: Sequence[str] = CLASSES) -> dict[str, float | None]:
+    """ROC AUC per class (columns in ``classes`` order), None where a class lacks either label: what each
+    epoch's validation and the export's INT8 check report. The evaluation's :func:`class_metrics` takes
+    the same :func:`roc_auc`, so every AUC in training follows one rule."""
+    y_true, y_prob = np.asarray(y_true), np.asarray(y_prob)
+    return {name: roc_auc(y_true[:, c], y_prob[:, c]) for c, name in enumerate(classes)}
+
+
 def _ratio(a: float, b: float, empty: float | None) -> float | None:
     return float(a / b) if b else empty
 
@@ -44,9 +58,7 @@ def class_metrics(y_true_c, y_prob_c, threshold: float) -> dict:
     flag = p >= threshold
     tp, fp = int((flag & y).sum()), int((flag & ~y).sum())
     fn, tn = int((~flag & y).sum()), int((~flag & ~y).sum())
-    both = 0 < tp + fn < y.size
-    return {"n": int(y.size), "n_pos": tp + fn, "threshold": float(threshold),
-            "auc": float(roc_auc_score(y, p)) if both else None,
+    return {"n": int(y.size), "n_pos": tp + fn, "threshold": float(threshold), "auc": roc_auc(y, p),
             "ap": float(average_precision_score(y, p)) if tp + fn else None,
             "tp": tp, "fp": fp, "tn": tn, "fn": fn,
             "precision": _ratio(tp, tp + fp, 0.0), "recall": _ratio(tp, tp + fn, None),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import subprocess
@@ -28,6 +29,8 @@ from training.data.cache import Cache
 from training.data.dataset import CachedSlices, EpochSampler, sample_weights
 from training.model import build_model
 from training.splits import train_val_indices
+
+log = logging.getLogger(__name__)
 
 
 def split_rows(cache: Cache, config: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +107,41 @@ def predict(model: nn.Module, images: np.ndarray, rows: np.ndarray, batch_size: 
     return np.concatenate(out) if out else np.zeros((0, 6), np.float32)
 
 
+def train_one_epoch(net: nn.Module, criterion: nn.Module, optimizer, scheduler, scaler, loader: DataLoader,
+                    device: torch.device, epoch: int, config: Config, *, step: int, total_steps: int,
+                    show_progress: bool) -> tuple[int, list[float]]:
+    """One pass over ``loader`` (the shape of torchvision's reference ``train_one_epoch``): an optimiser
+    step every ``train.accumulate`` batches, gradients synchronised across DDP processes only on that
+    last batch. Stops early at ``train.max_steps``. Returns the optimiser steps so far and every batch's loss."""
+    accumulate, max_steps = config.train.accumulate, config.train.max_steps
+    net.train()
+    losses = []
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not show_progress, unit="batch",
+               leave=False)
+    optimizer.zero_grad(set_to_none=True)
+    for i, (hu, labels) in enumerate(bar):
+        hu, labels = hu.to(device), labels.to(device)
+        if config.train.channels_last:
+            hu = hu.contiguous(memory_format=torch.channels_last)
+        last_micro = (i + 1) % accumulate == 0
+        sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last_micro else contextlib.nullcontext()
+        with sync, _autocast(config, device):
+            loss = criterion(net(hu), labels) / accumulate
+        scaler.scale(loss).backward()
+        losses.append(float(loss.detach()) * accumulate)
+        if last_micro:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            if step < total_steps:
+                scheduler.step()
+            step += 1
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if max_steps is not None and step >= max_steps:
+                break
+    return step, losses
+
+
 def train(config: Config, *, resume: bool = True, progress: bool = True, stop_after: int | None = None) -> Path:
     """Train (or continue) the run in ``config.run_dir``; returns the checkpoint path.
 
@@ -119,14 +157,8 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
 
     cache = Cache.open(config.cache_dir)
     train_rows, val_rows = split_rows(cache, config)
-    weights = sample_weights(cache.labels[train_rows], config.train.balanced_sampling) \
-        if config.train.balanced_sampling else None
-    sampler = EpochSampler(len(train_rows), config.seed, weights, config.train.epoch_size, rank, world)
-    dataset = CachedSlices(cache.images, cache.labels, train_rows, config.augment, config.seed)
-    loader = DataLoader(dataset, batch_size=config.train.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=config.train.loader_workers, persistent_workers=config.train.loader_workers > 0)
-
-    model = build_model(config).to(device)
+    sampler, dataset, loader = _training_data(cache, train_rows, config, rank, world)
+    model = build_model(config).to(device)  # after the data: the weights' seed draws come in a fixed order
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = max(1, len(loader) // config.train.accumulate)
@@ -135,68 +167,33 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
     scheduler = one_cycle(optimizer, config.train.lr, total_steps, config.train.warmup)
     scaler = torch.amp.GradScaler(device.type, enabled=config.train.amp == "fp16")
     criterion = WeightedBCE(config.train.class_weights, config.train.pos_weight).to(device)
-
     start_epoch, step, elapsed = 0, 0, 0.0
     if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["config"] != config.to_dict():
-            raise ValueError(f"{checkpoint_path} was trained with another config; use a new run name or --no-resume")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        start_epoch, step, elapsed = _restore(checkpoint_path, config, device, model, optimizer, scheduler, scaler)
     net = DistributedDataParallel(model) if world > 1 else model
 
-    log_path = run_dir / "metrics.jsonl"
+    max_steps = config.train.max_steps
     last_epoch = config.train.epochs if stop_after is None else min(config.train.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, last_epoch):
-        if config.train.max_steps is not None and step >= config.train.max_steps:
+        if max_steps is not None and step >= max_steps:
             break
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
-        net.train()
-        losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not progress or rank != 0,
-                   unit="batch", leave=False)
-        optimizer.zero_grad(set_to_none=True)
-        for i, (hu, labels) in enumerate(bar):
-            hu, labels = hu.to(device), labels.to(device)
-            if config.train.channels_last:
-                hu = hu.contiguous(memory_format=torch.channels_last)
-            last_micro = (i + 1) % config.train.accumulate == 0
-            sync = contextlib.nullcontext() if last_micro or world == 1 else net.no_sync()
-            with sync, _autocast(config, device):
-                loss = criterion(net(hu), labels) / config.train.accumulate
-            scaler.scale(loss).backward()
-            losses.append(float(loss.detach()) * config.train.accumulate)
-            if last_micro:
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                if step < total_steps:
-                    scheduler.step()
-                step += 1
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-                if config.train.max_steps is not None and step >= config.train.max_steps:
-                    break
+        step, losses = train_one_epoch(net, criterion, optimizer, scheduler, scaler, loader, device, epoch, config,
+                                       step=step, total_steps=total_steps, show_progress=progress and rank == 0)
         elapsed += time.perf_counter() - t0
         if rank == 0:
+            seconds = time.perf_counter() - t0
             entry = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
-                     "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 2),
-                     "images_per_s": round(len(losses) * config.train.batch_size * world
-                                           / max(time.perf_counter() - t0, 1e-9), 2)}
+                     "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2),
+                     "images_per_s": round(len(losses) * config.train.batch_size * world / max(seconds, 1e-9), 2)}
             entry.update(validate(model, cache, val_rows, device))
-            with open(log_path, "a") as f:
+            with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
             if progress:
-                shown = {k: v for k, v in entry.items() if not isinstance(v, dict)}
-                print(json.dumps(shown), flush=True)
-            done = epoch + 1 == config.train.epochs or step >= (config.train.max_steps or float("inf"))
+                log.info("%s", json.dumps({k: v for k, v in entry.items() if not isinstance(v, dict)}))
+            done = epoch + 1 == config.train.epochs or step >= (max_steps or float("inf"))
             if (epoch + 1) % config.train.checkpoint_every == 0 or done or epoch + 1 == last_epoch:
                 _save(checkpoint_path, model, optimizer, scheduler, scaler, config, epoch + 1, step, elapsed, world)
         if world > 1:
@@ -206,20 +203,44 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
     return checkpoint_path
 
 
-def validate(model: nn.Module, cache: Cache, rows: np.ndarray, device) -> dict:
-    from sklearn.metrics import roc_auc_score
+def _training_data(cache: Cache, train_rows: np.ndarray, config: Config, rank: int,
+                   world: int) -> tuple[EpochSampler, CachedSlices, DataLoader]:
+    """The training split's sampler (this process's share of each epoch), augmenting dataset and loader."""
+    weights = sample_weights(cache.labels[train_rows], config.train.balanced_sampling) \
+        if config.train.balanced_sampling else None
+    sampler = EpochSampler(len(train_rows), config.seed, weights, config.train.epoch_size, rank, world)
+    dataset = CachedSlices(cache.images, cache.labels, train_rows, config.augment, config.seed)
+    loader = DataLoader(dataset, batch_size=config.train.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=config.train.loader_workers, persistent_workers=config.train.loader_workers > 0)
+    return sampler, dataset, loader
 
-    from training.metrics import weighted_log_loss
+
+def _restore(path: Path, config: Config, device: torch.device, model, optimizer, scheduler,
+             scaler) -> tuple[int, int, float]:
+    """Load a checkpoint of this same config, random states included (an exact resume); returns the
+    epochs done, the optimiser steps done and the training seconds so far."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state["config"] != config.to_dict():
+        raise ValueError(f"{path} was trained with another config; use a new run name or --no-resume")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    np.random.set_state(state["rng"]["numpy"])
+    random.setstate(state["rng"]["python"])
+    return state["epoch"], state["step"], state["elapsed"]
+
+
+def validate(model: nn.Module, cache: Cache, rows: np.ndarray, device) -> dict:
+    from training.metrics import per_class_auc, weighted_log_loss
 
     if len(rows) == 0:
         return {}
     probs = predict(model, cache.images, rows, device=device)
     labels = cache.labels[rows]
-    auc = {}
-    for c, name in enumerate(cache.meta["classes"]):
-        y = labels[:, c]
-        auc[name] = float(roc_auc_score(y, probs[:, c])) if 0 < y.sum() < len(y) else None
-    return {"val_log_loss": weighted_log_loss(labels, probs), "val_auc": auc}
+    return {"val_log_loss": weighted_log_loss(labels, probs),
+            "val_auc": per_class_auc(labels, probs, cache.meta["classes"])}
 
 
 def one_cycle(optimizer, lr: float, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.OneCycleLR:

@@ -22,6 +22,7 @@ from pydicom.encaps import encapsulate, generate_frames
 import ich_viewer
 from ich_viewer.core import archives
 from ich_viewer.core.errors import NoImagesFoundError
+from ich_viewer.core.volume import VolumeLoader, read_volume
 from tests import dicom_factory as make
 
 GOOD = 3
@@ -267,7 +268,6 @@ LENGTH_CASE = r'''
 import sys
 import ich_viewer
 from ich_viewer.core.errors import NoImagesFoundError
-from ich_viewer.core.volume import VolumeLoader, read_volume
 try:
     result = ich_viewer.load(sys.argv[1])
 except NoImagesFoundError as exc:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ich_viewer.core.contract import CLASSES
-from training.metrics import (ap_or_none, auc_or_none, bootstrap_ci, class_metrics, evaluate, study_level,
-                              weighted_log_loss)
+from training.metrics import (ap_or_none, auc_or_none, bootstrap_ci, class_metrics, evaluate, per_class_auc,
+                              study_level, weighted_log_loss)
 from training.report import write_report
 from ich_viewer.core.thresholds import read_curve
 from training.thresholds import calibrate, curves, operating_curve
@@ -52,6 +52,19 @@ def test_class_metrics_by_hand():
     assert m["ap"] == pytest.approx(0.8333333, abs=1e-6)
     # probability exactly at the threshold is flagged
     assert class_metrics([1], [0.5], 0.5)["tp"] == 1
+
+
+def test_per_class_auc_is_sklearns_and_none_without_both_labels():
+    y, p = Y4.copy(), P4.copy()
+    y[:, 1] = 1  # epidural: positives only
+    p[:, 2] = [0.1, 0.2, 0.3, 0.4]
+    y[:, 2] = [0, 1, 0, 1]
+    auc = per_class_auc(y, p)
+    assert list(auc) == list(CLASSES)
+    assert auc["any"] == 0.75 == class_metrics(y[:, 0], p[:, 0], 0.5)["auc"]
+    assert auc["intraparenchymal"] == roc_auc_score(y[:, 2], p[:, 2]) == 0.75
+    assert auc["epidural"] is None and auc["subdural"] is None  # one label only: undefined, not 0.5
+    assert per_class_auc(y[:, :1], p[:, :1], ["x"]) == {"x": 0.75}
 
 
 def test_class_metrics_undefined_rates():
