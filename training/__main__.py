@@ -1,13 +1,16 @@
-"""python -m training {prepare,train,evaluate,export} --config RECIPE [--set section.key=value ...]"""
+"""python -m training {prepare,train,evaluate,export,all,bundle} --config RECIPE [--set section.key=value ...]"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 
 from training.config import CONFIG_DIR, describe_options, load_config
+
+log = logging.getLogger("training")
 
 STEPS = {
     "prepare": "decode every source into the int16 HU cache at the model's size (parallel, resumable)",
@@ -32,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config option (value in TOML syntax); repeatable")
     parser.add_argument("--no-resume", action="store_true", help="train: start again even if a checkpoint exists")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars and train's per-epoch summary line")
     parser.add_argument("--bootstrap", type=int, default=1000, help="evaluate: bootstrap resamples over patients")
     parser.add_argument("--compare", nargs="*", default=[], metavar="RECIPE",
                         help="bundle: other evaluated recipes (or run folders) to compare with in the report")
@@ -42,12 +45,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging() -> None:
+    """The CLI's one logging setup: plain messages on stderr, training's from INFO and other libraries'
+    from WARNING (what Python shows unconfigured). Left alone where a caller configured logging already."""
+    if logging.getLogger().handlers:
+        return
+    logging.basicConfig(format="%(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _configure_logging()
     try:
         config = load_config(args.config, args.overrides)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("error: %s", exc)
         return 2
     steps = ["prepare", "train", "evaluate", "export"] if args.step == "all" else [args.step]
     for step in steps:
@@ -68,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from training.bundle import run_bundle
             result = json.dumps(run_bundle(config, compare=args.compare, cross_validation=args.cross_validation), indent=1)
-        print(f"{step}: {result} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+        log.info("%s: %s (%.1f s)", step, result, time.perf_counter() - t0)
     return 0
 
 

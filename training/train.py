@@ -1,5 +1,8 @@
 """The training loop: AdamW + one-cycle, weighted BCE, AMP, accumulation, DDP, exact resume.
 
+``train_one_epoch`` is one pass over the training split; ``train`` sets up, resumes, and per epoch
+trains, validates, logs and checkpoints (the shape of torchvision's classification reference).
+
 Run as ``python -m training train --config X`` on one process, or under
 ``torchrun --nproc_per_node K -m training train --config X`` for DistributedDataParallel (NCCL on
 GPUs, gloo on CPU). Rank 0 validates, logs ``metrics.jsonl`` and writes ``checkpoint.pt``.
@@ -124,7 +127,8 @@ def train_one_epoch(net: nn.Module, criterion: nn.Module, optimizer, scheduler, 
         if config.train.channels_last:
             hu = hu.contiguous(memory_format=torch.channels_last)
         last_micro = (i + 1) % accumulate == 0
-        sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last_micro else contextlib.nullcontext()
+        distributed = isinstance(net, DistributedDataParallel)
+        sync = net.no_sync() if distributed and not last_micro else contextlib.nullcontext()
         with sync, _autocast(config, device):
             loss = criterion(net(hu), labels) / accumulate
         scaler.scale(loss).backward()
@@ -158,7 +162,7 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
     cache = Cache.open(config.cache_dir)
     train_rows, val_rows = split_rows(cache, config)
     sampler, dataset, loader = _training_data(cache, train_rows, config, rank, world)
-    model = build_model(config).to(device)  # after the data: the weights' seed draws come in a fixed order
+    model = build_model(config).to(device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = max(1, len(loader) // config.train.accumulate)
