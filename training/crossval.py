@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.base import CLASSES
+from ich_viewer.core.contract import CLASSES
 from training.experiments import fmt_metric
 from training.metrics import auc_or_none, bootstrap_ci, study_level
 

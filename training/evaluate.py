@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ich_viewer.core.contract import CLASSES
 from training.config import Config
-from training.data.base import CLASSES
 from training.data.cache import Cache
 from training.export import ContractGraph
 from training.metrics import evaluate as evaluate_predictions

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.data.base import CLASSES
+from ich_viewer.core.contract import CLASSES
 
 
 def fmt_metric(value: float | None) -> str:

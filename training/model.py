@@ -15,11 +15,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.windows import SIGMOID_EPSILON as SIGMOID_EPS  # the display and the model share eps
 from training.config import Config, WindowConfig
-from training.data.base import CLASSES
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-from ich_viewer.core.windows import SIGMOID_EPSILON as SIGMOID_EPS  # the display and the model share eps
 
 
 def resize_hu(hu: torch.Tensor, size: int) -> torch.Tensor:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from ich_viewer.core.contract import CLASSES
 from training.crossval import cross_validation_markdown, read_predictions
-from training.data.base import CLASSES
 from training.evaluate import _write_predictions
 
 

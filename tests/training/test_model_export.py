@@ -14,12 +14,12 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.errors import ModelError
 from tests.conftest import tiny_card
 from ich_viewer.core.model import FILE_HASH_KEY, WEIGHTS_HASH_KEY, IchModel
 from ich_viewer.core.windows import SIGMOID_EPSILON, apply_sigmoid
 from training.config import from_dict
-from training.data.base import CLASSES
 from training.data.cache import to_cache_size
 from training.export import export_onnx, read_card, save_sealed
 from training.model import build_model

@@ -14,9 +14,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ich_viewer.core.contract import CLASSES
 from training.__main__ import main as training_main
 from training.config import AugmentConfig, load_config
-from training.data.base import CLASSES
 from training.data.cache import Cache, prepare
 from training.data.dataset import AIR_HU, EpochSampler, augment_hu, sample_weights
 from training.experiments import comparison_markdown

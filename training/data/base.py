@@ -16,7 +16,7 @@ import numpy as np
 
 from ich_viewer.core.contract import CLASSES
 
-__all__ = ["CLASSES", "CachedReader", "SliceRecord", "Source", "labels_array"]
+__all__ = ["CachedReader", "SliceRecord", "Source", "labels_array"]
 
 
 @dataclass(frozen=True)

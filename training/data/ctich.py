@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.data.base import CLASSES, CachedReader, SliceRecord
+from ich_viewer.core.contract import CLASSES
+from training.data.base import CachedReader, SliceRecord
 
 __all__ = ["CtichNiftiSource", "CtichPngSource", "PNG_HU_RANGE", "PNG_WINDOW", "to_display", "from_display"]
 

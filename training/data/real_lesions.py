@@ -19,9 +19,10 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.lesions import LesionSpec, SliceGeometry, ct_noise, fast_atan2, paste_lesions
 from ich_viewer.core.phantom import SUBTYPES, min_lesion_pixels
-from training.data.base import CLASSES, CachedReader, SliceRecord
+from training.data.base import CachedReader, SliceRecord
 from training.data.ctich import CtichPngSource
 
 __all__ = ["RealLesionSource", "plan_real_lesion", "real_slice_geometry"]

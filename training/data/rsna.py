@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.dicom_io import decode_slice, scan_file
 from ich_viewer.core.phantom import RSNA_ORDER
 from ich_viewer.core.series import FileRef, HuTransform, Skipped, SliceRef
-from training.data.base import CLASSES, SliceRecord
+from training.data.base import SliceRecord
 
 __all__ = ["LabelTable", "RsnaSource", "read_labels"]
 
