@@ -1,6 +1,6 @@
 """Training configuration: one TOML file per recipe (``training/configs/``), read into dataclasses.
 
-Every option has a default and a one-line meaning (``python -m training --help-config`` prints them),
+Every option has a default and a one-line meaning (``python -m training --help`` prints them),
 and any option can be overridden on the command line with ``--set section.key=value``.
 """
 
@@ -36,7 +36,7 @@ class WindowConfig:
 @dataclass
 class DataConfig:
     sources: list = _opt([], f"data sources: tables with kind = {' | '.join(SOURCE_KINDS)} and its options")
-    cache_dir: str = _opt("", "where `prepare` writes the int16 HU cache (default runs/<name>/cache)")
+    cache_dir: str = _opt("", "where `prepare` writes the int16 HU cache (default <out>/<name>/cache)")
     workers: int = _opt(2, "processes that decode DICOMs / PNGs while preparing the cache")
     train_only: list = _opt([], "source names (e.g. phantom) used only for training, never validation or thresholds")
 
