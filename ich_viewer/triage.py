@@ -15,10 +15,9 @@ from ich_viewer.core import decoder_process
 from ich_viewer.core.errors import ModelError, NoImagesFoundError
 from ich_viewer.core.inference import predict_series
 from ich_viewer.core.model import IchModel
-from ich_viewer.core.results import SeriesResult, slice_rows, study_summaries, write_csv, write_json
-from ich_viewer.core.thresholds import Thresholds
+from ich_viewer.core.results import write_csv, write_json
+from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.paths import models_dir
-from ich_viewer.core.volume import VolumeLoader
 
 
 def load_model(path: Path | None) -> IchModel:
@@ -45,40 +44,39 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         json_path: Path | None = None, anonymise: bool = False, stream=None) -> int:
     stream = stream or sys.stderr  # looked up per call: tests and callers may swap sys.stderr
     decoder_process.prestart()  # while the model loads
+    viewer = ViewerModel()  # the window's own state and rules, driven headlessly
     try:
-        model = load_model(model_path)
-        thresholds = Thresholds(model.card, preset)
+        viewer.set_model(load_model(model_path), preset)
     except (ModelError, ValueError) as exc:
         stream.write(f"ich-viewer triage: {exc}\n")
         return 2
     try:
-        loaded = ich_viewer.load(paths)
+        viewer.set_result(ich_viewer.load(paths))
     except NoImagesFoundError as exc:
         stream.write(f"ich-viewer triage: {exc}\n")
         return 2
-    total = sum(len(s) for study in loaded.studies for s in study.series)
-    progress = _Progress(total, stream)
+    loaded = viewer.result
+    progress = _Progress(sum(len(s) for s in loaded.series), stream)
+
+    def on_batch(batch) -> None:
+        viewer.add_batch(batch)
+        progress.advance(len(batch.indices))
+
     results = []
     for study in loaded.studies:
         for series in study.series:
-            loader = VolumeLoader(series)
-            prediction = predict_series(model, loader, len(series), on_batch=lambda batch: progress.advance(len(batch.indices)))
-            results.append(SeriesResult(study, series, prediction))
+            viewer.open_series(study, series)
+            viewer.finish_prediction(predict_series(viewer.model, viewer.loader, len(series), on_batch=on_batch))
+            results.append(viewer.series_result())
+    viewer.close_series()
     progress.close()
-    cut = thresholds.as_array()
-    rows = slice_rows(results, cut, anonymise)
-    summaries = study_summaries(results, cut, anonymise)
+    viewer.set_anonymised(anonymise)
+    rows, payload = viewer.rows(results), viewer.payload(results)
+    summaries = payload["studies"]
     if out is not None:
         write_csv(out, rows)
     if json_path is not None:
-        write_json(json_path, {
-            "model": {"name": model.card.name, "version": model.card.version, "sha256": model.sha256},
-            "preset": thresholds.preset, "thresholds": thresholds.values, "studies": summaries,
-            # "file 17 of 238" says which file without its name (names often carry the patient's name)
-            "files_found": loaded.files_found,
-            "skipped": [{"path": "" if anonymise else s.path, "file_number": s.number, "reason": s.reason}
-                        for s in loaded.skipped],
-            "notice": "Teaching and demonstration model; not for diagnosis."})
+        write_json(json_path, payload)
     for number, summary in enumerate(summaries, 1):  # numbered, not named: stderr may end up in a log
         flagged = ", ".join(summary["flagged_classes"]) or "nothing flagged"
         slices = sum(s["slices"] for s in summary["series"])

@@ -16,7 +16,7 @@ import numpy as np
 
 from ich_viewer.core.inference import SeriesPrediction, summarize
 from ich_viewer.core.contract import CLASSES
-from ich_viewer.core.series import Series, Study
+from ich_viewer.core.series import LoadResult, Series, Study
 
 CSV_FIELDS = ["path", "patient", "study_uid", "series_uid", "sop_instance_uid", "slice_index", "z",
               *[f"p_{c}" for c in CLASSES], *[f"flag_{c}" for c in CLASSES], "slice_error"]
@@ -80,6 +80,25 @@ def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymi
         entry["flagged_classes"] = sorted({c for s in entry["series"] for c in s["flagged_classes"]},
                                           key=CLASSES.index)
     return list(studies.values())
+
+
+NOTICE = "Teaching and demonstration model; not for diagnosis."
+
+
+def results_payload(model, thresholds, results: list[SeriesResult], loaded: LoadResult | None = None,
+                    anonymise: bool = False) -> dict:
+    """The JSON summary, one format for triage and the window's export: the model and its checksum,
+    the active preset and thresholds, each study, and the files that were not used."""
+    payload = {"model": {"name": model.card.name, "version": model.card.version, "sha256": model.sha256},
+               "preset": thresholds.preset, "thresholds": thresholds.values,
+               "studies": study_summaries(results, thresholds.as_array(), anonymise)}
+    if loaded is not None:
+        # "file 17 of 238" says which file without its name (names often carry the patient's name)
+        payload["files_found"] = loaded.files_found
+        payload["skipped"] = [{"path": "" if anonymise else s.path, "file_number": s.number, "reason": s.reason}
+                              for s in loaded.skipped]
+    payload["notice"] = NOTICE
+    return payload
 
 
 def write_json(path: str | Path, payload: dict) -> None:

@@ -14,9 +14,9 @@ from ich_viewer.core.contract import CLASSES
 
 class Thresholds:
     def __init__(self, card: ModelCard, preset: str | None = None):
+        """ValueError, naming the card's presets, for a ``preset`` it does not have."""
         self.card = card
-        self.preset = preset or card.default_preset
-        self.values = dict(card.presets[self.preset])
+        self.apply_preset(preset or card.default_preset)
 
     @property
     def preset_names(self) -> list[str]:

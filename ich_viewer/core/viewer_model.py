@@ -1,0 +1,234 @@
+"""The viewer's state and its rules, without Qt: what the window shows and triage writes come from here.
+
+In napari's shape: a plain object that owns the state and emits an event (psygnal) when a part of it
+changes; each widget subscribes to the events it shows, as napari's ``QtDims`` subscribes to
+``dims.events``. It owns the load result, the open series and its loader, the model, thresholds and
+active preset, the prediction as it accumulates batch by batch, the current slice, the window and the
+Grad-CAM class, and answers the questions a reader asks (flags, maxima, flagged ranges, next flagged
+slice, worst slice per class, the export). ``ich-viewer triage`` drives the same object headlessly, so
+its CSV and JSON and the window's export cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from psygnal import Signal
+
+from ich_viewer.core.contract import CLASSES, BatchResult
+from ich_viewer.core.inference import SeriesPrediction, cam_overlay, display_scale, flagged_ranges
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.results import SeriesResult, results_payload, slice_rows, write_csv, write_json
+from ich_viewer.core.series import LoadResult, Series, Study
+from ich_viewer.core.thresholds import Thresholds
+from ich_viewer.core.volume import VolumeLoader
+from ich_viewer.core.windows import COMPOSITE_WINDOWS, PRESETS, Window
+
+#: The Grad-CAM class choice that follows the current slice's most probable class.
+TOP_CLASS = "top class"
+
+
+class ViewerModel:
+    # Events: each says what changed; the new state is read from the model.
+    loaded = Signal(object)  # LoadResult
+    series_opened = Signal(object, object)  # Study, Series
+    slice_changed = Signal(int)
+    model_changed = Signal(object)  # IchModel
+    thresholds_changed = Signal()
+    prediction_changed = Signal(object)  # the BatchResult that arrived, or None (started, finished, cleared)
+    display_changed = Signal()  # window, Grad-CAM class or options, anonymised display
+
+    def __init__(self) -> None:
+        self.result: LoadResult | None = None
+        self.study: Study | None = None
+        self.series: Series | None = None
+        self.loader: VolumeLoader | None = None
+        self.model: IchModel | None = None
+        self.thresholds: Thresholds | None = None
+        self.prediction: SeriesPrediction | None = None
+        self.index = 0
+        self.window: Window = PRESETS["brain"]
+        self.composite: tuple[Window, ...] | None = None  # the model view's three windows, when shown
+        self.cam_class = TOP_CLASS
+        self.cam_enabled, self.cam_below_threshold = True, False
+        self.anonymised = False
+
+    # ------------------------------------------------------------------ loading and navigation
+
+    def set_result(self, result: LoadResult) -> None:
+        self.result = result
+        self.loaded.emit(result)
+
+    def open_series(self, study: Study, series: Series, first: int | None = None) -> None:
+        """Make ``series`` current and start decoding it (``first``, default the middle slice, first)."""
+        self.close_series()
+        self.study, self.series, self.prediction = study, series, None
+        self.index = len(series) // 2 if first is None else int(np.clip(first, 0, len(series) - 1))
+        # Our own loader: its decoding threads stop and its array goes when the next series opens.
+        self.loader = VolumeLoader(series, first=self.index)
+        self.series_opened.emit(study, series)
+
+    def close_series(self) -> None:
+        if self.loader is not None:
+            self.loader.cancel()
+        self.loader = None
+
+    def go_to(self, index: int) -> None:
+        if self.series is None:
+            return
+        index = int(np.clip(index, 0, len(self.series) - 1))
+        if index != self.index:
+            self.index = index
+            self.slice_changed.emit(index)
+
+    # ------------------------------------------------------------------ model, thresholds, prediction
+
+    def set_model(self, model: IchModel, preset: str | None = None) -> None:
+        """Raises ValueError for a preset the model's card does not have."""
+        self.model, self.thresholds, self.prediction = model, Thresholds(model.card, preset), None
+        self.model_changed.emit(model)
+        self.thresholds_changed.emit()
+
+    def apply_preset(self, name: str) -> None:
+        self.thresholds.apply_preset(name)
+        self.thresholds_changed.emit()
+
+    def set_threshold(self, name: str, value: float) -> None:
+        self.thresholds.set(name, value)
+        self.thresholds_changed.emit()
+
+    def start_prediction(self) -> None:
+        self.prediction = SeriesPrediction.empty(len(self.series))
+        self.prediction_changed.emit(None)
+
+    def add_batch(self, batch: BatchResult) -> None:
+        if self.prediction is None:
+            self.start_prediction()
+        self.prediction.add(batch)
+        self.prediction_changed.emit(batch)
+
+    def finish_prediction(self, prediction: SeriesPrediction) -> None:
+        """The run's own result (with its unreadable slices); a cancelled run keeps what had arrived."""
+        if not prediction.cancelled:
+            self.prediction = prediction
+        self.prediction_changed.emit(None)
+
+    # ------------------------------------------------------------------ questions
+
+    def slice_flags(self) -> np.ndarray | None:
+        """bool [Z, 6]: each slice's flags at the active thresholds (never for a slice not yet classified)."""
+        if self.prediction is None or self.thresholds is None:
+            return None
+        return self.thresholds.flags(self.prediction.probabilities)
+
+    def study_flags(self) -> np.ndarray:
+        """bool [6]: flagged on any slice of the series."""
+        flags = self.slice_flags()
+        return np.zeros(len(CLASSES), bool) if flags is None else flags.any(0)
+
+    def flagged_classes(self) -> list[str]:
+        return [c for c, flagged in zip(CLASSES, self.study_flags()) if flagged]
+
+    def maxima(self) -> np.ndarray | None:
+        """float [6]: the highest probability of each class over the slices classified so far."""
+        if self.prediction is None or not self.prediction.done.any():
+            return None
+        return self.prediction.probabilities[self.prediction.done].max(0)
+
+    def flagged_ranges(self, name: str) -> list[tuple[int, int]]:
+        flags = self.slice_flags()
+        return [] if flags is None else flagged_ranges(flags[:, CLASSES.index(name)])
+
+    def worst_slice(self, name: str) -> int | None:
+        """The slice where ``name`` is most probable, among those classified."""
+        if self.prediction is None or not self.prediction.done.any():
+            return None
+        return int(np.nanargmax(np.where(self.prediction.done, self.prediction.probabilities[:, CLASSES.index(name)],
+                                         np.nan)))
+
+    def next_flagged(self, direction: int) -> int | None:
+        """The nearest slice after (``direction`` > 0) or before the current one with any flag."""
+        flags = self.slice_flags()
+        if flags is None:
+            return None
+        candidates = np.flatnonzero(flags.any(1))
+        ahead = candidates[candidates > self.index] if direction > 0 else candidates[candidates < self.index][::-1]
+        return int(ahead[0]) if len(ahead) else None
+
+    def cam_class_index(self) -> int | None:
+        """The class whose Grad-CAM the current slice shows; None until the slice is classified."""
+        if self.prediction is None or not self.prediction.done[self.index]:
+            return None
+        if self.cam_class == TOP_CLASS:
+            return int(np.argmax(self.prediction.probabilities[self.index]))
+        return CLASSES.index(self.cam_class)
+
+    def overlay(self) -> np.ndarray | None:
+        """The current slice's Grad-CAM as [H, W] values in [0, 1], or None when none is to be shown."""
+        c = self.cam_class_index()
+        if not self.cam_enabled or c is None or self.series is None:
+            return None
+        name = CLASSES[c]
+        scale = display_scale(self.prediction, c, self.model.card.cam_scale[name])
+        return cam_overlay(self.prediction.cam[self.index, c], (self.series.rows, self.series.columns), scale,
+                           float(self.prediction.probabilities[self.index, c]), self.thresholds.values[name],
+                           self.cam_below_threshold)
+
+    def corner_lines(self) -> list[str]:
+        """The overlay text: patient (unless anonymised), slice, position and window."""
+        if self.series is None:
+            return []
+        lines = []
+        if not self.anonymised and self.study is not None:
+            patient = self.study.patient
+            lines.append(f"{patient.name or '(no name)'}  ID {patient.id or '-'}  {self.study.date or ''}")
+        window = "model view" if self.composite else str(self.window)
+        lines.append(f"slice {self.index + 1}/{len(self.series)}  z {self.series.z[self.index]:.1f} mm  {window}")
+        return lines
+
+    # ------------------------------------------------------------------ display choices
+
+    def set_window(self, window: Window) -> None:
+        self.window, self.composite = window, None
+        self.display_changed.emit()
+
+    def model_view_windows(self) -> tuple[Window, ...]:
+        """The model's own three windows when its card names them, else the seed papers' composite."""
+        return self.model.card.windows if self.model is not None and len(self.model.card.windows) == 3 \
+            else COMPOSITE_WINDOWS
+
+    def show_model_view(self) -> None:
+        self.composite = self.model_view_windows()
+        self.display_changed.emit()
+
+    def set_cam(self, *, cls: str | None = None, enabled: bool | None = None, below_threshold: bool | None = None) -> None:
+        if cls is not None:
+            self.cam_class = cls
+        if enabled is not None:
+            self.cam_enabled = enabled
+        if below_threshold is not None:
+            self.cam_below_threshold = below_threshold
+        self.display_changed.emit()
+
+    def set_anonymised(self, anonymised: bool) -> None:
+        self.anonymised = anonymised
+        self.display_changed.emit()
+
+    # ------------------------------------------------------------------ results
+
+    def series_result(self) -> SeriesResult:
+        return SeriesResult(self.study, self.series, self.prediction)
+
+    def rows(self, results: list[SeriesResult] | None = None) -> list[dict]:
+        """The per-slice CSV rows of ``results`` (default: the open series); anonymised when the display is."""
+        return slice_rows(results or [self.series_result()], self.thresholds.as_array(), self.anonymised)
+
+    def payload(self, results: list[SeriesResult] | None = None) -> dict:
+        """The JSON summary of ``results`` (default: the open series), in the one format triage writes."""
+        return results_payload(self.model, self.thresholds, results or [self.series_result()], self.result,
+                               self.anonymised)
+
+    def export_results(self, csv_path: Path, json_path: Path, results: list[SeriesResult] | None = None) -> None:
+        write_csv(csv_path, self.rows(results))
+        write_json(json_path, self.payload(results))

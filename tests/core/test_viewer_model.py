@@ -1,0 +1,102 @@
+"""The viewer model without Qt: open a real (phantom) study, stream a prediction, move thresholds, ask
+what the window asks, export; and the events a widget would follow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import ich_viewer
+from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.inference import predict_series
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from ich_viewer.core.viewer_model import TOP_CLASS, ViewerModel
+from ich_viewer.core.windows import PRESETS
+
+
+@pytest.fixture
+def viewer(tmp_path, tiny_model):
+    write_phantom_study(make_phantom(seed=4, subtypes=["subdural"], n_slices=10, size=64), tmp_path / "study",
+                        patient_id="PAT-VM")
+    viewer = ViewerModel()
+    viewer.set_model(IchModel(tiny_model))
+    viewer.set_result(ich_viewer.load(tmp_path / "study"))
+    yield viewer
+    viewer.close_series()
+
+
+def _record(viewer: ViewerModel) -> list[tuple]:
+    seen = []
+    for name in ("series_opened", "slice_changed", "thresholds_changed", "prediction_changed", "display_changed"):
+        getattr(viewer, name).connect(lambda *args, n=name: seen.append((n, *args)))
+    return seen
+
+
+def test_a_streamed_prediction_answers_the_windows_questions(viewer):
+    seen = _record(viewer)
+    study = viewer.result.studies[0]
+    viewer.open_series(study, study.series[0])
+    assert viewer.index == 5 and seen[0][0] == "series_opened" and viewer.slice_flags() is None
+    batches = []
+    final = predict_series(viewer.model, viewer.loader, 10, batch_size=4,
+                           on_batch=lambda batch: (viewer.add_batch(batch), batches.append(viewer.prediction.done.sum())))
+    assert batches == [4, 8, 10]  # the prediction grew batch by batch, as the window shows it
+    first = next(e[1] for e in seen if e[0] == "prediction_changed" and e[1] is not None)
+    assert first.indices.tolist() == [3, 4, 5, 6]  # the middle slices first: the window opens there
+    viewer.finish_prediction(final)
+    p = viewer.prediction.probabilities
+    np.testing.assert_allclose(viewer.maxima(), p.max(0))
+    viewer.apply_preset("high_sensitivity")  # every class at 0.2
+    flags = p >= 0.2
+    np.testing.assert_array_equal(viewer.slice_flags(), flags)
+    assert viewer.flagged_classes() == [c for c, f in zip(CLASSES, flags.any(0)) if f]
+    assert viewer.worst_slice("subdural") == int(p[:, 5].argmax())
+    any_flag = np.flatnonzero(flags.any(1))
+    assert viewer.next_flagged(+1) == next((int(i) for i in any_flag if i > 5), None)
+    assert viewer.next_flagged(-1) == next((int(i) for i in any_flag[::-1] if i < 5), None)
+    viewer.set_threshold("any", 1.0)
+    assert viewer.thresholds.preset == "custom" and not viewer.slice_flags()[:, 0].any()
+    assert viewer.flagged_ranges("any") == []
+    assert sum(e[0] == "thresholds_changed" for e in seen) == 2
+
+
+def test_slices_the_cam_class_and_the_overlay(viewer):
+    study = viewer.result.studies[0]
+    viewer.open_series(study, study.series[0])
+    assert viewer.cam_class_index() is None and viewer.overlay() is None  # nothing classified yet
+    viewer.finish_prediction(predict_series(viewer.model, viewer.loader, 10))
+    top = int(np.argmax(viewer.prediction.probabilities[5]))
+    assert viewer.cam_class == TOP_CLASS and viewer.cam_class_index() == top
+    viewer.set_cam(cls="subdural", below_threshold=True)
+    overlay = viewer.overlay()
+    assert viewer.cam_class_index() == 5 and overlay.shape == (64, 64) and 0 <= overlay.min() <= overlay.max() <= 1
+    viewer.set_cam(enabled=False)
+    assert viewer.overlay() is None
+    viewer.go_to(99)
+    assert viewer.index == 9 and "slice 10/10" in viewer.corner_lines()[-1]
+    viewer.set_window(PRESETS["bone"])
+    assert "bone" in viewer.corner_lines()[-1] and "PAT-VM" in viewer.corner_lines()[0]
+    viewer.set_anonymised(True)
+    assert "PAT-VM" not in "".join(viewer.corner_lines())
+
+
+def test_the_export_is_triages_format(viewer, tmp_path):
+    study = viewer.result.studies[0]
+    viewer.open_series(study, study.series[0])
+    viewer.finish_prediction(predict_series(viewer.model, viewer.loader, 10))
+    viewer.set_anonymised(True)
+    viewer.export_results(tmp_path / "r.csv", tmp_path / "r.json")
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert list(payload) == ["model", "preset", "thresholds", "studies", "files_found", "skipped", "notice"]
+    assert payload["studies"][0]["patient"] is None and "PAT-VM" not in (tmp_path / "r.csv").read_text()
+    series = payload["studies"][0]["series"][0]
+    assert series["complete"] and series["flagged_classes"] == viewer.flagged_classes()
+    assert payload["skipped"][0]["reason"] == "not a DICOM file" and payload["skipped"][0]["path"] == ""
+
+
+def test_a_preset_the_card_lacks_is_refused(tiny_model):
+    with pytest.raises(ValueError, match="unknown preset"):
+        ViewerModel().set_model(IchModel(tiny_model), "foo")
