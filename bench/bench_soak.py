@@ -132,22 +132,22 @@ def soak_viewer(study: Path, opens: int, changes: int, use_model: bool, heap_def
     refs_before = (sys.getrefcount(True), sys.getrefcount(None))
 
     def settled(previous) -> bool:
-        if window.loader is previous or not window.loader.finished:
+        if window.viewer.loader is previous or not window.viewer.loader.finished:
             return False
         return not use_model or ((window.classify is None or window.classify.thread.isFinished())
-                                 and window.prediction is not None and window.prediction.complete)
+                                 and window.viewer.prediction is not None and window.viewer.prediction.complete)
 
     def steps():
         sweep = Sweep()
         for i in range(opens):
-            previous, start = window.loader, time.perf_counter()
+            previous, start = window.viewer.loader, time.perf_counter()
             window.open_paths([study])
             while not settled(previous):
                 yield "open"
             out["open_s"].append(time.perf_counter() - start)
             out["rss_after_open"].append(rss_mb())
             for _ in range(changes // opens + (i < changes % opens)):
-                QTest.keyClick(window, sweep.key(window.index, len(window.series)))
+                QTest.keyClick(window, sweep.key(window.viewer.index, len(window.viewer.series)))
                 yield "slice changes"
 
     heartbeat = Heartbeat()

@@ -9,6 +9,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.viewer_model import ViewerModel
 
 FLAG_COLOUR = QColor(200, 60, 40)
 
@@ -32,6 +33,20 @@ class ClassPanel(QTableWidget):
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.setItem(row, col, item)
         self.setMinimumHeight(self.verticalHeader().length() + self.horizontalHeader().height() + 4)
+
+    def bind(self, viewer: ViewerModel) -> None:
+        """Follow ``viewer``: the current slice, the prediction as it arrives, the thresholds."""
+        refresh = lambda *_: self.show_viewer(viewer)  # noqa: E731
+        for event in (viewer.series_opened, viewer.slice_changed, viewer.prediction_changed, viewer.thresholds_changed):
+            event.connect(refresh)
+
+    def show_viewer(self, viewer: ViewerModel) -> None:
+        flags = viewer.slice_flags()
+        if viewer.prediction is None or flags is None:
+            self.show_values(None, None, None, None)
+            return
+        self.show_values(viewer.prediction.probabilities[viewer.index], viewer.maxima(), flags[viewer.index],
+                         flags.any(0))
 
     def show_values(self, slice_probabilities: np.ndarray | None, study_max: np.ndarray | None,
                     slice_flags: np.ndarray | None, study_flags: np.ndarray | None) -> None:

@@ -9,23 +9,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QListWidget, QTextBrowser, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout)
 
-from ich_viewer.core.contract import ModelCard
-from ich_viewer.core.contract import CLASSES
-
-SHORTCUTS = (
-    ("Wheel, Up/Down, PageUp/PageDown", "previous / next slice (PageUp/PageDown: 10 slices)"),
-    ("Home / End", "first / last slice"),
-    ("1-6", "window presets: brain, subdural, blood, bone, stroke, soft tissue"),
-    ("7", "the window stored in the file"),
-    ("M", "model view: the model's three windows as colours"),
-    ("Right-drag", "adjust level (up/down) and width (left/right)"),
-    ("Left-drag / Ctrl+wheel", "pan / zoom"),
-    ("C", "Grad-CAM overlay on/off"),
-    ("N / Shift+N", "next / previous flagged slice"),
-    ("A", "anonymised display on/off"),
-    ("Ctrl+O / Ctrl+Shift+O", "open folder / open files"),
-    ("Ctrl+E", "export the current view as PNG"),
-)
+from ich_viewer.core.contract import CLASSES, ModelCard
+from ich_viewer.gui.actions import shortcut_rows
 
 
 def _fmt(value) -> str:
@@ -85,7 +70,7 @@ class ShortcutsDialog(QDialog):
         layout = QVBoxLayout(self)
         text = QTextBrowser()
         text.setHtml("<table cellpadding=4>" + "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>"
-                                                       for k, v in SHORTCUTS) + "</table>")
+                                                       for k, v in shortcut_rows()) + "</table>")
         layout.addWidget(text)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)

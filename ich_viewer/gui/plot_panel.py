@@ -7,6 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 
 from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.viewer_model import ViewerModel
 
 COLOURS = ((230, 230, 230), (255, 140, 0), (220, 50, 50), (80, 160, 255), (120, 220, 120), (200, 120, 255))
 
@@ -32,6 +33,16 @@ class ProbabilityPlot(pg.PlotWidget):
         self.addItem(self.cursor)
         self.scene().sigMouseClicked.connect(self._on_click)
         self.n_slices = 0
+
+    def bind(self, viewer: ViewerModel) -> None:
+        """Follow ``viewer`` (curves, thresholds, cursor); a click on the plot moves its slice."""
+        viewer.series_opened.connect(lambda *_: self.show_probabilities(None))
+        viewer.prediction_changed.connect(
+            lambda _: self.show_probabilities(None if viewer.prediction is None else viewer.prediction.probabilities))
+        viewer.thresholds_changed.connect(lambda: self.show_thresholds(viewer.thresholds.values))
+        viewer.slice_changed.connect(self.set_cursor)
+        viewer.series_opened.connect(lambda *_: self.set_cursor(viewer.index))
+        self.sliceClicked.connect(viewer.go_to)
 
     def show_probabilities(self, probabilities: np.ndarray | None) -> None:
         if probabilities is None:

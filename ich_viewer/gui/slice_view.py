@@ -12,6 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QFont
 
+from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.core.windows import Window, composite_rgb
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
@@ -45,6 +46,40 @@ class SliceView(pg.GraphicsLayoutWidget):
         self._drag_start: tuple[QPointF, Window] | None = None
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    # ------------------------------------------------------------------ following a viewer model
+
+    def bind(self, viewer: ViewerModel) -> None:
+        """Show ``viewer``'s current slice, window and Grad-CAM; wheel, keys and right-drag change them."""
+        self.viewer = viewer
+        self.sliceStep.connect(lambda n: viewer.go_to(viewer.index + n))
+        self.windowChanged.connect(viewer.set_window)
+        viewer.slice_changed.connect(lambda _: self.show_current())
+        viewer.thresholds_changed.connect(self.refresh_overlay)
+        viewer.prediction_changed.connect(lambda batch: (batch is None or viewer.index in batch.indices)
+                                          and self.refresh_overlay())
+        viewer.display_changed.connect(self._on_display_changed)
+
+    def show_current(self, autorange: bool = False) -> None:
+        """The viewer's current slice, once decoded (blank until then), with its overlay and corner text."""
+        viewer = self.viewer
+        if viewer.loader is None or not viewer.loader.ready[viewer.index]:
+            self.set_slice(None)
+            return
+        self.set_slice(viewer.loader.slice(viewer.index), autorange)
+        self.refresh_overlay()
+        self.set_corner_text("\n".join(viewer.corner_lines()))
+
+    def refresh_overlay(self) -> None:
+        self.set_overlay(self.viewer.overlay())
+
+    def _on_display_changed(self) -> None:
+        if self.viewer.composite:
+            self.set_composite(self.viewer.composite)
+        elif self.viewer.window != self.window or self.composite:
+            self.set_window(self.viewer.window)
+        self.refresh_overlay()
+        self.set_corner_text("\n".join(self.viewer.corner_lines()))
 
     # ------------------------------------------------------------------ content
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.thresholds import Thresholds
+from ich_viewer.core.viewer_model import ViewerModel
 
 STEPS = 1000  # slider resolution: thresholds in steps of 0.001
 
 
 class ThresholdPanel(QWidget):
-    changed = Signal()  # any threshold moved (by a slider or a preset)
+    """Shows ``viewer``'s thresholds; a slider or a preset button changes them through the viewer."""
 
-    def __init__(self, parent=None):
+    def __init__(self, viewer: ViewerModel, parent=None):
         super().__init__(parent)
+        self.viewer = viewer
         self.thresholds: Thresholds | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -45,6 +47,8 @@ class ThresholdPanel(QWidget):
             self.sliders[name], self.values[name], self.readouts[name] = slider, value, readout
         grid.setColumnStretch(1, 1)
         self.setEnabled(False)
+        viewer.model_changed.connect(lambda _: self.set_thresholds(viewer.thresholds))
+        viewer.thresholds_changed.connect(lambda: self.thresholds is not None and self._sync())
 
     def set_thresholds(self, thresholds: Thresholds | None) -> None:
         self.thresholds = thresholds
@@ -63,9 +67,7 @@ class ThresholdPanel(QWidget):
         self._sync()
 
     def apply_preset(self, name: str) -> None:
-        self.thresholds.apply_preset(name)
-        self._sync()
-        self.changed.emit()
+        self.viewer.apply_preset(name)
 
     def _sync(self) -> None:
         for name, slider in self.sliders.items():
@@ -79,10 +81,7 @@ class ThresholdPanel(QWidget):
     def _on_slider(self, name: str, value: int) -> None:
         if self.thresholds is None:
             return
-        self.thresholds.set(name, value / STEPS)
-        self._show(name)
-        self.preset_label.setText(f"preset: {self.thresholds.preset.replace('_', ' ')}")
-        self.changed.emit()
+        self.viewer.set_threshold(name, value / STEPS)
 
     def _show(self, name: str) -> None:
         value = self.thresholds.values[name]

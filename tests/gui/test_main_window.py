@@ -41,28 +41,28 @@ def window(qtbot, tmp_path, tiny_model):
 
 def opened(qtbot, window, path, classify=True):
     window.open_paths([path])
-    qtbot.waitUntil(lambda: window.loader is not None and window.loader.finished, timeout=20000)
+    qtbot.waitUntil(lambda: window.viewer.loader is not None and window.viewer.loader.finished, timeout=20000)
     if classify:
-        qtbot.waitUntil(lambda: window.prediction is not None and window.prediction.complete
+        qtbot.waitUntil(lambda: window.viewer.prediction is not None and window.viewer.prediction.complete
                         and window.classify is None, timeout=30000)  # None: its job has ended
     return window
 
 
 def test_open_scroll_and_window_presets(qtbot, window, study):
     opened(qtbot, window, study, classify=False)
-    assert window.slider.maximum() == 7 and window.index == 4
-    np.testing.assert_array_equal(window.view.image.image, read_volume(window.series)[4])
+    assert window.slider.maximum() == 7 and window.viewer.index == 4
+    np.testing.assert_array_equal(window.view.image.image, read_volume(window.viewer.series)[4])
     qtbot.keyClick(window, Qt.Key.Key_Down)
-    assert window.index == 5
+    assert window.viewer.index == 5
     qtbot.keyClick(window, Qt.Key.Key_Home)
-    assert window.index == 0
+    assert window.viewer.index == 0
     qtbot.keyClick(window, Qt.Key.Key_End)
-    assert window.index == 7
+    assert window.viewer.index == 7
     wheel = QWheelEvent(QPointF(10, 10), QPointF(10, 10), QPoint(0, 0), QPoint(0, 120), Qt.MouseButton.NoButton,
                         Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(window.view.viewport(), wheel)  # where a real wheel event lands
-    assert window.index == 6
-    np.testing.assert_array_equal(window.view.image.image, read_volume(window.series)[6])
+    assert window.viewer.index == 6
+    np.testing.assert_array_equal(window.view.image.image, read_volume(window.viewer.series)[6])
     qtbot.keyClick(window, Qt.Key.Key_4)  # bone
     assert window.view.window == PRESETS["bone"]
     assert tuple(window.view.image.levels) == (PRESETS["bone"].low, PRESETS["bone"].high)
@@ -75,41 +75,41 @@ def test_open_scroll_and_window_presets(qtbot, window, study):
 
 def test_classification_thresholds_and_cam(qtbot, window, study):
     opened(qtbot, window, study)
-    probabilities = window.prediction.probabilities
-    expected = window.model.run(read_volume(window.series)[:, None]).probabilities
+    probabilities = window.viewer.prediction.probabilities
+    expected = window.viewer.model.run(read_volume(window.viewer.series)[:, None]).probabilities
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
-    assert window.classes.item(0, 1).text() == f"{probabilities[window.index, 0]:.2f}"
+    assert window.classes.item(0, 1).text() == f"{probabilities[window.viewer.index, 0]:.2f}"
     # Put the "any" threshold just above this slice's probability: the flag goes, the read-out moves.
     slider = window.threshold_panel.sliders["any"]
     before = window.threshold_panel.readouts["any"].text()
-    slider.setValue(int(probabilities[window.index, 0] * 1000) + 5)
-    assert window.thresholds.preset == "custom"
-    assert not window._slice_flags()[window.index, 0]
+    slider.setValue(int(probabilities[window.viewer.index, 0] * 1000) + 5)
+    assert window.viewer.thresholds.preset == "custom"
+    assert not window.viewer.slice_flags()[window.viewer.index, 0]
     assert window.threshold_panel.readouts["any"].text() != before
-    slider.setValue(int(probabilities[window.index, 0] * 1000) - 5)
-    assert window._slice_flags()[window.index, 0] and window.classes.item(0, 3).text() == "slice"
+    slider.setValue(int(probabilities[window.viewer.index, 0] * 1000) - 5)
+    assert window.viewer.slice_flags()[window.viewer.index, 0] and window.classes.item(0, 3).text() == "slice"
     # CAM for "any" now shows (above threshold); C toggles it; under threshold it hides unless asked.
-    window.cam_class.setCurrentIndex(1)
+    window.cam_controls.cam_class.setCurrentIndex(1)
     assert window.view.overlay.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_C)
     assert not window.view.overlay.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_C)
     slider.setValue(999)
     assert not window.view.overlay.isVisible()
-    window.cam_below.setChecked(True)
+    window.cam_controls.cam_below.setChecked(True)
     assert window.view.overlay.isVisible()
     window.threshold_panel.apply_preset("high_sensitivity")
-    assert window.thresholds.values["any"] == 0.2 and slider.value() == 200
+    assert window.viewer.thresholds.values["any"] == 0.2 and slider.value() == 200
 
 
 def test_plot_click_and_next_flagged(qtbot, window, study):
     opened(qtbot, window, study)
     window.threshold_panel.apply_preset("high_sensitivity")  # 0.2: every slice of the random model flags
-    window.go_to(0)
+    window.viewer.go_to(0)
     qtbot.keyClick(window, Qt.Key.Key_N)
-    assert window.index == 1
+    assert window.viewer.index == 1
     window.plot.sliceClicked.emit(5)
-    assert window.index == 5 and window.plot.cursor.value() == 5
+    assert window.viewer.index == 5 and window.plot.cursor.value() == 5
 
 
 def test_drop_a_file_onto_the_window(qtbot, window, study):
@@ -119,22 +119,22 @@ def test_drop_a_file_onto_the_window(qtbot, window, study):
     drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                       Qt.KeyboardModifier.NoModifier)
     window.dropEvent(drop)
-    qtbot.waitUntil(lambda: window.series is not None and window.loader.finished, timeout=20000)
-    assert len(window.series) == 1 and window.settings.value("recent")[0] == str(one)
+    qtbot.waitUntil(lambda: window.viewer.series is not None and window.viewer.loader.finished, timeout=20000)
+    assert len(window.viewer.series) == 1 and window.settings.value("recent")[0] == str(one)
 
 
 def test_exports_png_and_results_anonymised(qtbot, window, study, tmp_path):
     opened(qtbot, window, study)
     window.export_png(tmp_path / "view.png")
     assert (tmp_path / "view.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    window.anonymise_action.trigger()
+    window.actions["anonymise"].trigger()
     assert "PAT-GUI" not in window.view.corner.toPlainText()
     window.export_results(tmp_path / "r.csv", tmp_path / "r.json")
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     assert len(rows) == 8 and all(r["patient"] == "" and r["path"] == "" for r in rows)
     assert "PAT-GUI" not in (tmp_path / "r.json").read_text()
     assert json.loads((tmp_path / "r.json").read_text())["studies"][0]["series"][0]["slices"] == 8
-    window.anonymise_action.trigger()
+    window.actions["anonymise"].trigger()
     assert "PAT-GUI" in window.view.corner.toPlainText()
 
 
@@ -152,7 +152,7 @@ def test_junk_folder_and_bad_model_are_messages(qtbot, window, tmp_path, monkeyp
 
 
 def test_model_card_dialog_text(window):
-    text = card_html(window.model.card, window.model.path, window.model.sha256)
+    text = card_html(window.viewer.model.card, window.viewer.model.path, window.viewer.model.sha256)
     assert "Not for diagnostic use" in text and "random weights" in text and "tests only" in text
     assert all(c in text for c in CLASSES)
 
@@ -161,7 +161,7 @@ def test_without_a_bundled_model_the_viewer_still_opens(qtbot, tmp_path, monkeyp
     monkeypatch.setattr(main_window, "models_dir", lambda: tmp_path)
     w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
-    assert w.model is None and w.model_label.text() == "No model loaded"
+    assert w.viewer.model is None and w.model_label.text() == "No model loaded"
 
 
 def test_window_state_and_last_folder_are_remembered(qtbot, tmp_path, study, tiny_model):
@@ -201,3 +201,20 @@ def test_hu_readout_under_the_cursor_and_right_drag_window(qtbot, window, study)
     # 30 px right widens by 60 HU; 10 px up raises the level by 20 HU.
     assert (view.window.center, view.window.width) == (start.center + 20, start.width + 60)
     assert tuple(view.image.levels) == (view.window.low, view.window.high)
+
+
+def test_menus_and_the_shortcut_help_come_from_one_table(window):
+    from ich_viewer.gui.actions import ACTIONS, WINDOW_KEYS, shortcut_rows
+    from ich_viewer.gui.dialogs import ShortcutsDialog
+
+    keys = [a.shortcut for a in ACTIONS if a.shortcut]
+    assert len(keys) == len(set(keys)), "two actions share a key"
+    assert set(WINDOW_KEYS) == set(PRESETS)  # every preset has its own key, whatever the table's order
+    bound = {a.shortcut().toString() for a in window.actions.values() if not a.shortcut().isEmpty()}
+    assert bound == set(keys)
+    from PySide6.QtWidgets import QTextBrowser
+
+    shown = ShortcutsDialog(window).findChild(QTextBrowser).toPlainText()
+    assert [k for k, _ in shortcut_rows() if k not in shown] == [] and all(key in shown for key in keys)
+    window.actions["window bone"].trigger()
+    assert window.viewer.window == PRESETS["bone"] and window.view.window == PRESETS["bone"]

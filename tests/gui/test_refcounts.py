@@ -41,7 +41,7 @@ def window(qtbot, tmp_path, tiny_model, study):
     w.show()
     qtbot.waitExposed(w)
     w.open_paths([study])
-    qtbot.waitUntil(lambda: w.prediction is not None and w.prediction.complete
+    qtbot.waitUntil(lambda: w.viewer.prediction is not None and w.viewer.prediction.complete
                     and w.classify is None, timeout=30000)
     return w
 
@@ -62,11 +62,11 @@ def drift(action, times: int) -> np.ndarray:
 def test_true_and_none_reference_counts_stay_flat_in_the_real_window(qtbot, window):
     # Extra references, so a leaking build fails this test instead of aborting the whole run.
     ballast = [True, None] * 1_000_000
-    n = len(window.series)
+    n = len(window.viewer.series)
     keys = itertools.cycle([Qt.Key.Key_Down] * (n - 1) + [Qt.Key.Key_Up] * (n - 1))
-    prediction = window.prediction
+    prediction = window.viewer.prediction
     job = workers.Job(lambda job: None, window)  # a worker's batch signal, wired as a classification's
-    job.batch.connect(window._on_batch)
+    job.batch.connect(window.viewer.add_batch)
     indices = np.arange(n)
 
     # Each phase is thousands of emits or overrides: a slice change alone emits several pyqtgraph signals.
@@ -78,9 +78,9 @@ def test_true_and_none_reference_counts_stay_flat_in_the_real_window(qtbot, wind
         # classification batches arrive as Signal(object) from the worker, carrying a BatchResult
         "batch emits": (drift(lambda: job.batch.emit(BatchResult(indices, prediction.probabilities, prediction.cam)),
                               300), 300),
-        "slice-step emits": (drift(lambda: window.view.sliceStep.emit(1 if window.index == 0 else -1), 300), 300),
+        "slice-step emits": (drift(lambda: window.view.sliceStep.emit(1 if window.viewer.index == 0 else -1), 300), 300),
     }
-    assert window.index in range(n) and window.view.hu is not None  # the events did reach the window
+    assert window.viewer.index in range(n) and window.view.hu is not None  # the events did reach the window
     # A leaking build loses one reference per event or more; a few stray references from caches are fine.
     leaks = {name: (int(d[0]), int(d[1])) for name, (d, events) in deltas.items() if np.abs(d).max() > events // 10}
     if leaks:

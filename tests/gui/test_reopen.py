@@ -26,12 +26,12 @@ def study(tmp_path_factory):
 
 
 def open_and_settle(qtbot, window, path, classify: bool) -> None:
-    previous = window.loader
+    previous = window.viewer.loader
     window.open_paths([path])
     # A new loader first: the old one is finished and the load job's thread may end before its result lands.
     # The slice reaches the view on the window's next decode-progress tick, after the loader has finished.
-    qtbot.waitUntil(lambda: window.loader is not previous and window.loader.finished and window.view.hu is not None
-                    and (not classify or (window.prediction is not None and window.prediction.complete))
+    qtbot.waitUntil(lambda: window.viewer.loader is not previous and window.viewer.loader.finished and window.view.hu is not None
+                    and (not classify or (window.viewer.prediction is not None and window.viewer.prediction.complete))
                     and not any(job.thread.isRunning() for job in window.jobs), timeout=30000)
 
 
@@ -60,13 +60,13 @@ def test_reopening_a_study_releases_the_previous_volume(qtbot, tmp_path, tiny_mo
     loaders, results = [], []
     for _ in range(OPENS):  # weak references only: the test itself must not keep a study alive
         open_and_settle(qtbot, window, study, classify=with_model)
-        loaders.append(weakref.ref(window.loader))
-        results.append(weakref.ref(window.result))
-    assert window.loader.finished and window.view.hu is not None  # the last study is on screen
+        loaders.append(weakref.ref(window.viewer.loader))
+        results.append(weakref.ref(window.viewer.result))
+    assert window.viewer.loader.finished and window.view.hu is not None  # the last study is on screen
     # Only the study on screen may hold its volume; every earlier loader (and its array) is gone.
     assert alive_after_flush(loaders[:-1]) == 0, "earlier studies' VolumeLoaders are still referenced"
     assert alive_after_flush(results[:-1]) == 0, "earlier LoadResults are still referenced"
-    assert loaders[-1]() is window.loader
+    assert loaders[-1]() is window.viewer.loader
 
 
 def test_finished_jobs_are_released(qtbot, tmp_path, tiny_model, study):
