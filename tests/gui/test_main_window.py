@@ -188,7 +188,7 @@ def test_hu_readout_under_the_cursor_and_right_drag_window(qtbot, window, study)
     opened(qtbot, window, study, classify=False)
     view = window.view
     view.viewbox.autoRange()
-    view._on_mouse_moved(view.viewbox.mapViewToScene(QPointF(10.5, 20.5)))
+    view.scene().sigMouseMoved.emit(view.viewbox.mapViewToScene(QPointF(10.5, 20.5)))  # what a mouse move sends
     assert window.hover_label.text() == f"x 10, y 20: {view.hu[20, 10]:.0f} HU"
     start = view.window
 
@@ -201,6 +201,7 @@ def test_hu_readout_under_the_cursor_and_right_drag_window(qtbot, window, study)
     # 30 px right widens by 60 HU; 10 px up raises the level by 20 HU.
     assert (view.window.center, view.window.width) == (start.center + 20, start.width + 60)
     assert tuple(view.image.levels) == (view.window.low, view.window.high)
+    assert window.viewer.window == view.window and "custom" in window.viewer.corner_lines()[-1]  # the model follows
 
 
 def test_menus_and_the_shortcut_help_come_from_one_table(window):
