@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     triage.add_argument("--out", type=Path, help="per-slice CSV (default: standard output if --json is not given)")
     triage.add_argument("--json", type=Path, help="study summary JSON")
     triage.add_argument("--anonymise", action="store_true", help="leave patient name/ID and file paths out")
+    triage.add_argument("--flag-outside-intended-use", action="store_true",
+                        help="flag series outside the model's intended use too (contrast-enhanced, not a head, bone "
+                             "reconstruction); by default their probabilities are written but nothing is flagged")
     return parser
 
 
@@ -90,7 +93,8 @@ def run_info(args: argparse.Namespace) -> int:
 def run_triage(args: argparse.Namespace) -> int:
     from ich_viewer import triage
 
-    return triage.run(args.paths, args.model, args.preset, args.out, args.json, args.anonymise)
+    return triage.run(args.paths, args.model, args.preset, args.out, args.json, args.anonymise,
+                      flag_outside_use=args.flag_outside_intended_use)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,10 +41,11 @@ class _Progress:
 
 
 def run(paths: list[Path], model_path: Path | None = None, preset: str | None = None, out: Path | None = None,
-        json_path: Path | None = None, anonymise: bool = False, stream=None) -> int:
+        json_path: Path | None = None, anonymise: bool = False, stream=None, flag_outside_use: bool = False) -> int:
     stream = stream or sys.stderr  # looked up per call: tests and callers may swap sys.stderr
     decoder_process.prestart()  # while the model loads
     viewer = ViewerModel()  # the window's own state and rules, driven headlessly
+    viewer.flag_outside_use = flag_outside_use
     try:
         viewer.set_model(load_model(model_path), preset)
     except (ModelError, ValueError) as exc:
@@ -79,6 +80,10 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         write_json(json_path, payload)
     for number, summary in enumerate(summaries, 1):  # numbered, not named: stderr may end up in a log
         flagged = ", ".join(summary["flagged_classes"]) or "nothing flagged"
+        outside = sorted({r for s in summary["series"] for r in s["intended_use"]["reasons"]})
+        if outside:  # said plainly, not as a finding
+            flagged += f"; {len([s for s in summary['series'] if not s['intended_use']['within']])} series outside " \
+                       f"the model's intended use ({', '.join(outside)})" + ("" if flag_outside_use else ", not flagged")
         slices = sum(s["slices"] for s in summary["series"])
         stream.write(f"study {number} of {len(summaries)}: {slices} slices, {flagged}\n")
     unreadable = sum(len(r.prediction.failed) for r in results)

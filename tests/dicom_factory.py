@@ -72,7 +72,8 @@ def ct_slice_from_hu(hu: np.ndarray, dst: Path, *, z: float, series_uid: str, st
     ds.ImageOrientationPatient = list(orientation)
     normal = np.cross(orientation[:3], orientation[3:])
     ds.ImagePositionPatient = [float(v) for v in np.asarray([-60.0, -60.0, 0.0]) + z * normal]
-    for keyword in ("PixelPaddingValue", "SliceLocation"):
+    # CT_small.dcm records a contrast agent (ISOVUE300/100); these slices are plain made-up HU.
+    for keyword in ("PixelPaddingValue", "SliceLocation", "ContrastBolusAgent", "ContrastBolusRoute"):
         if keyword in ds:
             delattr(ds, keyword)
     ds.save_as(dst)

@@ -37,6 +37,7 @@ from ich_viewer.core.errors import DecodeError, NoImagesFoundError
 from ich_viewer.core.geometry import natural_key, order_slices
 from ich_viewer.core.series import (
     AIR_HU,
+    Acquisition,
     FileRef,
     HuTransform,
     LoadResult,
@@ -87,6 +88,7 @@ SCAN_TAGS = [
     "Columns", "PixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation", "PixelPaddingValue",
     "WindowCenter", "WindowWidth", "RescaleIntercept", "RescaleSlope",
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    "ContrastBolusAgent", "ContrastBolusRoute", "BodyPartExamined", "ConvolutionKernel", "ProtocolName",
 ]
 #: Files per fast-scan batch: progress is reported between batches.
 SCAN_CHUNK = 256
@@ -178,7 +180,7 @@ class _Scanned:
     raised NotImplementedError out of load() when it was first read while grouping."""
 
     __slots__ = ("slices", "study_uid", "series_uid", "shape", "orientation", "spacing", "study_date",
-                 "study_description", "patient", "series_description", "series_number", "file_window")
+                 "study_description", "patient", "series_description", "series_number", "file_window", "acquisition")
 
     def __init__(self, slices, ds, shape, orientation, spacing):
         self.slices = slices
@@ -196,6 +198,8 @@ class _Scanned:
         except Exception:  # noqa: BLE001 - an unreadable series number only changes the series' order
             self.series_number = None
         self.file_window = _file_window(ds)
+        self.acquisition = Acquisition(*(_text(ds, k) for k in ("ContrastBolusAgent", "ContrastBolusRoute",
+                                                                 "BodyPartExamined", "ConvolutionKernel", "ProtocolName")))
 
 
 def _text(ds, keyword: str) -> str:
@@ -526,6 +530,7 @@ def _make_series(uid: str, items: list[_Scanned], skipped: list[Skipped]) -> Ser
         orientation=reference.orientation,
         geometry=geometry,
         file_window=reference.file_window,
+        acquisition=reference.acquisition,
     )
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ich_viewer.core.inference import SeriesPrediction, summarize
+from ich_viewer.core.intended_use import UseCheck
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.series import LoadResult, Series, Study
 
 CSV_FIELDS = ["path", "patient", "study_uid", "series_uid", "sop_instance_uid", "slice_index", "z",
-              *[f"p_{c}" for c in CLASSES], *[f"flag_{c}" for c in CLASSES], "slice_error"]
+              *[f"p_{c}" for c in CLASSES], *[f"flag_{c}" for c in CLASSES], "slice_error", "intended_use"]
 
 
 @dataclass
@@ -27,13 +28,16 @@ class SeriesResult:
     study: Study
     series: Series
     prediction: SeriesPrediction
+    use_check: UseCheck = UseCheck()
+    #: False for a series outside the intended use (unless asked): its probabilities are kept, nothing is flagged.
+    flags_shown: bool = True
 
 
 def slice_rows(results: list[SeriesResult], thresholds: np.ndarray, anonymise: bool = False) -> list[dict]:
     rows = []
     for r in results:
         probabilities = r.prediction.probabilities
-        flags = np.nan_to_num(probabilities, nan=-1.0) >= thresholds
+        flags = (np.nan_to_num(probabilities, nan=-1.0) >= thresholds) & r.flags_shown
         z = r.series.z
         for i, ref in enumerate(r.series.slices):
             row = {"path": "" if anonymise else str(ref.file), "patient": "" if anonymise else r.study.patient.id,
@@ -44,6 +48,7 @@ def slice_rows(results: list[SeriesResult], thresholds: np.ndarray, anonymise: b
                 row[f"p_{name}"] = "" if np.isnan(value) else f"{value:.6f}"
                 row[f"flag_{name}"] = int(flags[i, c])
             row["slice_error"] = r.prediction.failed.get(i, "")
+            row["intended_use"] = r.use_check.sentence
             rows.append(row)
     return rows
 
@@ -71,10 +76,14 @@ def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymi
             "patient": None if anonymise else {"name": r.study.patient.name, "id": r.study.patient.id},
             "series": []})
         summary = summarize(r.prediction.probabilities, thresholds)
+        if not r.flags_shown:
+            for per_class in summary.values():
+                per_class.update(flagged=False, flagged_slices=0, flagged_ranges=[])
         entry["series"].append({
             "series_uid": r.series.uid, "description": r.series.description, "slices": len(r.series.slices),
             "complete": r.prediction.complete, "flagged_classes": [c for c in CLASSES if summary[c]["flagged"]],
             "unreadable_slices": [{"slice": i, "reason": reason} for i, reason in sorted(r.prediction.failed.items())],
+            "intended_use": {**r.use_check.as_dict(), "flags_shown": r.flags_shown},
             "classes": summary})
     for entry in studies.values():
         entry["flagged_classes"] = sorted({c for s in entry["series"] for c in s["flagged_classes"]},

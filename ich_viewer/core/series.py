@@ -119,6 +119,17 @@ class Geometry:
         return tuple(out)
 
 
+@dataclass(frozen=True)
+class Acquisition:
+    """How the series was made, as far as the header says (what the intended-use check reads)."""
+
+    contrast_agent: str = ""
+    contrast_route: str = ""
+    body_part: str = ""
+    kernel: str = ""
+    protocol: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class Series:
     """A series of axial CT slices in slice order (inferior to superior along the slice normal)."""
@@ -133,6 +144,7 @@ class Series:
     orientation: tuple[float, ...] | None  # ImageOrientationPatient (6 values)
     geometry: Geometry
     file_window: Window | None = None
+    acquisition: Acquisition = Acquisition()
 
     def __len__(self) -> int:
         return len(self.slices)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from psygnal import Signal
 
+from ich_viewer.core import intended_use
 from ich_viewer.core.contract import CLASSES, BatchResult
 from ich_viewer.core.inference import SeriesPrediction, cam_overlay, display_scale, flagged_ranges
 from ich_viewer.core.model import IchModel
@@ -53,6 +54,8 @@ class ViewerModel:
         self.cam_class = TOP_CLASS
         self.cam_enabled, self.cam_below_threshold = True, False
         self.anonymised = False
+        self.use_check = intended_use.UseCheck()  # the open series' intended-use verdict
+        self.flag_outside_use = False  # the user asked to see flags on a series outside the intended use
 
     # ------------------------------------------------------------------ loading and navigation
 
@@ -64,6 +67,7 @@ class ViewerModel:
         """Make ``series`` current and start decoding it (``first``, default the middle slice, first)."""
         self.close_series()
         self.study, self.series, self.prediction = study, series, None
+        self.use_check = intended_use.check(series, study.description)
         self.index = len(series) // 2 if first is None else int(np.clip(first, 0, len(series) - 1))
         # Our own loader: its decoding threads stop and its array goes when the next series opens.
         self.loader = VolumeLoader(series, first=self.index)
@@ -98,6 +102,16 @@ class ViewerModel:
         self.thresholds.set(name, value)
         self.thresholds_changed.emit()
 
+    def set_flag_outside_use(self, flag: bool) -> None:
+        """Flag a series outside the model's intended use all the same (off by default: it is not flagged)."""
+        self.flag_outside_use = flag
+        self.thresholds_changed.emit()  # the flags change as if every threshold had
+
+    @property
+    def flags_shown(self) -> bool:
+        """False for a series outside the intended use, unless the user asked: then nothing is flagged."""
+        return not self.use_check.outside or self.flag_outside_use
+
     def start_prediction(self) -> None:
         self.prediction = SeriesPrediction.empty(len(self.series))
         self.prediction_changed.emit(None)
@@ -120,7 +134,8 @@ class ViewerModel:
         """bool [Z, 6]: each slice's flags at the active thresholds (never for a slice not yet classified)."""
         if self.prediction is None or self.thresholds is None:
             return None
-        return self.thresholds.flags(self.prediction.probabilities)
+        flags = self.thresholds.flags(self.prediction.probabilities)
+        return flags if self.flags_shown else np.zeros_like(flags)
 
     def study_flags(self) -> np.ndarray:
         """bool [6]: flagged on any slice of the series."""
@@ -171,9 +186,10 @@ class ViewerModel:
             return None
         name = CLASSES[c]
         scale = display_scale(self.prediction, c, self.model.card.cam_scale[name])
+        # Outside the intended use nothing is flagged, so the heat map is as under the threshold.
+        threshold = self.thresholds.values[name] if self.flags_shown else np.inf
         return cam_overlay(self.prediction.cam[self.index, c], (self.series.rows, self.series.columns), scale,
-                           float(self.prediction.probabilities[self.index, c]), self.thresholds.values[name],
-                           self.cam_below_threshold)
+                           float(self.prediction.probabilities[self.index, c]), threshold, self.cam_below_threshold)
 
     def corner_lines(self) -> list[str]:
         """The overlay text: patient (unless anonymised), slice, position and window."""
@@ -185,6 +201,9 @@ class ViewerModel:
             lines.append(f"{patient.name or '(no name)'}  ID {patient.id or '-'}  {self.study.date or ''}")
         window = "model view" if self.composite else str(self.window)
         lines.append(f"slice {self.index + 1}/{len(self.series)}  z {self.series.z[self.index]:.1f} mm  {window}")
+        if self.use_check.outside:  # short: the overlay is as wide as the image
+            lines.append(f"OUTSIDE INTENDED USE ({', '.join(self.use_check.reasons)})"
+                         + ("" if self.flag_outside_use else ": NOT FLAGGED"))
         return lines
 
     # ------------------------------------------------------------------ display choices
@@ -218,7 +237,7 @@ class ViewerModel:
     # ------------------------------------------------------------------ results
 
     def series_result(self) -> SeriesResult:
-        return SeriesResult(self.study, self.series, self.prediction)
+        return SeriesResult(self.study, self.series, self.prediction, self.use_check, self.flags_shown)
 
     def rows(self, results: list[SeriesResult] | None = None) -> list[dict]:
         """The per-slice CSV rows of ``results`` (default: the open series); anonymised when the display is."""

@@ -52,6 +52,9 @@ ACTIONS = (
     Action("View", "Skipped files", name="skipped"),  # the dock's own toggle
     Action("Model", "Classify this series", lambda w: w.run_classification(), "Ctrl+R", "classify the series again"),
     Action("Model", "Cancel classification", lambda w: w.cancel_classification()),
+    Action("Model", "Flag series outside the intended use",
+           lambda w: w.viewer.set_flag_outside_use(w.actions["outside use"].isChecked()), checkable=True,
+           name="outside use"),
     Action("Model", "Open model...", lambda w: w.ask_open_model()),
     Action("Model", "Model card...", lambda w: w.show_model_card()),
     Action("Help", "Open demo study", lambda w: w.open_demo()),

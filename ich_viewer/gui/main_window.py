@@ -236,8 +236,10 @@ class MainWindow(FileActions, QMainWindow):
         self.progress.hide()
         if prediction is not None:
             self.viewer.finish_prediction(prediction)
-            self.statusBar().showMessage("Classification cancelled" if prediction.cancelled else
-                                         "Flagged: " + (", ".join(self.viewer.flagged_classes()) or "nothing"), 10000)
+            self.statusBar().showMessage(
+                "Classification cancelled" if prediction.cancelled else
+                f"Not flagged: {self.viewer.use_check.sentence}" if not self.viewer.flags_shown else
+                "Flagged: " + (", ".join(self.viewer.flagged_classes()) or "nothing"), 10000)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.settings.setValue("window/geometry", self.saveGeometry())
