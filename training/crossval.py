@@ -19,13 +19,13 @@ from training.metrics import auc_or_none, bootstrap_ci, study_level
 
 
 def read_predictions(run: str | Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """``eval/predictions.csv`` of a run: patients, studies, labels [N,6] and probabilities [N,6]."""
+    """``eval/predictions.csv`` of a run: patients, studies, labels [N,6] (-1 = unknown) and probabilities [N,6]."""
     path = Path(run) / "eval" / "predictions.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no predictions at {path}: run `python -m training evaluate` for it first")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    labels = np.array([[int(r[f"label_{c}"]) for c in CLASSES] for r in rows], np.uint8).reshape(-1, len(CLASSES))
+    labels = np.array([[int(r[f"label_{c}"]) for c in CLASSES] for r in rows], np.int8).reshape(-1, len(CLASSES))
     probs = np.array([[float(r[f"prob_{c}"]) for c in CLASSES] for r in rows], np.float64).reshape(-1, len(CLASSES))
     return [r["patient"] for r in rows], [r["study"] for r in rows], labels, probs
 
@@ -80,7 +80,7 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
         study_auc = _study_auc(studies, labels, probs)
         if study_auc is not None:
             study_aucs.append(study_auc)
-        cells = " | ".join(_cell(a, int(labels[:, k].sum())) for k, a in enumerate(aucs))
+        cells = " | ".join(_cell(a, int((labels[:, k] == 1).sum())) for k, a in enumerate(aucs))
         lines.append(f"| {name} | {len(set(patients))} / {len(patients)} | {cells} | {fmt_metric(study_auc)} |")
     lines.append("| mean over folds (min-max, folds with positives) | | "
                  + " | ".join(_spread(per_fold[c]) for c in CLASSES) + f" | {_spread(study_aucs)} |")
@@ -93,7 +93,7 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
         auc = auc_or_none(labels[:, k], probs[:, k])
         ci = bootstrap_ci(patients, labels[:, k], probs[:, k], auc_or_none, n_boot=n_boot) if auc is not None else None
         interval = "" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-        pooled.append(f"{fmt_metric(auc)}{interval} ({int(labels[:, k].sum())})")
+        pooled.append(f"{fmt_metric(auc)}{interval} ({int((labels[:, k] == 1).sum())})")
     lines.append(f"| pooled out-of-fold [95% CI] | {len(set(patients))} / {len(patients)} | " + " | ".join(pooled)
                  + f" | {fmt_metric(_study_auc(studies, labels, probs))} |")
     return "\n".join(lines) + "\n"

@@ -3,6 +3,9 @@
 scikit-learn computes the reported point estimates; what is ours is the RSNA weighted log loss, the
 study-level max, resampling whole patients (slices of one patient are not independent) and two exact
 numpy AUC/AP functions for the bootstrap, where sklearn's input checks would cost ~25 s per evaluation.
+
+A label below 0 is unknown (a class the slice's source does not label): every function here drops
+those entries per class, so an unknown label changes nothing, and never counts as a negative.
 """
 
 from __future__ import annotations
@@ -18,19 +21,30 @@ RSNA_WEIGHTS = (2, 1, 1, 1, 1, 1)  # the Kaggle metric weights "any" twice
 EPS = 1e-7
 
 
+def known(y_true_c, y_prob_c, *others) -> tuple[np.ndarray, ...]:
+    """One class's labels and scores (and any further per-slice arrays) on its known rows only."""
+    y = np.asarray(y_true_c)
+    keep = y >= 0
+    return (y[keep], np.asarray(y_prob_c)[keep], *(np.asarray(o)[keep] for o in others))
+
+
 def weighted_log_loss(y_true, y_prob, weights: Sequence[float] = RSNA_WEIGHTS) -> float:
-    """RSNA 2019 metric: per slice the weighted mean of the six BCEs, then the mean over slices."""
+    """RSNA 2019 metric: per slice the weighted mean of the six BCEs, then the mean over slices.
+
+    Unknown labels are left out of their slice's mean; a slice with none known is left out (nan if all are)."""
     y = np.asarray(y_true, float)
     p = np.clip(np.asarray(y_prob, float), EPS, 1 - EPS)
-    w = np.asarray(weights, float)
+    w = np.asarray(weights, float) * (y >= 0)  # [N, 6]: exactly the weights where known
     bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-    return float(((bce * w).sum(1) / w.sum()).mean())
+    per_slice = w.sum(1)
+    counted = per_slice > 0
+    return float(((bce * w).sum(1)[counted] / per_slice[counted]).mean()) if counted.any() else float("nan")
 
 
 def roc_auc(y_true_c, y_prob_c) -> float | None:
-    """scikit-learn's ROC AUC of one class; None unless both labels occur (it is undefined then)."""
-    y = np.asarray(y_true_c)
-    return float(roc_auc_score(y, y_prob_c)) if 0 < np.count_nonzero(y) < y.size else None
+    """scikit-learn's ROC AUC of one class on its known rows; None unless both labels occur (undefined then)."""
+    y, p = known(y_true_c, y_prob_c)
+    return float(roc_auc_score(y, p)) if 0 < np.count_nonzero(y) < y.size else None
 
 
 def per_class_auc(y_true, y_prob, classes: Sequence[str] = CLASSES) -> dict[str, float | None]:
@@ -52,9 +66,10 @@ def class_metrics(y_true_c, y_prob_c, threshold: float) -> dict:
     ``zero_division=0``: a silent model earns no credit). Recall is None with no positives and
     specificity None with no negatives: those rates are undefined by the data, and a 0.0 would read as
     "missed every lesion". AUC is None unless both labels occur; AP is None without positives.
+    Unknown labels are left out: ``n`` counts the known slices.
     """
-    y = np.asarray(y_true_c).astype(bool)
-    p = np.asarray(y_prob_c, float)
+    y, p = known(y_true_c, y_prob_c)
+    y, p = y.astype(bool), p.astype(float)
     flag = p >= threshold
     tp, fp = int((flag & y).sum()), int((flag & ~y).sum())
     fn, tn = int((~flag & y).sum()), int((~flag & ~y).sum())
@@ -66,9 +81,10 @@ def class_metrics(y_true_c, y_prob_c, threshold: float) -> dict:
 
 
 def _ranked(y_true, y_prob):
-    """Labels sorted by ascending score plus the start index of every run of tied scores."""
+    """Known labels sorted by ascending score plus the start index of every run of tied scores."""
+    y_true, y_prob = known(y_true, y_prob)
     order = np.argsort(y_prob, kind="stable")  # timsort: near O(n) on the presorted bootstrap rows
-    s, y = np.asarray(y_prob)[order], np.asarray(y_true)[order].astype(bool)
+    s, y = y_prob[order], y_true[order].astype(bool)
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     return y, starts
 
@@ -99,10 +115,13 @@ def ap_or_none(y_true, y_prob) -> float | None:
 
 
 def study_level(study_ids: Sequence[str], y_true, y_prob):
-    """Max over each study's slices (labels and probabilities), studies in first-appearance order."""
+    """Max over each study's slices (labels and probabilities), studies in first-appearance order.
+
+    A class unknown on every slice of a study stays unknown (-1); a source labels a class on all its slices
+    or on none, so a study never mixes known and unknown labels of one class."""
     ids, first, inverse = np.unique(np.asarray(study_ids), return_index=True, return_inverse=True)
     y_true, y_prob = np.asarray(y_true), np.asarray(y_prob)
-    true = np.zeros((len(ids), y_true.shape[1]), y_true.dtype)
+    true = np.full((len(ids), y_true.shape[1]), y_true.min(initial=0), y_true.dtype)  # below every label
     prob = np.zeros((len(ids), y_prob.shape[1]), y_prob.dtype)
     np.maximum.at(true, inverse.ravel(), y_true)
     np.maximum.at(prob, inverse.ravel(), y_prob)
@@ -117,9 +136,10 @@ def bootstrap_ci(groups: Sequence[str], y_true_c, y_prob_c, metric: Callable, n_
     A resample is a count per group; the rows are built with one ``np.repeat`` over slices presorted by
     score, so the metric gets score-sorted rows and its own sort is nearly free. Resamples where the
     metric is None or raises ValueError (e.g. no positive patient drawn) are skipped; fewer than half
-    valid gives None rather than an interval from a biased subset.
+    valid gives None rather than an interval from a biased subset. Only known rows are resampled.
     """
-    y, p = np.asarray(y_true_c), np.asarray(y_prob_c, float)
+    y, p, groups = known(y_true_c, y_prob_c, groups)
+    p = p.astype(float)
     _, group = np.unique(np.asarray(groups), return_inverse=True)
     group = group.ravel()
     n_groups = int(group.max()) + 1 if group.size else 0
@@ -152,8 +172,6 @@ def evaluate(y_true, y_prob, patients: Sequence[str], studies: Sequence[str], th
         raise ValueError(f"expected y_true and y_prob of shape [N, {len(CLASSES)}], got {y_true.shape}, {y_prob.shape}")
     if not len(patients) == len(studies) == len(y_true):
         raise ValueError("patients and studies need one entry per slice")
-    if (y_true < 0).any():
-        raise ValueError("unlabelled rows (-1) cannot be evaluated")
     patients, studies = [str(x) for x in patients], [str(x) for x in studies]
     # A study is keyed by (patient, study) so two patients' reused study numbers never merge.
     keys = [f"{pt}\x1f{st}" for pt, st in zip(patients, studies)]

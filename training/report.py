@@ -13,6 +13,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from ich_viewer.core.contract import CLASSES  # noqa: E402
 from ich_viewer.core.thresholds import read_curve  # noqa: E402 - the report reads curves as the viewer does
+from training.metrics import known  # noqa: E402
 
 _META = ("default", "notes")  # preset keys that are not presets
 
@@ -33,16 +34,16 @@ def _plot(out: Path, y_true, y_prob, presets: dict, curves: dict, kind: str) -> 
     fig, axes = plt.subplots(2, 3, figsize=(9, 5.6), dpi=150)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.94, wspace=0.3, hspace=0.42)  # tight_layout: 3x slower
     for c, (name, ax) in enumerate(zip(CLASSES, axes.flat)):
-        y = y_true[:, c]
+        y, p = known(y_true[:, c], y_prob[:, c])  # unknown labels are not negatives
         if 0 < y.sum() < len(y):
             if kind == "roc":
-                x, yy, _ = roc_curve(y, y_prob[:, c])
+                x, yy, _ = roc_curve(y, p)
                 ax.plot(x, yy, lw=1.2)
                 ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
                 ax.set_xlabel("1 - specificity", fontsize=7)
                 ax.set_ylabel("sensitivity", fontsize=7)
             else:
-                precision, recall, _ = precision_recall_curve(y, y_prob[:, c])
+                precision, recall, _ = precision_recall_curve(y, p)
                 ax.plot(recall, precision, lw=1.2)
                 ax.axhline(y.mean(), ls=":", color="grey", lw=0.8)  # chance level = prevalence
                 ax.set_xlabel("recall", fontsize=7)

@@ -1,7 +1,8 @@
 """Threshold presets and operating curves, calibrated on validation patients (written into the card).
 
 The viewer reads precision/recall/specificity off the stored curve for any threshold the user picks,
-so the curve must be small (it lives in the card JSON) yet span [0, 1].
+so the curve must be small (it lives in the card JSON) yet span [0, 1]. Unknown labels (below 0: a class
+the slice's source does not label) are left out per class, like every metric.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from ich_viewer.core.contract import CLASSES
+from training.metrics import known
 
 PRESETS = ("balanced", "high_sensitivity", "precision_0.7")
 
@@ -22,8 +24,8 @@ def operating_curve(y_true_c, y_prob_c, max_points: int = 101) -> dict:
     alarms, the usual end point of a PR curve); with no positives recall is 0.0 and with no negatives
     specificity is 1.0, so every list stays numeric for interpolation.
     """
-    y = np.asarray(y_true_c).astype(bool)
-    p = np.asarray(y_prob_c, float)
+    y, p = known(y_true_c, y_prob_c)
+    y, p = y.astype(bool), p.astype(float)
     quantiles = np.quantile(p, np.linspace(0, 1, max(max_points - 2, 1))) if p.size else np.empty(0)
     grid = np.unique(np.clip(np.round(np.concatenate([[0.0, 1.0], quantiles]), 6), 0.0, 1.0))
     flags = p[None, :] >= grid[:, None]
@@ -55,7 +57,7 @@ def calibrate(y_true, y_prob, recall_target: float = 0.95, precision_target: flo
     - ``precision_0.7``: the lowest threshold with precision >= ``precision_target`` (the seed paper's
       Table V operating point), falling back to ``balanced`` with a note if never reached.
 
-    A class without positives gets 0.5 in every preset and a note. Result:
+    A class without positives (or without known labels) gets 0.5 in every preset and a note. Result:
     ``{"balanced": {class: t}, "high_sensitivity": {...}, "precision_0.7": {...}, "default": "balanced",
     "notes": [...]}``.
     """
@@ -63,11 +65,12 @@ def calibrate(y_true, y_prob, recall_target: float = 0.95, precision_target: flo
     presets: dict = {name: {} for name in PRESETS}
     notes: list[str] = []
     for c, name in enumerate(CLASSES):
-        y, p = y_true[:, c], y_prob[:, c]
+        y, p = known(y_true[:, c], y_prob[:, c])
         if y.sum() == 0:
             for preset in PRESETS:
                 presets[preset][name] = 0.5
-            notes.append(f"{name}: no positive validation slices; all presets use 0.5")
+            what = "labelled" if y.size == 0 else "positive"
+            notes.append(f"{name}: no {what} validation slices; all presets use 0.5")
             continue
         precision, recall, thresholds = precision_recall_curve(y, p)
         precision, recall = precision[:-1], recall[:-1]  # the final (1, 0) point has no threshold

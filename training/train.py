@@ -42,7 +42,7 @@ def split_rows(cache: Cache, config: Config) -> tuple[np.ndarray, np.ndarray]:
     Train-only sources never validate, and their rows of a validating patient (synthetic lesions
     painted on that patient's slices) are dropped: no validation anatomy reaches training.
     """
-    labelled = np.flatnonzero(cache.labels[:, 0] >= 0)
+    labelled = np.flatnonzero((cache.labels >= 0).any(1))
     extra = np.array([i for i in labelled if cache.records[i].source in config.data.train_only], int)
     split = np.array([i for i in labelled if cache.records[i].source not in config.data.train_only], int)
     patients = [cache.records[i].patient for i in split]
@@ -54,7 +54,13 @@ def split_rows(cache: Cache, config: Config) -> tuple[np.ndarray, np.ndarray]:
 
 
 class WeightedBCE(nn.Module):
-    """Binary cross-entropy per class, weighted per class (the seed: 2 on epidural; RSNA: 2 on any)."""
+    """Binary cross-entropy per class, weighted per class (the seed: 2 on epidural; RSNA: 2 on any).
+
+    Targets below 0 are unknown (a class the slice's source does not label): they add nothing, and the
+    result is the weighted mean over the known entries only, so a batch column that is all unknown
+    neither counts nor dilutes the others. With every target known it is the plain weighted mean, as
+    computed before partial labels (the same operations: the mask multiplies by exactly 1).
+    """
 
     def __init__(self, class_weights, pos_weight=None):
         super().__init__()
@@ -62,9 +68,12 @@ class WeightedBCE(nn.Module):
         self.register_buffer("pos_weight", None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32))
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight,
-                                                              reduction="none")
-        return (loss * self.weights).sum(1).mean() / self.weights.sum()
+        known = (targets >= 0).float()
+        loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0),
+                                                              pos_weight=self.pos_weight, reduction="none")
+        weights = self.weights * known  # [N, C]: each known entry's weight, 0 where unknown
+        # An all-unknown batch: 0 (with a zero gradient) rather than 0/0.
+        return (loss * weights).sum(1).mean() / weights.sum(1).mean().clamp(min=torch.finfo(torch.float32).tiny)
 
 
 def _distributed() -> tuple[int, int]:

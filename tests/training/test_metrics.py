@@ -188,12 +188,18 @@ def test_evaluate_structure_and_json():
     json.loads(json.dumps(ev))  # plain Python types only
 
 
-def test_evaluate_rejects_unlabelled_rows():
+def test_evaluate_leaves_unlabelled_rows_out_of_every_metric():
+    """An unlabelled row (-1: unknown in every class) was refused; with partial labels it simply counts nowhere."""
     y, p, patients, studies = _dataset()
     y = y.astype(np.int8)
     y[3] = -1
-    with pytest.raises(ValueError, match="unlabelled"):
-        evaluate(y, p, patients, studies, {c: 0.5 for c in CLASSES}, n_boot=10)
+    thresholds = {c: 0.5 for c in CLASSES}
+    result = evaluate(y, p, patients, studies, thresholds, n_boot=10)
+    rest = np.arange(len(y)) != 3
+    reference = evaluate(y[rest], p[rest], list(np.asarray(patients)[rest]), list(np.asarray(studies)[rest]),
+                         thresholds, n_boot=10)
+    assert result["slice"] == reference["slice"] and result["study"] == reference["study"]
+    assert result["log_loss"] == reference["log_loss"] and result["n_slices"] == len(y)
 
 
 # --------------------------------------------------------------------------- thresholds

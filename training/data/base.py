@@ -4,6 +4,12 @@ A reader (RSNA, CT-ICH, phantom) lists :class:`SliceRecord` s and returns each s
 [H, W] in the orientation DICOM slices are displayed in (rows = anterior->posterior, columns =
 patient right->left, i.e. radiological convention). Everything downstream (cache, splits, training)
 sees only this interface.
+
+Partial labels: a reader declares the classes it labels (:attr:`Source.classes`); every other class is
+unknown, stored as ``UNKNOWN`` (-1) in that slot of the record's labels and of the cache's int8 label
+array. -1 already meant "unlabelled row", so one array still carries everything (no side mask to keep
+in step through caching, indexing and splitting) and ``labels >= 0`` is the mask wherever it is needed:
+the loss skips unknown entries and every metric drops them per class.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import numpy as np
 
 from ich_viewer.core.contract import CLASSES
 
-__all__ = ["CachedReader", "SliceRecord", "Source", "labels_array"]
+__all__ = ["UNKNOWN", "CachedReader", "SliceRecord", "Source", "labels_array", "partial_labels"]
+
+#: The label value of a class a source does not label: neither positive nor negative.
+UNKNOWN = -1
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,7 @@ class SliceRecord:
     patient: str  # the unit of splitting: never on both sides of a split
     study: str  # the unit of study-level metrics (max over its slices)
     index: int  # slice position inside its study, for ordering and study plots
-    labels: tuple[int, ...] | None  # 6 values in CLASSES order, or None when unlabelled
+    labels: tuple[int, ...] | None  # 6 values in CLASSES order (1, 0 or UNKNOWN), or None when unlabelled
     source: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)  # reader-specific (paths, frame)
 
@@ -36,15 +45,25 @@ class Source(Protocol):
     name: str
     #: HU range that the stored pixels actually cover (CT-ICH PNGs: -20..100), or None for full DICOM.
     hu_range: tuple[float, float] | None
+    #: The classes its labels state (CLASSES order); the others are UNKNOWN in every record.
+    classes: tuple[str, ...]
 
     def records(self) -> list[SliceRecord]: ...
 
     def read_hu(self, record: SliceRecord) -> np.ndarray: ...
 
 
+def partial_labels(known: dict[str, int]) -> tuple[int, ...]:
+    """Six labels in CLASSES order from ``{class: 0 or 1}``; classes not given are UNKNOWN."""
+    unexpected = set(known) - set(CLASSES)
+    if unexpected:
+        raise ValueError(f"unknown class(es) {', '.join(sorted(unexpected))}: expected some of {', '.join(CLASSES)}")
+    return tuple(int(known[c]) if c in known else UNKNOWN for c in CLASSES)
+
+
 def labels_array(records: Sequence[SliceRecord]) -> np.ndarray:
-    """uint8 [N, 6] labels; unlabelled records are rows of -1 (as int8)."""
-    out = np.full((len(records), len(CLASSES)), -1, np.int8)
+    """int8 [N, 6] labels: 1, 0, or UNKNOWN (-1) for a class the source does not label and for unlabelled rows."""
+    out = np.full((len(records), len(CLASSES)), UNKNOWN, np.int8)
     for i, record in enumerate(records):
         if record.labels is not None:
             out[i] = record.labels

@@ -1,7 +1,7 @@
 """The prepared cache: every slice once decoded, resized to the model's size, stored as int16 HU.
 
 Layout of ``cache_dir``: ``images.npy`` (int16 [N, S, S], memory-mapped), ``index.csv`` (key, patient,
-study, index, source, six labels or -1), ``done.npy`` (bool [N]: which rows are written, so an
+study, index, source, six labels: 1, 0 or -1 for unknown), ``done.npy`` (bool [N]: which rows are written, so an
 interrupted ``prepare`` resumes where it stopped) and ``meta.json``. Decoding runs in worker
 processes; a GPU then reads a memory map instead of waiting on DICOM decoders.
 """
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ich_viewer.core.contract import CLASSES
 from training.config import Config
-from training.data.base import SliceRecord, Source, labels_array
+from training.data.base import UNKNOWN, SliceRecord, Source, labels_array
 from training.data.sources import build_source
 from training.model import resize_hu
 
@@ -33,7 +33,7 @@ class Cache:
 
     root: Path
     records: list[SliceRecord]
-    labels: np.ndarray  # int8 [N, 6], -1 = unlabelled
+    labels: np.ndarray  # int8 [N, 6], -1 = unknown (a class its source does not label, or an unlabelled row)
     images: np.ndarray  # int16 [N, S, S] memmap
     meta: dict
 
@@ -145,7 +145,7 @@ def _write_index(path: Path, records: list[SliceRecord]) -> None:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(_FIELDS)
         for r in records:
-            labels = r.labels if r.labels is not None else (-1,) * len(CLASSES)
+            labels = r.labels if r.labels is not None else (UNKNOWN,) * len(CLASSES)
             writer.writerow([r.key, r.patient, r.study, r.index, r.source, *labels])
 
 
@@ -156,5 +156,5 @@ def _read_index(path: Path) -> list[SliceRecord]:
     for row in rows:
         labels = tuple(int(row[c]) for c in CLASSES)
         records.append(SliceRecord(row["key"], row["patient"], row["study"], int(row["index"]),
-                                   None if labels[0] < 0 else labels, row["source"]))
+                                   None if max(labels) == UNKNOWN else labels, row["source"]))
     return records

@@ -67,15 +67,16 @@ def augment_hu(hu: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator)
 
 def sample_weights(labels: np.ndarray, power: float) -> np.ndarray:
     """Per-slice weight (1 / frequency of its rarest positive class)^power; negatives use the
-    negative frequency. power 0 = uniform, 1 = every class (and "none") drawn about equally."""
+    negative frequency. power 0 = uniform, 1 = every class (and "none") drawn about equally.
+    Unknown labels (-1) are neither positives nor negatives."""
     labels = np.asarray(labels)
     n = len(labels)
-    positives = labels[:, 1:].sum(0).astype(float)  # subtypes only: "any" is their union
+    positives = (labels[:, 1:] == 1).sum(0).astype(float)  # subtypes only: "any" is their union
     negatives = float((labels[:, 0] == 0).sum())
     inverse = np.where(positives > 0, n / np.maximum(positives, 1), 0.0)
     weights = np.full(n, (n / max(negatives, 1)) ** power)
     for i, row in enumerate(labels[:, 1:]):
-        if row.any():
+        if (row == 1).any():
             weights[i] = inverse[row > 0].max() ** power
     return weights / weights.sum()
 

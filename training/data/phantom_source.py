@@ -9,9 +9,9 @@ its masks, so a subtype shows up in the labels wherever it covers enough pixels.
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.phantom import SUBTYPES, PhantomSeries, make_phantom
 from training.data.base import CachedReader, SliceRecord
 
@@ -23,6 +23,7 @@ class PhantomSource(CachedReader):
 
     name = "phantom"
     hu_range = None
+    classes = CLASSES  # labels all six
 
     def __init__(self, n_studies: int, seed: int = 0, slices: int = 24, size: int = 256,
                  subtypes_per_study: int = 2, cache_size: int = 4, name: str | None = None):

@@ -110,6 +110,7 @@ class RealLesionSource(CachedReader):
 
     name = "ctich_lesions"
     hu_range = CtichPngSource.hu_range
+    classes = CLASSES  # labels all six
 
     def __init__(self, root: str, subtypes: Sequence[str] = ("intraventricular", "subarachnoid", "subdural"),
                  seed: int = 0, every: int = 1, name: str | None = None, cache_size: int = 8):

@@ -139,6 +139,7 @@ class RsnaSource:
 
     name = "rsna"
     hu_range = None
+    classes = CLASSES  # labels all six
 
     def __init__(self, root: str | Path, labels_csv: str | Path | None = None, *, workers: int | None = None,
                  chunksize: int = 512, index_cache: str | Path | None = None, progress: bool = True,
