@@ -59,6 +59,12 @@ def ctich_dir(shared_data: Path) -> Path:
     return _shared_folder(shared_data, "ctich")
 
 
+@pytest.fixture(scope="session")
+def phe_sich_dir(shared_data: Path) -> Path:
+    """PHE-SICH-CT-IDS PNG export: 3,446 slices of 118 patients, only any and intraparenchymal labelled."""
+    return _shared_folder(shared_data, "phe-sich")
+
+
 def tiny_card(**changes) -> dict:
     """A complete model card with hand-made presets and operating curves (values tests can compute)."""
     classes = ["any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]

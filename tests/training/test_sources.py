@@ -32,10 +32,11 @@ def test_every_registered_kind_names_a_reader_and_the_help_lists_it(kind):
     cls = getattr(importlib.import_module(module), reader)
     assert callable(getattr(cls, "records")) and callable(getattr(cls, "read_hu"))
     assert kind in describe_options()
+    assert cls.classes and [c for c in CLASSES if c in cls.classes] == list(cls.classes)  # the classes it labels
 
 
 def test_an_unknown_kind_names_every_registered_one():
-    with pytest.raises(ValueError, match="use ctich_png, ctich_nifti, ctich_lesions, rsna or phantom"):
+    with pytest.raises(ValueError, match="use ctich_png, ctich_nifti, ctich_lesions, phe_sich, rsna or phantom"):
         build_source({"kind": "dicom_folder", "root": "."})
     assert type(build_source({"kind": "phantom", "n_studies": 1})) is PhantomSource
 

@@ -38,7 +38,8 @@ from PIL import Image
 from ich_viewer.core.contract import CLASSES
 from training.data.base import CachedReader, SliceRecord
 
-__all__ = ["CtichNiftiSource", "CtichPngSource", "PNG_HU_RANGE", "PNG_WINDOW", "to_display", "from_display"]
+__all__ = ["CtichNiftiSource", "CtichPngSource", "PNG_HU_RANGE", "PNG_WINDOW", "to_display", "from_display",
+           "window_to_hu"]
 
 PNG_WINDOW = (40.0, 120.0)  # level, width of the export: HU = -20 + pixel / 255 * 120
 PNG_HU_RANGE = (PNG_WINDOW[0] - PNG_WINDOW[1] / 2, PNG_WINDOW[0] + PNG_WINDOW[1] / 2)
@@ -49,6 +50,12 @@ NIFTI_COLUMNS = ("PatientNumber", "SliceNumber", "Intraventricular", "Intraparen
 NIFTI_SUBTYPE_COLUMNS = {"epidural": "Epidural", "intraparenchymal": "Intraparenchymal",
                          "intraventricular": "Intraventricular", "subarachnoid": "Subarachnoid",
                          "subdural": "Subdural"}
+
+
+def window_to_hu(pixels: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """float32 HU of 8-bit pixels exported at ``window`` (level, width): 0 is level - width/2, 255 level + width/2."""
+    level, width = window
+    return np.float32(level - width / 2) + pixels.astype(np.float32) * np.float32(width / 255.0)
 
 
 def to_display(array: np.ndarray) -> np.ndarray:
@@ -106,6 +113,7 @@ class CtichPngSource:
 
     name = "ctich"
     hu_range = PNG_HU_RANGE
+    classes = CLASSES  # labels all six
 
     def __init__(self, root: str | Path, name: str | None = None):
         self.name = name or type(self).name  # SliceRecord.source; a config may rename a source (train_only)
@@ -150,8 +158,7 @@ class CtichPngSource:
         pixels = self._read_png(record.extra["image"])
         if pixels.dtype != np.uint8:
             raise ValueError(f"{record.extra['image']} is not 8-bit ({pixels.dtype}); the CT-ICH export is")
-        hu = np.float32(PNG_HU_RANGE[0]) + pixels.astype(np.float32) * np.float32(PNG_WINDOW[1] / 255.0)
-        return to_display(hu)
+        return to_display(window_to_hu(pixels, PNG_WINDOW))
 
     def read_mask(self, record: SliceRecord) -> np.ndarray:
         """bool [H, W] hemorrhage mask in display orientation (all False when none is listed)."""
@@ -170,6 +177,7 @@ class CtichNiftiSource(CachedReader):
 
     name = "ctich"
     hu_range = None
+    classes = CLASSES  # labels all six
 
     def __init__(self, root: str | Path, cache_size: int = 4, name: str | None = None):
         self.name = name or type(self).name  # SliceRecord.source; a config may rename a source (train_only)

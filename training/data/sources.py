@@ -15,6 +15,7 @@ SOURCE_KINDS: dict[str, str] = {
     "ctich_png": "training.data.ctich:CtichPngSource",
     "ctich_nifti": "training.data.ctich:CtichNiftiSource",
     "ctich_lesions": "training.data.real_lesions:RealLesionSource",
+    "phe_sich": "training.data.phe_sich:PheSichSource",
     "rsna": "training.data.rsna:RsnaSource",
     "phantom": "training.data.phantom_source:PhantomSource",
 }
