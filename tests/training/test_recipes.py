@@ -58,3 +58,15 @@ def test_the_lesions_experiment_is_the_bundled_recipe_plus_painted_lesions_on_fo
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
 def test_every_recipe_resolves_and_is_named_after_its_file(recipe):
     assert load_config(recipe).name == recipe  # outputs go to <out>/<name>: a variant must not reuse its base's folder
+
+
+def test_the_two_hospital_recipe_is_the_ctich_baseline_plus_phe_sich_at_the_same_epoch_length():
+    differences = _differences("ctich_resnet18", "ctich_phesich_resnet18")
+    assert "PHE-SICH-CT-IDS" in differences.pop("card.dataset")
+    assert "assumed to be 40/120" in differences.pop("card.limitations")
+    assert differences == {
+        "name": "ctich_phesich_resnet18",
+        "data.sources": [{"kind": "ctich_png", "root": "../shared/data/ctich"},
+                         {"kind": "phe_sich", "root": "../shared/data/phe-sich"}],
+        "train.epoch_size": 2300,  # the baseline draws ~2,250 training slices an epoch: the same 2-core CPU time
+    }
