@@ -38,7 +38,9 @@ class ViewerModel:
     model_changed = Signal(object)  # IchModel
     thresholds_changed = Signal()
     prediction_changed = Signal(object)  # the BatchResult that arrived, or None (started, finished, cleared)
-    display_changed = Signal()  # window, Grad-CAM class or options, anonymised display
+    window_changed = Signal()  # the window, or the model view
+    cam_changed = Signal()  # the Grad-CAM class or options
+    anonymised_changed = Signal(bool)
 
     def __init__(self) -> None:
         self.result: LoadResult | None = None
@@ -210,7 +212,7 @@ class ViewerModel:
 
     def set_window(self, window: Window) -> None:
         self.window, self.composite = window, None
-        self.display_changed.emit()
+        self.window_changed.emit()
 
     def model_view_windows(self) -> tuple[Window, ...]:
         """The model's own three windows when its card names them, else the seed papers' composite."""
@@ -219,7 +221,7 @@ class ViewerModel:
 
     def show_model_view(self) -> None:
         self.composite = self.model_view_windows()
-        self.display_changed.emit()
+        self.window_changed.emit()
 
     def set_cam(self, *, cls: str | None = None, enabled: bool | None = None, below_threshold: bool | None = None) -> None:
         if cls is not None:
@@ -228,11 +230,11 @@ class ViewerModel:
             self.cam_enabled = enabled
         if below_threshold is not None:
             self.cam_below_threshold = below_threshold
-        self.display_changed.emit()
+        self.cam_changed.emit()
 
     def set_anonymised(self, anonymised: bool) -> None:
         self.anonymised = anonymised
-        self.display_changed.emit()
+        self.anonymised_changed.emit(anonymised)
 
     # ------------------------------------------------------------------ results
 

@@ -112,7 +112,7 @@ class MainWindow(FileActions, QMainWindow):
         viewer.model_changed.connect(lambda m: self.model_label.setText(f"model: {m.card.name} {m.card.version}"))
         viewer.prediction_changed.connect(
             lambda batch: batch is not None and self.progress.setValue(int(viewer.prediction.done.sum())))
-        viewer.display_changed.connect(self._on_display_changed)
+        viewer.anonymised_changed.connect(self._on_anonymised_changed)
 
     # ------------------------------------------------------------------ opening
 
@@ -183,11 +183,11 @@ class MainWindow(FileActions, QMainWindow):
         else:
             super().keyPressEvent(event)
 
-    def _on_display_changed(self) -> None:
+    def _on_anonymised_changed(self, anonymised: bool) -> None:
         result = self.viewer.result
         if result is not None:  # the anonymised display hides names here too
-            self.browser.show_result(result, self.viewer.anonymised)
-            self.skipped.show_skipped(result.skipped, result.files_found, self.viewer.anonymised)
+            self.browser.show_result(result, anonymised)
+            self.skipped.show_skipped(result.skipped, result.files_found, anonymised)
 
     def set_window_preset(self, name: str) -> None:
         self.viewer.set_window(PRESETS[name])

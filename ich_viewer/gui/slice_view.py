@@ -58,7 +58,10 @@ class SliceView(pg.GraphicsLayoutWidget):
         viewer.thresholds_changed.connect(self.refresh_overlay)
         viewer.prediction_changed.connect(lambda batch: (batch is None or viewer.index in batch.indices)
                                           and self.refresh_overlay())
-        viewer.display_changed.connect(self._on_display_changed)
+        # A right-drag changes the window on every mouse move: only the image and its text are redone then.
+        viewer.window_changed.connect(self._on_window_changed)
+        viewer.cam_changed.connect(self.refresh_overlay)
+        viewer.anonymised_changed.connect(lambda _: self._show_corner_text())
 
     def show_current(self, autorange: bool = False) -> None:
         """The viewer's current slice, once decoded (blank until then), with its overlay and corner text."""
@@ -68,17 +71,19 @@ class SliceView(pg.GraphicsLayoutWidget):
             return
         self.set_slice(viewer.loader.slice(viewer.index), autorange)
         self.refresh_overlay()
-        self.set_corner_text("\n".join(viewer.corner_lines()))
+        self._show_corner_text()
 
     def refresh_overlay(self) -> None:
         self.set_overlay(self.viewer.overlay())
 
-    def _on_display_changed(self) -> None:
+    def _on_window_changed(self) -> None:
         if self.viewer.composite:
             self.set_composite(self.viewer.composite)
-        elif self.viewer.window != self.window or self.composite:
+        elif self.viewer.window != self.window or self.composite:  # not already shown (a right-drag here)
             self.set_window(self.viewer.window)
-        self.refresh_overlay()
+        self._show_corner_text()
+
+    def _show_corner_text(self) -> None:
         self.set_corner_text("\n".join(self.viewer.corner_lines()))
 
     # ------------------------------------------------------------------ content

@@ -30,7 +30,8 @@ def viewer(tmp_path, tiny_model):
 
 def _record(viewer: ViewerModel) -> list[tuple]:
     seen = []
-    for name in ("series_opened", "slice_changed", "thresholds_changed", "prediction_changed", "display_changed"):
+    for name in ("series_opened", "slice_changed", "thresholds_changed", "prediction_changed", "window_changed",
+                 "cam_changed", "anonymised_changed"):
         getattr(viewer, name).connect(lambda *args, n=name: seen.append((n, *args)))
     return seen
 
