@@ -75,6 +75,17 @@ def _patient_number(patient_id: str) -> int:
     return int(match.group(1))
 
 
+def png_export(root: str | Path, what: str, expected: str) -> tuple[Path, Path]:
+    """(folder, its labels.csv) of a PNG export such as CT-ICH's; FileNotFoundError naming ``what`` is missing."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{what} folder {root} does not exist")
+    labels_csv = root / "labels.csv"
+    if not labels_csv.is_file():
+        raise FileNotFoundError(f"{root} is not a {what} export: labels.csv is missing (expected {expected})")
+    return root, labels_csv
+
+
 def _read_table(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -117,13 +128,7 @@ class CtichPngSource:
 
     def __init__(self, root: str | Path, name: str | None = None):
         self.name = name or type(self).name  # SliceRecord.source; a config may rename a source (train_only)
-        self.root = Path(root).expanduser().resolve()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"CT-ICH PNG folder {self.root} does not exist")
-        self.labels_csv = self.root / "labels.csv"
-        if not self.labels_csv.is_file():
-            raise FileNotFoundError(f"{self.root} is not a CT-ICH PNG export: labels.csv is missing "
-                                    "(expected labels.csv, image/<k>.png and label/<k>.png)")
+        self.root, self.labels_csv = png_export(root, "CT-ICH PNG", "labels.csv, image/<k>.png and label/<k>.png")
 
     def records(self) -> list[SliceRecord]:
         rows = _read_table(self.labels_csv, PNG_COLUMNS, "a CT-ICH PNG label table")

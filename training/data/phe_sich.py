@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data.base import SliceRecord, partial_labels
-from training.data.ctich import CtichPngSource, _check_unique, _flag, _read_table, window_to_hu
+from training.data.ctich import CtichPngSource, _check_unique, _flag, _read_table, png_export, window_to_hu
 
 __all__ = ["PHE_SICH_HU_RANGE", "PHE_SICH_LABELLED", "PHE_SICH_WINDOW", "PheSichSource"]
 
@@ -50,13 +50,7 @@ class PheSichSource:
 
     def __init__(self, root: str | Path, name: str | None = None):
         self.name = name or type(self).name  # SliceRecord.source; a config may rename a source (train_only)
-        self.root = Path(root).expanduser().resolve()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"PHE-SICH folder {self.root} does not exist")
-        self.labels_csv = self.root / "labels.csv"
-        if not self.labels_csv.is_file():
-            raise FileNotFoundError(f"{self.root} is not a PHE-SICH export: labels.csv is missing "
-                                    "(expected labels.csv and image/<patient>_<slice>.png)")
+        self.root, self.labels_csv = png_export(root, "PHE-SICH", "labels.csv and image/<patient>_<slice>.png")
 
     def records(self) -> list[SliceRecord]:
         rows = _read_table(self.labels_csv, COLUMNS, "a PHE-SICH label table")
