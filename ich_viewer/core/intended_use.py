@@ -30,7 +30,8 @@ NO_CONTRAST = re.compile(r"non[- ]?contrast|without contrast|no contrast|w/o|(?<
 OTHER_REGION = re.compile(r"(?<![a-z])(chest|thorax|lung|abdomen|abd|pelvis|spine|lumbar|thoracic|cardiac|"
                           r"extremit\w*|knee|shoulder)(?![a-z])", re.I)
 HEAD = re.compile(r"head|brain|skull|cran", re.I)
-BONE = re.compile(r"(?<![a-z])bone(?![a-z])|(?<![a-z0-9])h[6-9]\d", re.I)
+BONE_WORD = re.compile(r"(?<![a-z])bone(?![a-z])", re.I)
+BONE_KERNEL = re.compile(BONE_WORD.pattern + r"|(?<![a-z0-9])h[6-9]\d", re.I)  # also Siemens' sharp head kernels
 
 CONTRAST_ENHANCED, NOT_A_HEAD, BONE_ONLY = "contrast-enhanced", "not a head", "bone reconstruction"
 
@@ -70,12 +71,14 @@ def check(series: Series, study_description: str = "") -> UseCheck:
     elif CONTRAST.search(said) and not NO_CONTRAST.search(said):
         reasons.append(CONTRAST_ENHANCED)
         evidence.append(f"description {said[:80]!r}")
-    region = acq.body_part or said
-    if acq.body_part and not HEAD.search(acq.body_part) or not acq.body_part and OTHER_REGION.search(said) \
-            and not HEAD.search(said):
+    # BodyPartExamined decides when recorded; otherwise a description naming another region and no head.
+    if (not HEAD.search(acq.body_part)) if acq.body_part else (OTHER_REGION.search(said) and not HEAD.search(said)):
         reasons.append(NOT_A_HEAD)
-        evidence.append(f"body part {region[:40]!r}")
-    if BONE.search(acq.kernel) or re.search(r"(?<![a-z])bone(?![a-z])", said, re.I):
+        evidence.append(f"body part {(acq.body_part or said)[:40]!r}")
+    if BONE_KERNEL.search(acq.kernel):
         reasons.append(BONE_ONLY)
-        evidence.append(f"kernel {acq.kernel!r}" if BONE.search(acq.kernel) else f"description {said[:80]!r}")
+        evidence.append(f"kernel {acq.kernel!r}")
+    elif BONE_WORD.search(said):
+        reasons.append(BONE_ONLY)
+        evidence.append(f"description {said[:80]!r}")
     return UseCheck(tuple(reasons), tuple(evidence))
