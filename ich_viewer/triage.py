@@ -58,16 +58,13 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         return 2
     loaded = viewer.result
     progress = _Progress(sum(len(s) for s in loaded.series), stream)
-
-    def on_batch(batch) -> None:
-        viewer.add_batch(batch)
-        progress.advance(len(batch.indices))
-
     results = []
     for study in loaded.studies:
         for series in study.series:
             viewer.open_series(study, series)
-            viewer.finish_prediction(predict_series(viewer.model, viewer.loader, len(series), on_batch=on_batch))
+            # No screen to stream to: the run's own result goes to the viewer model once, when it ends.
+            viewer.finish_prediction(predict_series(viewer.model, viewer.loader, len(series),
+                                                    on_batch=lambda batch: progress.advance(len(batch.indices))))
             results.append(viewer.series_result())
     viewer.close_series()
     progress.close()

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ich_viewer.core.contract import ModelCard
-from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.contract import CLASSES, ModelCard
 
 
 class Thresholds:
