@@ -63,6 +63,10 @@ class ModelCard:
     cam_scale: dict[str, float]
     #: Per class: "calibrated", "not calibrated", or "not stated" (a card from before the field existed).
     calibration: dict[str, str]
+    #: Per preset, the rule that chose its thresholds, in words ("best F1 among thresholds with ..."), if stated.
+    preset_rules: dict[str, str]
+    #: Per preset, the classes whose rule the validation data cannot meet, with why: never flagged under it.
+    unmet: dict[str, dict[str, str]]
     slice_thickness_mm: float | None
     validation: dict
     training: dict
@@ -91,6 +95,8 @@ class ModelCard:
             operating_curves=card.get("operating_curves") or {},
             cam_scale={c: float(scale.get(c) or 1.0) for c in CLASSES},
             calibration={c: calibration.get(c, NOT_STATED) for c in CLASSES},
+            preset_rules=dict(card.get("threshold_rules") or {}),
+            unmet={p: dict(v) for p, v in (card.get("thresholds_unmet") or {}).items()},
             slice_thickness_mm=card.get("slice_thickness_mm"),
             validation=card.get("validation") or {}, training=card.get("training") or {}, raw=card)
 
@@ -226,6 +232,13 @@ def _calibration_problem(card: dict) -> str | None:
                 f"\"{NOT_CALIBRATED}\"")
     if thickness is not None and not (_number(thickness) and thickness > 0):
         return "its model card's 'slice_thickness_mm' is not a positive number"
+    rules, unmet = card.get("threshold_rules"), card.get("thresholds_unmet")
+    if rules is not None and not (isinstance(rules, dict) and all(isinstance(v, str) for v in rules.values())):
+        return "its model card's 'threshold_rules' is not an object of sentences per preset"
+    if unmet is not None and not (isinstance(unmet, dict) and all(
+            isinstance(v, dict) and all(c in CLASSES and isinstance(why, str) for c, why in v.items())
+            for v in unmet.values())):
+        return "its model card's 'thresholds_unmet' is not an object of {class: reason} per preset"
     return None
 
 

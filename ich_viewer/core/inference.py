@@ -149,6 +149,8 @@ def summarize(probabilities: np.ndarray, thresholds: np.ndarray) -> dict:
         flags = column >= thresholds[c]
         summary[name] = {"max_probability": float(column[top]) if top >= 0 and column[top] >= 0 else None,
                          "top_slice": top if top >= 0 and column[top] >= 0 else None,
-                         "threshold": float(thresholds[c]), "flagged": bool(flags.any()),
+                         # a class not flagged at all (not calibrated, rule not met) has no threshold
+                         "threshold": float(thresholds[c]) if np.isfinite(thresholds[c]) else None,
+                         "flagged": bool(flags.any()),
                          "flagged_slices": int(flags.sum()), "flagged_ranges": flagged_ranges(flags)}
     return summary

@@ -100,6 +100,7 @@ def results_payload(model, thresholds, results: list[SeriesResult], loaded: Load
     the active preset and thresholds, each study, and the files that were not used."""
     payload = {"model": {"name": model.card.name, "version": model.card.version, "sha256": model.sha256},
                "preset": thresholds.preset, "thresholds": thresholds.values,
+               "not_flagged": thresholds.not_flagged(),
                "studies": study_summaries(results, thresholds.as_array(), anonymise)}
     if loaded is not None:
         # "file 17 of 238" says which file without its name (names often carry the patient's name)

@@ -2,19 +2,26 @@
 
 The read-outs come from the card's operating curves (measured on the model's validation patients),
 interpolated linearly between curve points, so a slider can show precision, recall and specificity.
+
+Two things keep a class from being flagged whatever its probability: the card marks it "not calibrated"
+(too little validation evidence; the user may switch it on), or the active preset's rule cannot be met
+for it on the validation data (until the user picks a threshold for it). :meth:`Thresholds.as_array`
+then gives it an infinite threshold, so every flag, summary and export agrees.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ich_viewer.core.contract import CLASSES, ModelCard
+from ich_viewer.core.contract import CLASSES, NOT_CALIBRATED, ModelCard
 
 
 class Thresholds:
     def __init__(self, card: ModelCard, preset: str | None = None):
         """ValueError, naming the card's presets, for a ``preset`` it does not have."""
         self.card = card
+        #: Classes flagged at all: every class but those the card marks not calibrated, until the user says.
+        self.enabled = {c: card.calibration[c] != NOT_CALIBRATED for c in CLASSES}
         self.apply_preset(preset or card.default_preset)
 
     @property
@@ -25,15 +32,38 @@ class Thresholds:
         if name not in self.card.presets:
             raise ValueError(f"unknown preset {name!r}; this model has {', '.join(self.card.presets)}")
         self.preset, self.values = name, dict(self.card.presets[name])
+        self.unmet = dict(self.card.unmet.get(name, {}))
 
     def set(self, name: str, value: float) -> None:
         """A user override for one class; the preset name then reads 'custom'."""
         self.values[name] = float(np.clip(value, 0.0, 1.0))
+        self.unmet.pop(name, None)  # the user chose this class's threshold: it is met by definition
         if self.values != self.card.presets.get(self.preset):
             self.preset = "custom"
 
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        self.enabled[name] = bool(enabled)
+
+    @property
+    def rule(self) -> str | None:
+        """The active preset's rule in words, when the card states it."""
+        return self.card.preset_rules.get(self.preset)
+
+    def not_flagged(self) -> dict[str, str]:
+        """Classes never flagged at the moment, with why, in CLASSES order."""
+        out = {}
+        for c in CLASSES:
+            if not self.enabled[c]:
+                out[c] = ("not calibrated: too little validation evidence"
+                          if self.card.calibration[c] == NOT_CALIBRATED else "switched off")
+            elif c in self.unmet:
+                out[c] = f"the {self.preset.replace('_', ' ')} rule cannot be met: {self.unmet[c]}"
+        return out
+
     def as_array(self) -> np.ndarray:
-        return np.array([self.values[c] for c in CLASSES], np.float32)
+        """Per class the threshold flags are computed at; infinite for a class not flagged."""
+        off = self.not_flagged()
+        return np.array([np.inf if c in off else self.values[c] for c in CLASSES], np.float32)
 
     def flags(self, probabilities: np.ndarray) -> np.ndarray:
         """bool [Z, 6]: probability >= threshold (NaN, i.e. not yet computed, is never flagged)."""

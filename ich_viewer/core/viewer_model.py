@@ -104,6 +104,11 @@ class ViewerModel:
         self.thresholds.set(name, value)
         self.thresholds_changed.emit()
 
+    def set_class_enabled(self, name: str, enabled: bool) -> None:
+        """Flag a class the card marks not calibrated after all, or stop flagging one."""
+        self.thresholds.set_enabled(name, enabled)
+        self.thresholds_changed.emit()
+
     def set_flag_outside_use(self, flag: bool) -> None:
         """Flag a series outside the model's intended use all the same (off by default: it is not flagged)."""
         self.flag_outside_use = flag
@@ -189,7 +194,7 @@ class ViewerModel:
         name = CLASSES[c]
         scale = display_scale(self.prediction, c, self.model.card.cam_scale[name])
         # Outside the intended use nothing is flagged, so the heat map is as under the threshold.
-        threshold = self.thresholds.values[name] if self.flags_shown else np.inf
+        threshold = float(self.thresholds.as_array()[c]) if self.flags_shown else np.inf
         return cam_overlay(self.prediction.cam[self.index, c], (self.series.rows, self.series.columns), scale,
                            float(self.prediction.probabilities[self.index, c]), threshold, self.cam_below_threshold)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
-from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.contract import CLASSES, NOT_CALIBRATED
 from ich_viewer.core.thresholds import Thresholds
 from ich_viewer.core.viewer_model import ViewerModel
 
@@ -32,7 +32,12 @@ class ThresholdPanel(QWidget):
         self.sliders: dict[str, QSlider] = {}
         self.values: dict[str, QLabel] = {}
         self.readouts: dict[str, QLabel] = {}
+        self.flag_boxes: dict[str, QCheckBox] = {}
         for row, name in enumerate(CLASSES):
+            box = QCheckBox(name)
+            box.setObjectName(f"flag_{name}")
+            box.setToolTip("flag this class; a class the model card marks not calibrated is off by default")
+            box.toggled.connect(lambda on, n=name: self.thresholds is not None and self.viewer.set_class_enabled(n, on))
             slider = QSlider(Qt.Orientation.Horizontal)
             slider.setRange(1, STEPS - 1)
             slider.setObjectName(f"threshold_{name}")
@@ -40,11 +45,12 @@ class ThresholdPanel(QWidget):
             value, readout = QLabel("-"), QLabel("")
             value.setMinimumWidth(40)
             readout.setMinimumWidth(220)
-            grid.addWidget(QLabel(name), row, 0)
+            grid.addWidget(box, row, 0)
             grid.addWidget(slider, row, 1)
             grid.addWidget(value, row, 2)
             grid.addWidget(readout, row, 3)
             self.sliders[name], self.values[name], self.readouts[name] = slider, value, readout
+            self.flag_boxes[name] = box
         grid.setColumnStretch(1, 1)
         self.setEnabled(False)
         viewer.model_changed.connect(lambda _: self.set_thresholds(viewer.thresholds))
@@ -74,9 +80,15 @@ class ThresholdPanel(QWidget):
             slider.blockSignals(True)
             slider.setValue(round(self.thresholds.values[name] * STEPS))
             slider.blockSignals(False)
+            box = self.flag_boxes[name]
+            box.blockSignals(True)
+            box.setChecked(self.thresholds.enabled[name])
+            box.blockSignals(False)
             self._show(name)
-        self.preset_label.setText(f"preset: {self.thresholds.preset.replace('_', ' ')}  "
-                                  "(precision / recall / specificity on the model's validation patients)")
+        rule = self.thresholds.rule
+        self.preset_label.setText(f"preset: {self.thresholds.preset.replace('_', ' ')}"
+                                  + (f" ({rule})" if rule else "")
+                                  + ". Precision / recall / specificity on the model's validation patients.")
 
     def _on_slider(self, name: str, value: int) -> None:
         if self.thresholds is None:
@@ -87,6 +99,12 @@ class ThresholdPanel(QWidget):
         value = self.thresholds.values[name]
         self.values[name].setText(f"{value:.3f}")
         readout = self.thresholds.readout(name)
-        self.readouts[name].setText("no validation curve" if readout is None else
-                                    f"P {readout['precision']:.2f}  R {readout['recall']:.2f}  "
-                                    f"Sp {readout['specificity']:.2f}")
+        text = ("no validation curve" if readout is None else
+                f"P {readout['precision']:.2f}  R {readout['recall']:.2f}  Sp {readout['specificity']:.2f}")
+        why = self.thresholds.not_flagged().get(name)
+        if self.thresholds.card.calibration[name] == NOT_CALIBRATED:
+            text = "NOT CALIBRATED" + ("" if self.thresholds.enabled[name] else ", not flagged") + f"  ({text})"
+        elif why:  # the preset's rule cannot be met: say so instead of showing numbers it does not reach
+            text = f"not flagged: {why.split(': ', 1)[-1]}"
+        self.readouts[name].setText(text)
+        self.readouts[name].setToolTip(why or "")

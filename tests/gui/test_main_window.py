@@ -219,3 +219,41 @@ def test_menus_and_the_shortcut_help_come_from_one_table(window):
     assert [k for k, _ in shortcut_rows() if k not in shown] == [] and all(key in shown for key in keys)
     window.actions["window bone"].trigger()
     assert window.viewer.window == PRESETS["bone"] and window.view.window == PRESETS["bone"]
+
+
+@pytest.fixture(scope="module")
+def uncalibrated_model(tmp_path_factory):
+    """The tiny model with a card that marks subarachnoid not calibrated and one preset rule unmet."""
+    torch = pytest.importorskip("torch", reason="the train extra (torch) exports the test model")
+    from tests.conftest import tiny_card
+    from training.config import from_dict
+    from training.export import export_onnx
+    from training.model import build_model
+
+    torch.manual_seed(0)
+    card = tiny_card(calibration={**dict.fromkeys(CLASSES, "calibrated"), "subarachnoid": "not calibrated"},
+                     threshold_rules={"precision_0.7": "the lowest threshold with precision at least 0.70"},
+                     thresholds_unmet={"precision_0.7": {"any": "never reaches precision 0.70"}})
+    model = build_model(from_dict({"model": {"arch": "resnet18", "size": 64, "hidden": 32}}))
+    return export_onnx(model, tmp_path_factory.mktemp("model") / "uncalibrated.onnx", card, sample_size=64)
+
+
+def test_not_calibrated_and_unmet_classes_are_shown_and_not_flagged(qtbot, tmp_path, study, uncalibrated_model):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings, model=IchModel(uncalibrated_model))
+    qtbot.addWidget(window)
+    window.show()
+    opened(qtbot, window, study)
+    panel, sah = window.threshold_panel, CLASSES.index("subarachnoid")
+    assert not panel.flag_boxes["subarachnoid"].isChecked() and panel.flag_boxes["any"].isChecked()
+    assert panel.readouts["subarachnoid"].text().startswith("NOT CALIBRATED, not flagged")
+    panel.sliders["subarachnoid"].setValue(1)  # even at the lowest threshold nothing is flagged
+    assert not window.viewer.slice_flags()[:, sah].any()
+    panel.flag_boxes["subarachnoid"].click()  # the user asks for it after all
+    assert window.viewer.slice_flags()[:, sah].all()
+    assert panel.readouts["subarachnoid"].text().startswith("NOT CALIBRATED  (")
+    panel.apply_preset("precision_0.7")
+    assert "the lowest threshold with precision at least 0.70" in panel.preset_label.text()
+    assert panel.readouts["any"].text() == "not flagged: never reaches precision 0.70"
+    assert not window.viewer.slice_flags()[:, 0].any()
+    window.close()
