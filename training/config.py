@@ -44,8 +44,11 @@ class DataConfig:
 @dataclass
 class SplitConfig:
     folds: int = _opt(5, "grouped k-fold over patients (never over slices)")
-    fold: int = _opt(0, "which fold is the validation split")
+    fold: int = _opt(0, "which fold is the validation split; -1 = none: train on every labelled patient (a "
+                     "bundled model, whose card then takes its thresholds from the fold runs' out-of-fold predictions)")
     seed: int = _opt(0, "seed of the patient shuffle")
+    held_out_source: str = _opt("", "leave one hospital out: a source name whose patients are the whole validation "
+                                    "split and are never trained on (folds are then unused)")
 
 
 @dataclass
@@ -72,6 +75,12 @@ class AugmentConfig:
     hu_noise: float = _opt(0.0, "std of Gaussian noise added in HU")
     hu_shift: float = _opt(0.0, "random global HU offset range +-, a scanner calibration jitter")
     hu_scale: float = _opt(0.0, "random HU contrast scale range +- around 1, about the water level 0")
+    export_window: bool = _opt(False, "rescale HU about each source's export window level over the widths it may "
+                                      "have had (a PNG source whose window is not recorded, e.g. PHE-SICH: 80-120)")
+    blur: float = _opt(0.0, "max Gaussian blur sigma in pixels (smooth reconstruction kernels), on a third of slices")
+    sharpen: float = _opt(0.0, "max unsharp-mask amount (sharp kernels), on another third of slices")
+    resolution: list = _opt([1.0, 1.0], "random down-then-up sampling factor range (lower-resolution scanners)")
+    slab: float = _opt(0.0, "max weight given to the two neighbouring slices (thicker slabs than the source's)")
 
 
 @dataclass
@@ -90,6 +99,8 @@ class TrainConfig:
     channels_last: bool = _opt(True, "channels_last memory format (faster convolutions)")
     loader_workers: int = _opt(0, "DataLoader worker processes")
     threads: int = _opt(0, "torch intra-op threads on CPU (0 = all cores)")
+    validate_each_epoch: bool = _opt(True, "score the validation split after every epoch (metrics.jsonl); off, "
+                                           "only `evaluate` scores it (it costs a pass over the split per epoch)")
     checkpoint_every: int = _opt(1, "save a resumable checkpoint every N epochs")
     max_steps: int | None = _opt(None, "stop after this many optimiser steps in total (tests, smoke runs)")
 
@@ -110,6 +121,8 @@ class CardConfig:
     limitations: str = _opt("Not clinically validated.", "plain sentences shown in the viewer's model dialog")
     dataset: str = _opt("", "what the validation data is, for the card")
     citation: str = _opt("", "data citation(s) for the card")
+    slice_thickness_mm: float | None = _opt(None, "slice thickness of the training data (mm), into the card: the "
+                                                  "viewer feeds thinner series as slabs of it")
 
 
 @dataclass

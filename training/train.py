@@ -39,18 +39,30 @@ log = logging.getLogger(__name__)
 def split_rows(cache: Cache, config: Config) -> tuple[np.ndarray, np.ndarray]:
     """Labelled cache rows of the training and validation patients.
 
-    Train-only sources never validate, and their rows of a validating patient (synthetic lesions
-    painted on that patient's slices) are dropped: no validation anatomy reaches training.
+    Three splits: one patient-level fold validates (``split.fold``); none does (``fold = -1``: every
+    patient trains, for the bundled model); or one whole source does (``split.held_out_source``: leave
+    one hospital out). Train-only sources never validate, and their rows of a validating patient
+    (synthetic lesions painted on that patient's slices) are dropped: no validation anatomy reaches training.
     """
     labelled = np.flatnonzero((cache.labels >= 0).any(1))
     extra = np.array([i for i in labelled if cache.records[i].source in config.data.train_only], int)
     split = np.array([i for i in labelled if cache.records[i].source not in config.data.train_only], int)
-    patients = [cache.records[i].patient for i in split]
-    train, val = train_val_indices(patients, cache.labels[split, 0], config.split.folds, config.split.fold,
-                                   config.split.seed)
-    validating = {patients[i] for i in val}
+    held_out = config.split.held_out_source
+    if held_out:
+        sources = np.array([cache.records[i].source for i in split])
+        if held_out not in set(sources):
+            raise ValueError(f"split.held_out_source {held_out!r} is none of this cache's validating sources "
+                             f"({', '.join(sorted(set(sources)))})")
+        train, val = np.flatnonzero(sources != held_out), np.flatnonzero(sources == held_out)
+    elif config.split.fold == -1:
+        train, val = np.arange(len(split)), np.array([], int)
+    else:
+        patients = [cache.records[i].patient for i in split]
+        train, val = train_val_indices(patients, cache.labels[split, 0], config.split.folds, config.split.fold,
+                                       config.split.seed)
+    validating = {cache.records[i].patient for i in split[val]}
     extra = np.array([i for i in extra if cache.records[i].patient not in validating], int)
-    return np.sort(np.concatenate([split[train], extra])), split[val]
+    return np.sort(np.concatenate([split[train], extra])).astype(int), split[val].astype(int)
 
 
 class WeightedBCE(nn.Module):
@@ -201,7 +213,8 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
             entry = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
                      "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2),
                      "images_per_s": round(len(losses) * config.train.batch_size * world / max(seconds, 1e-9), 2)}
-            entry.update(validate(model, cache, val_rows, device))
+            if config.train.validate_each_epoch or epoch + 1 == config.train.epochs:
+                entry.update(validate(model, cache, val_rows, device))
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
             if progress:
@@ -222,10 +235,34 @@ def _training_data(cache: Cache, train_rows: np.ndarray, config: Config, rank: i
     weights = sample_weights(cache.labels[train_rows], config.train.balanced_sampling) \
         if config.train.balanced_sampling else None
     sampler = EpochSampler(len(train_rows), config.seed, weights, config.train.epoch_size, rank, world)
-    dataset = CachedSlices(cache.images, cache.labels, train_rows, config.augment, config.seed)
+    dataset = CachedSlices(cache.images, cache.labels, train_rows, config.augment, config.seed,
+                           neighbours=slice_neighbours(cache.records), window_scale=export_window_scales(cache, config))
     loader = DataLoader(dataset, batch_size=config.train.batch_size, sampler=sampler, drop_last=True,
                         num_workers=config.train.loader_workers, persistent_workers=config.train.loader_workers > 0)
     return sampler, dataset, loader
+
+
+def slice_neighbours(records) -> np.ndarray:
+    """int [N, 2]: the rows of the slices just below and above each one in its study (-1 at an end or a gap)."""
+    out = np.full((len(records), 2), -1, int)
+    by_position = {(r.source, r.study, r.index): i for i, r in enumerate(records)}
+    for i, r in enumerate(records):
+        out[i] = [by_position.get((r.source, r.study, r.index + step), -1) for step in (-1, 1)]
+    return out
+
+
+def export_window_scales(cache: Cache, config: Config) -> np.ndarray:
+    """float32 [N, 4]: per row, its source's export-window uncertainty (``augment.export_window``)."""
+    from training.data.base import export_window_scale
+    from training.data.sources import build_source
+
+    by_name = {}
+    if config.augment.export_window:
+        for spec in config.data.sources:
+            reader = build_source(spec)
+            by_name[reader.name] = export_window_scale(reader)
+    exact = (0.0, 0.0, 1.0, 1.0)
+    return np.array([by_name.get(r.source, exact) for r in cache.records], np.float32).reshape(-1, 4)
 
 
 def _restore(path: Path, config: Config, device: torch.device, model, optimizer, scheduler,

@@ -70,3 +70,19 @@ def test_the_two_hospital_recipe_is_the_ctich_baseline_plus_phe_sich_at_the_same
                          {"kind": "phe_sich", "root": "../shared/data/phe-sich"}],
         "train.epoch_size": 2300,  # the baseline draws ~2,250 training slices an epoch: the same 2-core CPU time
     }
+
+
+def test_the_bundled_two_hospital_recipe_adds_the_augmentation_every_source_needs():
+    differences = _differences("ctich_phesich_resnet18", "two_hospitals_resnet18")
+    for key in ("card.dataset", "card.limitations", "card.citation", "export.license"):
+        assert "PHE-SICH" in differences.pop(key), key
+    assert differences == {
+        "name": "two_hospitals_resnet18",
+        "data.cache_dir": "runs/cache_two_hospitals_160",  # one prepared cache for the folds, everyone and LOHO runs
+        "split.folds": 3,
+        "augment.export_window": True, "augment.blur": 1.2, "augment.sharpen": 1.0,
+        "augment.resolution": [0.5, 1.0], "augment.slab": 0.5,
+        "train.epochs": 8, "train.epoch_size": 1280, "train.validate_each_epoch": False,
+        "export.version": "2.0.0", "export.int8": True,
+        "card.slice_thickness_mm": 5.0,
+    }

@@ -284,3 +284,63 @@ def test_the_learning_rate_schedule_survives_runs_too_short_for_a_warmup(total_s
         assert max(rates) > 0.5e-3
     if total_steps >= 20:  # a real warmup: the rate rises before it anneals
         assert rates[0] < max(rates)
+
+
+def test_leave_one_source_out_and_train_on_everyone(tmp_path):
+    config = smoke_config(tmp_path, 'data.sources=[{kind="phantom", n_studies=6, seed=3, slices=8, size=64}, '
+                                    '{kind="phantom", n_studies=5, seed=4, slices=4, size=64, name="other"}]')
+    cache = prepare(config, progress=False)
+    other = {i for i, r in enumerate(cache.records) if r.source == "other"}
+    held = config.__class__(**{**config.__dict__, "split": type(config.split)(held_out_source="other")})
+    train_rows, val_rows = split_rows(cache, held)
+    assert set(val_rows.tolist()) == other and not other & set(train_rows.tolist())
+    assert len(train_rows) + len(val_rows) == len(cache.records)
+    everyone = config.__class__(**{**config.__dict__, "split": type(config.split)(fold=-1)})
+    train_rows, val_rows = split_rows(cache, everyone)
+    assert len(val_rows) == 0 and len(train_rows) == len(cache.records)
+    nowhere = config.__class__(**{**config.__dict__, "split": type(config.split)(held_out_source="nowhere")})
+    with pytest.raises(ValueError, match="held_out_source 'nowhere'"):
+        split_rows(cache, nowhere)
+
+
+def test_slab_neighbours_stay_inside_a_study_and_stop_at_gaps():
+    from training.data.base import SliceRecord
+    from training.train import slice_neighbours
+
+    records = [SliceRecord(f"k{i}", "p", study, index, None, "s") for i, (study, index) in
+               enumerate([("a", 1), ("a", 2), ("a", 3), ("a", 5), ("b", 4), ("b", 2), ("b", 3)])]
+    assert slice_neighbours(records).tolist() == [[-1, 1], [0, 2], [1, -1], [-1, -1], [6, -1], [-1, 6], [5, 4]]
+
+
+def test_a_thick_slab_blends_the_neighbours_and_the_export_window_keeps_saturated_pixels():
+    from training.data.dataset import CachedSlices
+
+    images = np.stack([np.full((16, 16), v, np.int16) for v in (0, 40, 20)])
+    images[1, 0, 0], images[1, 0, 1] = -20, 100  # saturated at the PNG export's floor and ceiling
+    labels = np.zeros((3, 6), np.int8)
+    slab = AugmentConfig(flip=False, degrees=0, translate=0, scale=[1, 1], slab=1.0)
+    data = CachedSlices(images, labels, [1], slab, neighbours=np.array([[-1, 1], [0, 2], [1, -1]]))
+    values = {float(data[0][0][0, 5, 5]) for data.epoch in range(20)}
+    assert all(10.0 - 1e-4 <= v <= 40.0 + 1e-4 for v in values) and len(values) > 5  # (1 - w) 40 + w (0 + 20) / 2
+    window = AugmentConfig(flip=False, degrees=0, translate=0, scale=[1, 1], export_window=True)
+    data = CachedSlices(images, labels, [1], window, window_scale=np.array([[40, 120, 2 / 3, 1.0]] * 3, np.float32))
+    images[1, 5, 5] = 70
+    for data.epoch in range(10):
+        hu = data[0][0][0]
+        assert float(hu[0, 0]) == -20 and float(hu[0, 1]) == 100  # "at or below -20" stays so
+        assert 60.0 - 1e-4 <= float(hu[5, 5]) <= 70.0 + 1e-4  # 40 + 30 x (2/3 .. 1)
+
+
+def test_kernel_and_resolution_augmentation_change_texture_not_level():
+    rng = np.random.default_rng(0)
+    hu = torch.from_numpy(rng.normal(40, 10, (1, 64, 64)).astype(np.float32))
+    plain = AugmentConfig(flip=False, degrees=0, translate=0, scale=[1, 1])
+    assert torch.equal(augment_hu(hu, plain, torch.Generator().manual_seed(1)), hu)
+    for field, value, smoother in [("blur", 2.0, True), ("resolution", [0.3, 0.3], True), ("sharpen", 1.0, False)]:
+        cfg = AugmentConfig(flip=False, degrees=0, translate=0, scale=[1, 1], **{field: value})
+        changed = [augment_hu(hu, cfg, torch.Generator().manual_seed(s)) for s in range(12)]
+        changed = [c for c in changed if not torch.equal(c, hu)]
+        assert changed, field
+        for c in changed:
+            assert float(c.mean()) == pytest.approx(float(hu.mean()), abs=1.0)
+            assert (float(c.std()) < float(hu.std())) == smoother, field

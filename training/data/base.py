@@ -47,10 +47,18 @@ class Source(Protocol):
     hu_range: tuple[float, float] | None
     #: The classes its labels state (CLASSES order); the others are UNKNOWN in every record.
     classes: tuple[str, ...]
+    #: Optional: (level, width it was read with, lowest, highest HU scale about the level) that an
+    #: unrecorded export window allows; readers without it are exact (:func:`export_window_scale`).
+
 
     def records(self) -> list[SliceRecord]: ...
 
     def read_hu(self, record: SliceRecord) -> np.ndarray: ...
+
+
+def export_window_scale(source) -> tuple[float, float, float, float]:
+    """A reader's (level, width read, lowest, highest) HU-scale uncertainty; (0, 0, 1, 1) when its HU are exact."""
+    return tuple(getattr(source, "export_window_scale", (0.0, 0.0, 1.0, 1.0)))
 
 
 def partial_labels(known: dict[str, int]) -> tuple[int, ...]:

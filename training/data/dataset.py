@@ -20,12 +20,19 @@ from training.config import AugmentConfig
 
 
 class CachedSlices(Dataset):
-    """(HU [1, S, S] float32, labels [6] float32) for the given cache rows."""
+    """(HU [1, S, S] float32, labels [6] float32) for the given cache rows.
+
+    ``neighbours`` (int [N, 2], rows of the slices below and above, -1 for none) lets augmentation thicken
+    a slice into a slab; ``window_scale`` (float [N, 4]) is each row's export-window uncertainty
+    (``training.data.base.export_window_scale``). Both cover every cache row, not just ``rows``.
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, rows: np.ndarray,
-                 augment: AugmentConfig | None = None, seed: int = 0):
+                 augment: AugmentConfig | None = None, seed: int = 0, neighbours: np.ndarray | None = None,
+                 window_scale: np.ndarray | None = None):
         self.images, self.labels, self.rows = images, labels, np.asarray(rows)
         self.augment, self.seed, self.epoch = augment, seed, 0
+        self.neighbours, self.window_scale = neighbours, window_scale
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -33,11 +40,24 @@ class CachedSlices(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _hu(self, row: int) -> torch.Tensor:
+        return torch.from_numpy(self.images[row].astype(np.float32))[None]
+
     def __getitem__(self, i: int):
         row = int(self.rows[i])
-        hu = torch.from_numpy(self.images[row].astype(np.float32))[None]
+        hu = self._hu(row)
         if self.augment is not None:
             generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, row)) & 0x7FFF_FFFF_FFFF)
+            if self.augment.slab and self.neighbours is not None and (self.neighbours[row] >= 0).all():
+                # a thicker reconstruction: the slice blended with both neighbours (labels stay the centre's)
+                weight = _uniform(generator, 0.0, self.augment.slab)
+                below, above = (self._hu(int(n)) for n in self.neighbours[row])
+                hu = (1 - weight) * hu + weight / 2 * (below + above)
+            if self.augment.export_window and self.window_scale is not None:
+                level, width, lo, hi = (float(v) for v in self.window_scale[row])
+                if hi > lo:  # saturated pixels (at or beyond the export window's ends) stay saturated
+                    saturated = (hu - level).abs() >= width / 2 - 1e-3
+                    hu = torch.where(saturated, hu, level + (hu - level) * _uniform(generator, lo, hi))
             hu = augment_hu(hu, self.augment, generator)
         return hu, torch.from_numpy(self.labels[row].astype(np.float32))
 
@@ -47,7 +67,8 @@ def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
 
 
 def augment_hu(hu: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Flip, small affine (air fills the borders), HU contrast/offset jitter and noise."""
+    """Flip, small affine (air fills the borders), resolution loss, kernel blur or sharpening, HU
+    contrast/offset jitter and noise: what differs between scanners, kernels and exports."""
     if cfg.flip and torch.rand((), generator=generator) < 0.5:
         hu = TF.horizontal_flip(hu)
     if cfg.degrees or cfg.translate or tuple(cfg.scale) != (1.0, 1.0):
@@ -56,6 +77,18 @@ def augment_hu(hu: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator)
         hu = TF.affine(hu, angle=_uniform(generator, -cfg.degrees, cfg.degrees), translate=shift,
                        scale=_uniform(generator, *cfg.scale), shear=[0.0, 0.0],
                        interpolation=InterpolationMode.BILINEAR, fill=AIR_HU)
+    if tuple(cfg.resolution) != (1.0, 1.0):
+        size = hu.shape[-1]
+        low = max(8, round(size * _uniform(generator, *cfg.resolution)))
+        if low < size:
+            hu = TF.resize(TF.resize(hu, [low, low], antialias=True), [size, size], antialias=False)
+    kernel = float(torch.rand((), generator=generator)) if cfg.blur or cfg.sharpen else 1.0
+    if cfg.blur and kernel < 1 / 3:
+        sigma = _uniform(generator, 0.1, cfg.blur)
+        hu = TF.gaussian_blur(hu, [5, 5], [sigma, sigma])
+    elif cfg.sharpen and kernel < 2 / 3:
+        amount = _uniform(generator, 0.0, cfg.sharpen)
+        hu = hu + amount * (hu - TF.gaussian_blur(hu, [5, 5], [1.0, 1.0]))
     if cfg.hu_scale:  # contrast about water (0 HU): differences between scanners' calibrations
         hu = hu * _uniform(generator, 1 - cfg.hu_scale, 1 + cfg.hu_scale)
     if cfg.hu_shift:

@@ -36,6 +36,9 @@ __all__ = ["PHE_SICH_HU_RANGE", "PHE_SICH_LABELLED", "PHE_SICH_WINDOW", "PheSich
 #: augmentation (``augment.hu_scale``) is the hedge.
 PHE_SICH_WINDOW = (40.0, 120.0)
 PHE_SICH_HU_RANGE = (PHE_SICH_WINDOW[0] - PHE_SICH_WINDOW[1] / 2, PHE_SICH_WINDOW[0] + PHE_SICH_WINDOW[1] / 2)
+#: Widths the export window may have had (the anatomy fits 80 as well as 120): read as 120, the true HU
+#: about the level are the read ones times 80/120..1 (``augment.export_window`` draws from that range).
+PHE_SICH_WIDTHS = (80.0, 120.0)
 #: The classes labels.csv states; the others are unknown.
 PHE_SICH_LABELLED = ("any", "intraparenchymal")
 COLUMNS = ("image", "patient_id", *PHE_SICH_LABELLED)
@@ -47,6 +50,8 @@ class PheSichSource:
     name = "phe_sich"
     hu_range = PHE_SICH_HU_RANGE
     classes = PHE_SICH_LABELLED
+    #: (level, width read, lowest, highest HU scale about the level) that the unrecorded export window allows
+    export_window_scale = (*PHE_SICH_WINDOW, PHE_SICH_WIDTHS[0] / PHE_SICH_WINDOW[1], 1.0)
 
     def __init__(self, root: str | Path, name: str | None = None):
         self.name = name or type(self).name  # SliceRecord.source; a config may rename a source (train_only)
