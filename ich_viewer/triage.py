@@ -63,7 +63,7 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         for series in study.series:
             viewer.open_series(study, series)
             # No screen to stream to: the run's own result goes to the viewer model once, when it ends.
-            viewer.finish_prediction(predict_series(viewer.model, viewer.loader, len(series),
+            viewer.finish_prediction(predict_series(viewer.model, viewer.loader, len(series), slabs=viewer.slab_plan(),
                                                     on_batch=lambda batch: progress.advance(len(batch.indices))))
             results.append(viewer.series_result())
     viewer.close_series()

@@ -57,6 +57,7 @@ def test_triage_writes_one_row_per_slice_and_a_study_summary(tiny_model, study_f
     # notes.txt and the two phantom label files (labels.csv) are not DICOM
     assert [s["reason"] for s in report["skipped"]] == ["not a DICOM file"] * 3
     assert report["model"]["sha256"] == model.sha256
+    assert all(s["slabs"] is None for study in report["studies"] for s in study["series"])  # the card states no thickness
     err = capsys.readouterr().err
     assert "14/14 slices" in err and "skipped 3 file(s)" in err and "PAT-A" not in err
 

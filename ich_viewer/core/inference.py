@@ -16,6 +16,7 @@ from skimage.transform import resize
 from ich_viewer.core.contract import CLASSES, BatchResult
 from ich_viewer.core.errors import DecodeError
 from ich_viewer.core.model import IchModel
+from ich_viewer.core.slabs import SlabPlan
 
 BATCH = 16
 #: A backstop: the loader gives up a slice whose decoder runs past its own limit (15 s); a slice still not
@@ -38,6 +39,8 @@ class SeriesPrediction:
     cancelled: bool = False
     failed: dict[int, str] = field(default_factory=dict)
     logits: np.ndarray | None = None  # float32 [Z, 6] (NaN until computed), when the model has them
+    #: How the slices were fed when the series is thinner than the model's slices (None: slice by slice).
+    slabs: SlabPlan | None = None
 
     @classmethod
     def empty(cls, n_slices: int, grid: tuple[int, int] = (1, 1)) -> "SeriesPrediction":
@@ -63,30 +66,40 @@ class SeriesPrediction:
 
 def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batch_size: int = BATCH,
                    on_batch: BatchCallback | None = None, cancel: threading.Event | None = None,
-                   order: np.ndarray | None = None) -> SeriesPrediction:
+                   order: np.ndarray | None = None, slabs: SlabPlan | None = None) -> SeriesPrediction:
     """Probabilities and CAMs for every slice.
 
     ``volume`` is an HU array [Z, H, W] or a :class:`VolumeLoader` (then each batch waits only
     for its own slices, so results start while the rest is still decoding). ``order`` is the slice
     order to process (default: from the middle outwards, because the viewer opens on the middle
-    slice, so its results come first). ``cancel`` stops between batches.
+    slice, so its results come first). ``cancel`` stops between batches. With ``slabs``
+    (:func:`~ich_viewer.core.slabs.plan_for_series`) each slice is fed as the slab centred on it and its
+    result stored for it; a batch then also waits for its slabs' neighbours, and one that cannot be
+    decoded is left out of the slabs (it is unreadable itself, as ever).
     """
     n = n_slices if n_slices is not None else len(volume.array if hasattr(volume, "array") else volume)
     if order is None:
         middle = n // 2
         order = np.array(sorted(range(n), key=lambda i: (abs(i - middle), i)), int)
+    if slabs is not None and len(slabs) != n:
+        raise ValueError(f"a slab plan for {len(slabs)} slices given for a series of {n}")
     result = SeriesPrediction.empty(n)
+    result.slabs = slabs
     for start in range(0, n, batch_size):
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             break
         indices = np.sort(order[start:start + batch_size])
+        wanted = indices if slabs is None else slabs.needed(indices)
         if hasattr(volume, "slice"):
-            indices, hu = _decoded(volume, indices, result.failed)
-            if not len(indices):
-                continue
+            wanted, hu = _decoded(volume, wanted, result.failed)
         else:
-            hu = np.asarray(volume[indices], np.float32)
+            hu = np.asarray(volume[wanted], np.float32)
+        indices = indices[~np.isin(indices, list(result.failed))]  # a slice that cannot be decoded has no result
+        if not len(indices):
+            continue
+        if slabs is not None:
+            hu = slabs.average(indices, wanted, hu)
         batch = model.run(hu, indices)
         result.add(batch)
         if on_batch is not None:
@@ -95,9 +108,12 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
 
 
 def _decoded(loader, indices: np.ndarray, failed: dict[int, str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The batch's slices that decode (and their HU); the others go into ``failed`` with the reason."""
+    """The batch's slices that decode (and their HU); the others go into ``failed`` with the reason (one
+    already there, a slab neighbour found unreadable by an earlier batch, is not waited for again)."""
     good, slices = [], []
     for i in indices:
+        if int(i) in failed:
+            continue
         try:
             slices.append(loader.slice(int(i), timeout=SLICE_TIMEOUT_S))
             good.append(int(i))

@@ -84,6 +84,8 @@ def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymi
             "complete": r.prediction.complete, "flagged_classes": [c for c in CLASSES if summary[c]["flagged"]],
             "unreadable_slices": [{"slice": i, "reason": reason} for i, reason in sorted(r.prediction.failed.items())],
             "intended_use": {**r.use_check.as_dict(), "flags_shown": r.flags_shown},
+            # null: fed slice by slice; else the slab thickness and how many of the series' slices make one
+            "slabs": r.prediction.slabs.as_dict() if r.prediction.slabs is not None else None,
             "classes": summary})
     for entry in studies.values():
         entry["flagged_classes"] = sorted({c for s in entry["series"] for c in s["flagged_classes"]},

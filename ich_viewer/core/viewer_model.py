@@ -22,6 +22,7 @@ from ich_viewer.core.inference import SeriesPrediction, cam_overlay, display_sca
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.results import SeriesResult, results_payload, slice_rows, write_csv, write_json
 from ich_viewer.core.series import LoadResult, Series, Study
+from ich_viewer.core.slabs import SlabPlan, plan_for_series
 from ich_viewer.core.thresholds import Thresholds
 from ich_viewer.core.volume import VolumeLoader
 from ich_viewer.core.windows import COMPOSITE_WINDOWS, PRESETS, Window
@@ -58,6 +59,7 @@ class ViewerModel:
         self.anonymised = False
         self.use_check = intended_use.UseCheck()  # the open series' intended-use verdict
         self.flag_outside_use = False  # the user asked to see flags on a series outside the intended use
+        self._slabs: tuple = (None, None, None)  # series, model, and the slab plan for them
 
     # ------------------------------------------------------------------ loading and navigation
 
@@ -119,8 +121,18 @@ class ViewerModel:
         """False for a series outside the intended use, unless the user asked: then nothing is flagged."""
         return not self.use_check.outside or self.flag_outside_use
 
+    def slab_plan(self) -> SlabPlan | None:
+        """How the open series is fed to the model: as slabs of the card's slice thickness when the series is
+        clearly thinner (the GUI and triage both classify with this), else None (slice by slice)."""
+        if self.model is None or self.series is None:
+            return None
+        if self._slabs[:2] != (self.series, self.model):  # kept: the corner text asks on every window drag
+            self._slabs = (self.series, self.model, plan_for_series(self.series, self.model.card.slice_thickness_mm))
+        return self._slabs[2]
+
     def start_prediction(self) -> None:
         self.prediction = SeriesPrediction.empty(len(self.series))
+        self.prediction.slabs = self.slab_plan()  # what the run feeds, also when it is cancelled half-way
         self.prediction_changed.emit(None)
 
     def add_batch(self, batch: BatchResult) -> None:
@@ -208,6 +220,9 @@ class ViewerModel:
             lines.append(f"{patient.name or '(no name)'}  ID {patient.id or '-'}  {self.study.date or ''}")
         window = "model view" if self.composite else str(self.window)
         lines.append(f"slice {self.index + 1}/{len(self.series)}  z {self.series.z[self.index]:.1f} mm  {window}")
+        slabs = self.slab_plan()
+        if slabs is not None:  # the result shown is the slab's around this slice, not the thin slice's alone
+            lines.append(f"model fed {slabs.thickness_mm:g} mm slabs ({slabs.slices_per_slab:.3g} x {slabs.spacing_mm:.3g} mm)")
         if self.use_check.outside:  # short: the overlay is as wide as the image
             lines.append(f"OUTSIDE INTENDED USE ({', '.join(self.use_check.reasons)})"
                          + ("" if self.flag_outside_use else ": NOT FLAGGED"))

@@ -214,7 +214,8 @@ class MainWindow(FileActions, QMainWindow):
             return
         self.cancel_classification()
         self.viewer.start_prediction()
-        job = workers.classify_job(self.viewer.model, self.viewer.loader, len(self.viewer.series), self)
+        job = workers.classify_job(self.viewer.model, self.viewer.loader, len(self.viewer.series), self,
+                                   slabs=self.viewer.slab_plan())
         job.batch.connect(self.viewer.add_batch)
         job.finished.connect(self._on_classified)
         job.failed.connect(lambda message: (self._on_classified(None), QMessageBox.warning(self, "ICH Viewer", message)))

@@ -120,6 +120,6 @@ def load_job(paths: list[Path], parent=None) -> Job:
     return Job(lambda job: ich_viewer.load(paths), parent)
 
 
-def classify_job(model, loader, n_slices: int, parent=None) -> Job:
-    return Job(lambda job: predict_series(model, loader, n_slices, cancel=job.cancel_event,
+def classify_job(model, loader, n_slices: int, parent=None, slabs=None) -> Job:
+    return Job(lambda job: predict_series(model, loader, n_slices, cancel=job.cancel_event, slabs=slabs,
                                           on_batch=job.batch.emit), parent)
