@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-resume", action="store_true", help="train: start again even if a checkpoint exists")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars and train's per-epoch summary line")
     parser.add_argument("--bootstrap", type=int, default=1000, help="evaluate: bootstrap resamples over patients")
+    parser.add_argument("--oof", nargs="*", default=[], metavar="RUN",
+                        help="evaluate: the recipe's evaluated fold runs; the card's thresholds, curves and figures "
+                             "come from their pooled out-of-fold predictions (for a run trained on every patient)")
     parser.add_argument("--compare", nargs="*", default=[], metavar="RECIPE",
                         help="bundle: other evaluated recipes (or run folders) to compare with in the report")
     parser.add_argument("--cross-validation", nargs="*", default=[], metavar="RUN",
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             result = train(config, resume=not args.no_resume, progress=not args.no_progress)
         elif step == "evaluate":
             from training.evaluate import run_evaluation
-            result = run_evaluation(config, n_boot=args.bootstrap)
+            result = run_evaluation(config, n_boot=args.bootstrap, out_of_fold=args.oof)
         elif step == "export":
             from training.export_run import run_export
             result = json.dumps(run_export(config), indent=1)

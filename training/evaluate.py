@@ -21,7 +21,7 @@ from training.export import ContractGraph
 from training.metrics import evaluate as evaluate_predictions
 from training.model import build_model
 from training.report import write_report
-from training.thresholds import calibrate, curves
+from training.thresholds import PRESETS, calibrate, curves
 from training.train import predict, split_rows
 
 
@@ -54,32 +54,80 @@ def cam_scale(model: torch.nn.Module, images: np.ndarray, rows: np.ndarray, labe
     return scale
 
 
-def run_evaluation(config: Config, n_boot: int = 1000) -> Path:
+def run_evaluation(config: Config, n_boot: int = 1000, out_of_fold: list[str | Path] = ()) -> Path:
+    """Score the run's validation patients; or, with ``out_of_fold`` (the recipe's fold runs, already
+    evaluated), pool their held-out predictions instead: every labelled patient scored once by a model that
+    never saw it. That is how a run trained on every patient (``split.fold = -1``) gets its card's
+    thresholds, curves and figures."""
     cache = Cache.open(config.cache_dir)
     model, state = load_trained(config)
-    _, val_rows = split_rows(cache, config)
+    train_rows, val_rows = split_rows(cache, config)
     out = config.run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    probs = predict(model, cache.images, val_rows)
-    labels = cache.labels[val_rows].astype(np.int64)
-    records = [cache.records[i] for i in val_rows]
+    if out_of_fold:
+        records, labels, probs, split = pooled_out_of_fold(cache, config, out_of_fold)
+        cam_rows = np.sort(np.concatenate([train_rows, val_rows]))  # no held-out patients: a display scale only
+    elif len(val_rows):
+        probs = predict(model, cache.images, val_rows)
+        labels = cache.labels[val_rows].astype(np.int64)
+        records, cam_rows = [cache.records[i] for i in val_rows], val_rows
+        split = (f"patient-level: fold {config.split.fold} of {config.split.folds} stratified grouped folds "
+                 f"(seed {config.split.seed}); no patient is on both sides")
+        if config.split.held_out_source:
+            split = (f"leave one hospital out: every patient of {config.split.held_out_source} held out, the model "
+                     "trained on the other sources only")
+    else:
+        raise ValueError("this run trained on every patient, so none is held out: pass the recipe's fold runs "
+                         "(--oof) to evaluate on their pooled out-of-fold predictions")
     patients, studies = [r.patient for r in records], [r.study for r in records]
-    presets = calibrate(labels, probs)
+    presets = calibrate(labels, probs, patients)
     operating = curves(labels, probs)
     default = presets[presets["default"]]
     evaluation = evaluate_predictions(labels, probs, patients, studies, default, n_boot=n_boot, seed=config.seed)
     _write_predictions(out / "predictions.csv", records, labels, probs)
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1))
     card = make_card(config, state, model, evaluation, presets, operating,
-                     cam_scale(model, cache.images, val_rows, labels))
+                     cam_scale(model, cache.images, cam_rows, cache.labels[cam_rows]), split)
     (out / "card.json").write_text(json.dumps(card, indent=1))
-    write_report(out, f"{config.name}: validation on held-out patients", evaluation, labels, probs, presets, operating,
+    title = "pooled out-of-fold predictions" if out_of_fold else "validation on held-out patients"
+    write_report(out, f"{config.name}: {title}", evaluation, labels, probs, presets, operating,
                  notes=list(presets.get("notes", [])), extra_markdown=_training_markdown(card))
     return out
 
 
+def pooled_out_of_fold(cache: Cache, config: Config, runs: list[str | Path]):
+    """The fold runs' held-out predictions as one set: (records, labels, probabilities, split sentence).
+
+    Refused unless the runs hold out disjoint patients that together are exactly this run's labelled,
+    validating patients (train-only sources never count)."""
+    by_key = {r.key: r for r in cache.records}
+    records, labels, probs, seen = [], [], [], {}
+    for run in runs:
+        path = Path(run) / "eval" / "predictions.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"no predictions at {path}: evaluate that fold run first")
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["patient"] in seen and seen[row["patient"]] != str(run):
+                    raise ValueError(f"{run} and {seen[row['patient']]} both hold out patient {row['patient']}: "
+                                     "they are not folds of one cross-validation")
+                seen[row["patient"]] = str(run)
+                records.append(by_key[row["key"]])
+                labels.append([int(row[f"label_{c}"]) for c in CLASSES])
+                probs.append([float(row[f"prob_{c}"]) for c in CLASSES])
+    everyone = {cache.records[i].patient for i in np.concatenate(split_rows(cache, config))
+                if cache.records[i].source not in config.data.train_only}
+    if set(seen) != everyone:
+        raise ValueError(f"the out-of-fold runs hold out {len(set(seen))} patients, but this run's labelled "
+                         f"patients are {len(everyone)}: pass every fold run of the recipe")
+    split = (f"pooled out-of-fold: {len(runs)} patient-level fold runs ({', '.join(Path(r).name for r in runs)}), "
+             f"each patient scored by a model that never saw it; the weights in this file were then trained on all "
+             f"{len(everyone)} patients")
+    return records, np.array(labels, np.int64), np.array(probs, np.float64), split
+
+
 def make_card(config: Config, state: dict, model, evaluation: dict, presets: dict, operating: dict,
-              cam_scales: dict) -> dict:
+              cam_scales: dict, split: str) -> dict:
     windows = []
     width = model.preprocess.log_width.detach().exp().flatten().tolist()
     center = model.preprocess.center.detach().flatten().tolist()
@@ -87,17 +135,19 @@ def make_card(config: Config, state: dict, model, evaluation: dict, presets: dic
         windows.append({"name": w.name, "center": round(c, 2), "width": round(wd, 2), "function": w.function,
                         "learned": w.learned})
     slice_metrics = evaluation["slice"]
-    thresholds = {k: v for k, v in presets.items() if k != "notes"}
+    thresholds = {k: presets[k] for k in (*PRESETS, "default", "notes") if k in presets}
     return {
         "name": config.name, "version": config.export.version, "created": datetime.date.today().isoformat(),
         "architecture": config.model.arch, "license": config.export.license, "classes": list(CLASSES),
         "input": {"units": "HU", "size": [config.model.size, config.model.size], "clip": config.model.clip},
         "windows": windows, "head": config.model.head,
-        "thresholds": thresholds, "operating_curves": operating, "cam_scale": cam_scales,
+        "thresholds": thresholds, "threshold_rules": presets.get("rules", {}),
+        "thresholds_unmet": presets.get("unmet", {}), "calibration": presets.get("calibration"),
+        "slice_thickness_mm": config.card.slice_thickness_mm,
+        "operating_curves": operating, "cam_scale": cam_scales,
         "validation": {
             "dataset": config.card.dataset, "citation": config.card.citation,
-            "split": f"patient-level: fold {config.split.fold} of {config.split.folds} stratified grouped folds "
-                     f"(seed {config.split.seed}); no patient is on both sides",
+            "split": split,
             "slices": evaluation["n_slices"], "patients": evaluation["n_patients"],
             "auc": {c: slice_metrics[c]["auc"] for c in CLASSES},
             "auc_ci": {c: slice_metrics[c].get("auc_ci") for c in CLASSES},

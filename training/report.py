@@ -15,7 +15,7 @@ from ich_viewer.core.contract import CLASSES  # noqa: E402
 from ich_viewer.core.thresholds import read_curve  # noqa: E402 - the report reads curves as the viewer does
 from training.metrics import known  # noqa: E402
 
-_META = ("default", "notes")  # preset keys that are not presets
+from training.thresholds import META_KEYS as _META  # entries of the presets that are not presets
 
 
 def _f(value, digits: int = 3) -> str:
@@ -49,7 +49,7 @@ def _plot(out: Path, y_true, y_prob, presets: dict, curves: dict, kind: str) -> 
                 ax.set_xlabel("recall", fontsize=7)
                 ax.set_ylabel("precision", fontsize=7)
             for preset, marker in zip(names, "osD^v"):
-                if name in curves and name in presets[preset]:
+                if name in curves and name in presets[preset] and name not in presets.get("unmet", {}).get(preset, {}):
                     point = read_curve(curves[name], presets[preset][name])
                     xy = ((1 - point["specificity"], point["recall"]) if kind == "roc"
                           else (point["recall"], point["precision"]))
@@ -90,10 +90,15 @@ def write_report(out_dir, title: str, evaluation: dict, y_true, y_prob, presets:
         lines.append(f"| {name} | {r['n_pos']} | {r['n']} | {_ci(r, 'auc')} | {_ci(r, 'ap')} | "
                      f"{_f(r.get('threshold'))} | {_f(r['precision'])} | {_f(r['recall'])} | "
                      f"{_f(r['specificity'])} | {_f(r['f1'])} |")
-    lines += ["", "## Threshold presets", "", f"Default: `{default}`.", "",
-              "| class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    rules, unmet, calibration = presets.get("rules", {}), presets.get("unmet", {}), presets.get("calibration", {})
+    lines += ["", "## Threshold presets", "", f"Default: `{default}`. "
+              + " ".join(f"`{p}`: {rules[p]}." for p in names if p in rules)
+              + " \"not met\": the rule cannot be met for that class, which the viewer then does not flag.", "",
+              "| class | " + " | ".join(names) + (" | calibration |" if calibration else " |"),
+              "|---|" + "---:|" * len(names) + ("---|" if calibration else "")]
     for name in CLASSES:
-        lines.append(f"| {name} | " + " | ".join(_f(presets[p].get(name), 4) for p in names) + " |")
+        cells = ["not met" if name in unmet.get(p, {}) else _f(presets[p].get(name), 4) for p in names]
+        lines.append(f"| {name} | " + " | ".join(cells) + (f" | {calibration[name]} |" if calibration else " |"))
     lines += ["", f"## Study level (max over slices, `{default}` preset)", "",
               "| class | positive studies | studies | AUC [95% CI] | sensitivity | specificity |",
               "|---|---:|---:|---|---:|---:|"]

@@ -1,5 +1,8 @@
 """Threshold presets and operating curves, calibrated on validation patients (written into the card).
 
+The bundled model's come from pooled out-of-fold predictions over every labelled patient of every
+source that labels the class, not from one fold (``training.evaluate``).
+
 The viewer reads precision/recall/specificity off the stored curve for any threshold the user picks,
 so the curve must be small (it lives in the card JSON) yet span [0, 1]. Unknown labels (below 0: a class
 the slice's source does not label) are left out per class, like every metric.
@@ -14,6 +17,8 @@ from ich_viewer.core.contract import CLASSES
 from training.metrics import known
 
 PRESETS = ("balanced", "high_sensitivity", "precision_0.7")
+#: Entries of :func:`calibrate`'s result that are not presets.
+META_KEYS = ("default", "notes", "rules", "unmet", "calibration")
 
 
 def operating_curve(y_true_c, y_prob_c, max_points: int = 101) -> dict:
@@ -49,42 +54,73 @@ def _down4(t: float) -> float:
     return round(float(np.floor(t * 1e4 + 1e-6) / 1e4), 4)
 
 
-def calibrate(y_true, y_prob, recall_target: float = 0.95, precision_target: float = 0.7) -> dict:
-    """The card's presets, per class, over the exact candidate thresholds of ``precision_recall_curve``:
+#: Each preset's rule, in the words the card and the viewer show.
+PRESET_RULES = {
+    "balanced": "best F1 among thresholds with specificity at least 0.80",
+    "high_sensitivity": "the highest threshold with recall at least 0.95",
+    "precision_0.7": "the lowest threshold with precision at least 0.70",
+}
+MIN_SPECIFICITY = 0.80
+#: Less evidence than this for a class (positive slices, and patients they come from): "not calibrated".
+MIN_POSITIVE_SLICES, MIN_POSITIVE_PATIENTS = 20, 5
+UNMET = 1.0  # the threshold stored for a class whose rule cannot be met: the viewer flags nothing for it
 
-    - ``balanced``: max F1; ties go to the higher threshold (fewer false alarms for the same F1);
+
+def calibrate(y_true, y_prob, patients=None, recall_target: float = 0.95, precision_target: float = 0.7) -> dict:
+    """The card's presets and what backs them, per class, over the exact candidate thresholds of
+    ``precision_recall_curve`` (:data:`PRESET_RULES`):
+
+    - ``balanced``: max F1 among thresholds with specificity >= 0.80; ties go to the higher threshold;
     - ``high_sensitivity``: the highest threshold with recall >= ``recall_target``;
     - ``precision_0.7``: the lowest threshold with precision >= ``precision_target`` (the seed paper's
-      Table V operating point), falling back to ``balanced`` with a note if never reached.
+      Table V operating point).
 
-    A class without positives (or without known labels) gets 0.5 in every preset and a note. Result:
-    ``{"balanced": {class: t}, "high_sensitivity": {...}, "precision_0.7": {...}, "default": "balanced",
-    "notes": [...]}``.
+    A rule the data cannot meet (no positives; precision never reached; no positive found at specificity
+    0.80) is not replaced by another preset's threshold: the class gets :data:`UNMET` and a reason in
+    ``unmet``, and the viewer says so and flags nothing for it. ``calibration`` marks a class with fewer
+    than 20 positive slices or 5 positive patients (``patients``: one id per row; None counts slices
+    only) "not calibrated". Result: ``{"balanced": {class: t}, ..., "default": "balanced", "notes": [...],
+    "rules": PRESET_RULES, "unmet": {preset: {class: why}}, "calibration": {class: status}}``.
     """
     y_true, y_prob = np.asarray(y_true), np.asarray(y_prob, float)
+    patients = np.asarray(patients) if patients is not None else np.arange(len(y_true))
     presets: dict = {name: {} for name in PRESETS}
-    notes: list[str] = []
+    unmet: dict = {name: {} for name in PRESETS}
+    calibration, notes = {}, []
     for c, name in enumerate(CLASSES):
-        y, p = known(y_true[:, c], y_prob[:, c])
-        if y.sum() == 0:
+        keep = np.asarray(y_true[:, c]) >= 0
+        y, p = y_true[keep, c].astype(int), y_prob[keep, c]
+        n_pos, n_patients = int(y.sum()), len(set(patients[keep][y == 1].tolist()))
+        enough = n_pos >= MIN_POSITIVE_SLICES and n_patients >= MIN_POSITIVE_PATIENTS
+        calibration[name] = "calibrated" if enough else "not calibrated"
+        if not enough:
+            notes.append(f"{name}: not calibrated ({n_pos} positive slices from {n_patients} patients; needs "
+                         f"{MIN_POSITIVE_SLICES} from {MIN_POSITIVE_PATIENTS})")
+        if n_pos == 0:
+            why = "no labelled validation slices" if y.size == 0 else "no positive validation slices"
             for preset in PRESETS:
-                presets[preset][name] = 0.5
-            what = "labelled" if y.size == 0 else "positive"
-            notes.append(f"{name}: no {what} validation slices; all presets use 0.5")
+                presets[preset][name], unmet[preset][name] = UNMET, why
             continue
         precision, recall, thresholds = precision_recall_curve(y, p)
         precision, recall = precision[:-1], recall[:-1]  # the final (1, 0) point has no threshold
-        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-        balanced = float(thresholds[np.flatnonzero(f1 == f1.max())[-1]])  # thresholds ascend: [-1] is highest
-        sensitive = thresholds[recall >= recall_target]  # never empty: the lowest threshold has recall 1
+        negatives = max(int((y == 0).sum()), 1)
+        false_pos = np.array([int(((p >= t) & (y == 0)).sum()) for t in thresholds])
+        specific = 1 - false_pos / negatives >= MIN_SPECIFICITY
+        f1 = np.where(specific, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+        if f1.max() > 0:
+            presets["balanced"][name] = _down4(thresholds[np.flatnonzero(f1 == f1.max())[-1]])  # ascending: [-1] highest
+        else:
+            presets["balanced"][name] = UNMET
+            unmet["balanced"][name] = f"no threshold with specificity {MIN_SPECIFICITY:.2f} finds a positive slice"
+        presets["high_sensitivity"][name] = _down4(thresholds[recall >= recall_target].max())  # the lowest has recall 1
         precise = thresholds[precision >= precision_target]
-        presets["balanced"][name] = _down4(balanced)
-        presets["high_sensitivity"][name] = _down4(sensitive.max())
         if precise.size:
             presets["precision_0.7"][name] = _down4(precise.min())
         else:
-            presets["precision_0.7"][name] = _down4(balanced)
-            notes.append(f"precision_0.7: {name} never reaches precision {precision_target}; uses balanced")
-    presets["default"] = "balanced"
-    presets["notes"] = notes
+            presets["precision_0.7"][name] = UNMET
+            unmet["precision_0.7"][name] = f"never reaches precision {precision_target:.2f} on the validation slices"
+    for preset, classes in unmet.items():
+        notes += [f"{preset}: {name}: {why}" for name, why in classes.items()]
+    presets.update(default="balanced", notes=notes, rules=dict(PRESET_RULES),
+                   unmet={k: v for k, v in unmet.items() if v}, calibration=calibration)
     return presets

@@ -91,7 +91,8 @@ def test_the_export_is_triages_format(viewer, tmp_path):
     viewer.set_anonymised(True)
     viewer.export_results(tmp_path / "r.csv", tmp_path / "r.json")
     payload = json.loads((tmp_path / "r.json").read_text())
-    assert list(payload) == ["model", "preset", "thresholds", "studies", "files_found", "skipped", "notice"]
+    assert list(payload) == ["model", "preset", "thresholds", "not_flagged", "studies", "files_found", "skipped",
+                             "notice"]
     assert payload["studies"][0]["patient"] is None and "PAT-VM" not in (tmp_path / "r.csv").read_text()
     series = payload["studies"][0]["series"][0]
     assert series["complete"] and series["flagged_classes"] == viewer.flagged_classes()

@@ -16,7 +16,7 @@ from training.metrics import (ap_or_none, auc_or_none, bootstrap_ci, class_metri
                               study_level, weighted_log_loss)
 from training.report import write_report
 from ich_viewer.core.thresholds import read_curve
-from training.thresholds import calibrate, curves, operating_curve
+from training.thresholds import PRESET_RULES, calibrate, curves, operating_curve
 
 # Four slices. "any" is informative; the five subtypes are all negative at p = 0.5 (BCE = ln 2 each).
 Y4 = np.zeros((4, 6), np.uint8)
@@ -213,7 +213,7 @@ def _calibration_set():
     # 0.6: 3,2 -> .600   0.5: 4,2 -> .727 (max)   0.4: 4,3 -> .667   0.3: 4,4 -> .615   0.2: 5,4 -> .714 (recall 1)
     p[:, 0] = np.arange(1, 11) / 10
     y[:, 0] = [0, 1, 0, 0, 1, 0, 1, 1, 0, 1]
-    # epidural: no positives -> 0.5 everywhere and a note
+    # epidural: no positives -> every rule unmet (threshold 1.0, the reason in "unmet")
     # intraparenchymal: F1 tie, 0.9 (tp1 fp0 fn1 -> 2/3) vs 0.3 (tp2 fp2 fn0 -> 2/3): the higher wins
     p[:4, 2] = [0.9, 0.6, 0.5, 0.3]
     y[:4, 2] = [1, 0, 0, 1]
@@ -230,17 +230,40 @@ def _calibration_set():
 
 def test_calibrate_presets_known_answers():
     presets = calibrate(*_calibration_set())
-    assert presets["default"] == "balanced"
-    assert presets["balanced"] == {"any": 0.5, "epidural": 0.5, "intraparenchymal": 0.9, "intraventricular": 0.1234,
-                                   "subarachnoid": 0.1, "subdural": 0.8}
-    assert presets["high_sensitivity"] == {"any": 0.2, "epidural": 0.5, "intraparenchymal": 0.3,
+    assert presets["default"] == "balanced" and presets["rules"] == PRESET_RULES
+    # any: 5 negatives, so specificity >= 0.80 allows one false positive: thresholds 1.0, 0.9, 0.8, 0.7; the
+    # best F1 among them is 0.7's .667 (0.5's .727 flags two negatives). intraparenchymal: 8 negatives, one
+    # false positive allowed; 0.9 (F1 2/3) beats 0.6 (1/2). subarachnoid: its one positive scores lowest, so
+    # no threshold with one false positive or fewer (of 9 negatives) finds it: the rule is not met.
+    assert presets["balanced"] == {"any": 0.7, "epidural": 1.0, "intraparenchymal": 0.9, "intraventricular": 0.1234,
+                                   "subarachnoid": 1.0, "subdural": 0.8}
+    assert presets["high_sensitivity"] == {"any": 0.2, "epidural": 1.0, "intraparenchymal": 0.3,
                                            "intraventricular": 0.1234, "subarachnoid": 0.1, "subdural": 0.8}
     # any: lowest threshold with precision >= 0.7 is 0.7 (0.75), although 0.8 and 0.9 fall below again
-    # subdural: 0.7 flags 3 positives + 1 negative, precision 0.75 >= 0.7, so it beats the F1-best 0.8
-    assert presets["precision_0.7"] == {"any": 0.7, "epidural": 0.5, "intraparenchymal": 0.9,
-                                        "intraventricular": 0.1234, "subarachnoid": 0.1, "subdural": 0.7}
-    assert presets["notes"] == ["epidural: no positive validation slices; all presets use 0.5",
-                                "precision_0.7: subarachnoid never reaches precision 0.7; uses balanced"]
+    # subdural: 0.7 flags 3 positives + 1 negative, precision 0.75 >= 0.7
+    assert presets["precision_0.7"] == {"any": 0.7, "epidural": 1.0, "intraparenchymal": 0.9,
+                                        "intraventricular": 0.1234, "subarachnoid": 1.0, "subdural": 0.7}
+    # a rule that cannot be met is said, never filled in with another preset's threshold
+    assert presets["unmet"] == {
+        "balanced": {"epidural": "no positive validation slices",
+                     "subarachnoid": "no threshold with specificity 0.80 finds a positive slice"},
+        "high_sensitivity": {"epidural": "no positive validation slices"},
+        "precision_0.7": {"epidural": "no positive validation slices",
+                          "subarachnoid": "never reaches precision 0.70 on the validation slices"}}
+    # ten slices: no class has 20 positive slices
+    assert set(presets["calibration"].values()) == {"not calibrated"}
+
+
+def test_a_class_is_calibrated_from_20_positive_slices_of_5_patients():
+    rng = np.random.default_rng(0)
+    y = np.zeros((200, 6), np.int8)
+    y[:20, 0] = y[:20, 1] = y[:19, 2] = 1  # any and epidural: 20 positives; intraparenchymal 19
+    p = rng.random((200, 6))
+    spread = [f"p{i % 5}" for i in range(200)]  # positives from 5 patients
+    assert calibrate(y, p, spread)["calibration"] == {"any": "calibrated", "epidural": "calibrated",
+                                                      **dict.fromkeys(CLASSES[2:], "not calibrated")}
+    few = [f"p{i % 4}" for i in range(200)]  # the same slices from 4 patients
+    assert set(calibrate(y, p, few)["calibration"].values()) == {"not calibrated"}
 
 
 def test_calibrate_recall_target_is_a_parameter():

@@ -137,7 +137,7 @@ def test_thresholds_and_curves_use_the_known_rows_of_each_class():
         assert operating[name] == operating_curve(y[keep, c], p[keep, c])
     unlabelled = partial.copy()
     unlabelled[:, 4] = UNKNOWN
-    assert "subarachnoid: no labelled validation slices; all presets use 0.5" in calibrate(unlabelled, p)["notes"]
+    assert calibrate(unlabelled, p)["unmet"]["balanced"]["subarachnoid"] == "no labelled validation slices"
 
 
 def test_log_loss_by_hand_with_unknown_labels():

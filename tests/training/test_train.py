@@ -344,3 +344,42 @@ def test_kernel_and_resolution_augmentation_change_texture_not_level():
         for c in changed:
             assert float(c.mean()) == pytest.approx(float(hu.mean()), abs=1.0)
             assert (float(c.std()) < float(hu.std())) == smoother, field
+
+
+def test_a_run_on_every_patient_takes_its_card_from_the_folds_pooled_out_of_fold_predictions(tmp_path):
+    import csv
+
+    from training.evaluate import run_evaluation
+    from training.thresholds import calibrate
+
+    sets = [f'out="{tmp_path}"', "model.size=32", "train.batch_size=8", "split.folds=2",
+            'data.sources=[{kind="phantom", n_studies=6, seed=3, slices=8, size=64}]',
+            f'data.cache_dir="{tmp_path / "cache"}"']
+    cli = ["--config", "phantom_smoke", *[a for s in sets for a in ("--set", s)], "--no-progress", "--bootstrap", "20"]
+    assert training_main(["prepare", *cli]) == 0
+    folds = []
+    for fold in (0, 1):
+        run = ["--set", f'name="smoke_f{fold}"', "--set", f"split.fold={fold}"]
+        assert training_main(["train", *cli, *run]) == 0 and training_main(["evaluate", *cli, *run]) == 0
+        folds.append(str(tmp_path / f"smoke_f{fold}"))
+    everyone = ['name="smoke_all"', "split.fold=-1", "export.int8=true"]
+    assert training_main(["train", *cli, *[a for s in everyone for a in ("--set", s)]]) == 0
+    config = load_config("phantom_smoke", sets + everyone)
+    with pytest.raises(ValueError, match="none is held out"):
+        run_evaluation(config, n_boot=10)
+    with pytest.raises(ValueError, match="hold out 3 patients, but this run's labelled patients are 6"):
+        run_evaluation(config, n_boot=10, out_of_fold=folds[:1])
+    run_evaluation(config, n_boot=10, out_of_fold=folds)
+    assert training_main(["export", *cli, *[a for s in everyone for a in ("--set", s)]]) == 0
+    card = read_card(tmp_path / "smoke_all" / "model.onnx")
+    assert card["validation"]["split"].startswith("pooled out-of-fold: 2 patient-level fold runs")
+    rows = [r for f in folds for r in csv.DictReader(open(Path(f) / "eval" / "predictions.csv", newline=""))]
+    labels = np.array([[int(r[f"label_{c}"]) for c in CLASSES] for r in rows])
+    probs = np.array([[float(r[f"prob_{c}"]) for c in CLASSES] for r in rows])
+    assert card["validation"]["slices"] == len(rows) == 48 and len({r["patient"] for r in rows}) == 6
+    expected = calibrate(labels, probs, [r["patient"] for r in rows])
+    for preset in ("balanced", "high_sensitivity", "precision_0.7"):
+        assert card["thresholds"][preset] == expected[preset]
+    assert card["calibration"] == expected["calibration"] and card["threshold_rules"] == expected["rules"]
+    assert card["thresholds_unmet"] == expected["unmet"] and card["slice_thickness_mm"] is None
+    assert json.loads((tmp_path / "smoke_all" / "export.json").read_text())["int8"]["slices"] == "training"
