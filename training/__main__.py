@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cross-validation", nargs="*", default=[], metavar="RUN",
                         help="bundle: this recipe's evaluated runs on the other folds (run folders or recipes); the report "
                              "adds per-fold and pooled out-of-fold AUCs")
+    parser.add_argument("--leave-one-out", nargs="*", default=[], metavar="RUN",
+                        help="bundle: this recipe's evaluated runs without one hospital each (split.held_out_source); "
+                             "the report and the card lead with them")
     return parser
 
 
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             result = json.dumps(run_export(config), indent=1)
         else:
             from training.bundle import run_bundle
-            result = json.dumps(run_bundle(config, compare=args.compare, cross_validation=args.cross_validation), indent=1)
+            result = json.dumps(run_bundle(config, compare=args.compare, cross_validation=args.cross_validation,
+                                         leave_one_out=args.leave_one_out), indent=1)
         log.info("%s: %s (%.1f s)", step, result, time.perf_counter() - t0)
     return 0
 

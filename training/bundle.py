@@ -17,57 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-import ich_viewer
-from ich_viewer.core.inference import predict_series
-from ich_viewer.core.model import IchModel, sha256
-from ich_viewer.core.contract import CLASSES
-from ich_viewer.core.volume import read_volume
+import onnx
+
+from ich_viewer.core.contract import CARD_KEY
+from ich_viewer.core.model import sha256
 from training.config import Config
+from training.export import save_sealed
+from training.external import external_checks
 
 REPO = Path(__file__).resolve().parents[1]
-CQ500 = REPO.parent / "shared" / "data" / "cq500-ct0"
-
-
-def external_checks(model_path: Path, cq500: Path = CQ500, reports: Path = REPO / "training" / "reports") -> tuple[str, dict]:
-    """Markdown and numbers for the external slices, with every preset's flag counts."""
-    model = IchModel(model_path)
-    presets = model.card.presets
-    lines = ["", "## Real CT from other hospitals (not used for training or thresholds)", ""]
-    numbers: dict = {}
-    try:
-        from pydicom.data import get_testdata_file
-
-        j2kr = get_testdata_file("693_J2KR.dcm", download=False)
-    except ImportError:
-        j2kr = None
-    if j2kr:
-        series = ich_viewer.load(j2kr).series[0]
-        p = predict_series(model, read_volume(series)).probabilities[0]
-        numbers["693_J2KR"] = dict(zip(CLASSES, map(float, p)))
-        lines += ["`693_J2KR.dcm` (pydicom-data; CQ500-CT-310, read as subdural hemorrhage with midline shift):", "",
-                  "| " + " | ".join(CLASSES) + " |", "|" + "---:|" * len(CLASSES),
-                  "| " + " | ".join(f"{v:.3f}" for v in p) + " |", "",
-                  "Flagged at each preset: " + "; ".join(
-                      f"{name}: {', '.join(c for c in CLASSES if p[CLASSES.index(c)] >= t[c]) or 'nothing'}"
-                      for name, t in presets.items()), ""]
-    if cq500.is_dir():
-        series = ich_viewer.load(cq500).series[0]
-        probabilities = predict_series(model, read_volume(series)).probabilities
-        numbers["cq500_ct0"] = {"slices": len(series), "max": dict(zip(CLASSES, map(float, probabilities.max(0)))),
-                                "flagged": {}}
-        lines += [f"CQ500-CT-0 ({len(series)} slices, 0.625 mm; two of three radiologists read no hemorrhage, one "
-                  "read ICH and subarachnoid):", "",
-                  "| preset | " + " | ".join(CLASSES) + " |", "|---|" + "---:|" * len(CLASSES)]
-        for name, thresholds in presets.items():
-            counts = [int((probabilities[:, c] >= thresholds[n]).sum()) for c, n in enumerate(CLASSES)]
-            numbers["cq500_ct0"]["flagged"][name] = dict(zip(CLASSES, counts))
-            lines.append(f"| slices flagged, {name} | " + " | ".join(map(str, counts)) + " |")
-        lines.append("| max probability | " + " | ".join(f"{v:.3f}" for v in probabilities.max(0)) + " |")
-        lines.append("| median probability | " + " | ".join(f"{v:.3f}" for v in np.median(probabilities, 0)) + " |")
-        np.savetxt(reports / "cq500_ct0_probabilities.csv", probabilities, fmt="%.5f",
-                   delimiter=",", header=",".join(CLASSES), comments="")
-        lines += ["", "Per-slice probabilities: `cq500_ct0_probabilities.csv` (slice order, inferior to superior).", ""]
-    return "\n".join(lines), numbers
 
 
 def _int8_markdown(run_dir: Path) -> str:
@@ -84,11 +42,23 @@ def _int8_markdown(run_dir: Path) -> str:
         ""])
 
 
-def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross_validation: list[str] = ()) -> dict:
+def add_to_card(path: Path, entries: dict) -> None:
+    """Write ``entries`` into the card of the model at ``path`` and seal it again (same weights)."""
+    proto = onnx.load(str(path))
+    for prop in proto.metadata_props:
+        if prop.key == CARD_KEY:
+            prop.value = json.dumps({**json.loads(prop.value), **entries})
+    save_sealed(proto, path)
+
+
+def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross_validation: list[str] = (),
+               leave_one_out: list[str] = ()) -> dict:
     """Bundle the run's model into ``root`` (the repository; tests pass a scratch folder).
 
     ``compare``: other runs for the experiment table; ``cross_validation``: this recipe's runs on the other
-    folds, for the out-of-fold table. Both are recipe names or run folders."""
+    folds, for the out-of-fold table; ``leave_one_out``: its runs without one hospital each. All are recipe
+    names or run folders. The external checks and the leave-one-hospital-out figures also go into the
+    bundled file's card (``external_validation``), so the viewer's model dialog shows them."""
     int8 = bool(config.export.int8)
     source = config.run_dir / ("model.int8.onnx" if int8 else "model.onnx")
     if not source.is_file():
@@ -97,17 +67,25 @@ def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross
     models.mkdir(parents=True, exist_ok=True)
     target = models / f"{config.name}{'.int8' if int8 else ''}.onnx"
     shutil.copy(source, target)
+    reports = root / "training" / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    markdown, numbers = external_checks(target, reports=reports)
+    if leave_one_out:
+        from training.crossval import leave_one_hospital_out_markdown
+
+        loho_markdown, numbers["leave_one_hospital_out"] = leave_one_hospital_out_markdown(
+            {folder.name: folder for folder in _run_folders(leave_one_out)})
+        markdown = loho_markdown + markdown
+    add_to_card(target, {"external_validation": numbers})
     digest = sha256(target)
     manifest = {"models": [{"file": target.name, "sha256": digest, "precision": "int8" if int8 else "fp32",
                             "config": f"training/configs/{config.name}.toml",
-                            "reproduce": f"python -m training all --config {config.name} && "
-                                         f"python -m training bundle --config {config.name}"}]}
+                            "reproduce": (f"bash training/reproduce.sh {config.name}" if config.split.fold == -1 else
+                                          f"python -m training all --config {config.name} && "
+                                          f"python -m training bundle --config {config.name}")}]}
     (models / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    reports = root / "training" / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
     for name in ("report.md", "roc.png", "pr.png"):
         shutil.copy(config.run_dir / "eval" / name, reports / name)
-    markdown, numbers = external_checks(target, reports=reports)
     if int8:
         markdown = _int8_markdown(config.run_dir) + markdown
     if compare:
@@ -117,7 +95,10 @@ def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross
     if cross_validation:
         from training.crossval import cross_validation_markdown
 
-        markdown = cross_validation_markdown(_named_runs(config, cross_validation)) + markdown
+        # a run trained on every patient holds none out: its report already is the pooled out-of-fold one
+        folds = (_named_runs(config, cross_validation) if config.split.fold != -1
+                 else {folder.name: folder for folder in _run_folders(cross_validation)})
+        markdown = cross_validation_markdown(folds) + markdown
     with open(reports / "report.md", "a") as f:
         f.write(markdown)
     (reports / "external_checks.json").write_text(json.dumps(numbers, indent=1))

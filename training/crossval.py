@@ -66,8 +66,8 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
              "patients its model never saw; slice AUC per class (positive slices in brackets). The pooled row "
              "ranks every run's held-out slices together, with a 95% interval from resampling patients. It mixes "
              "several models' calibrations, and folds without positives of a class still add their negatives, "
-             "so it can be well below the mean over folds. The thresholds of the bundled card come from its own "
-             "fold only.", "",
+             "so it can be well below the mean over folds. A card made with `evaluate --oof` takes its thresholds "
+             "and curves from this pooled set.", "",
              "| run | held-out patients / slices | " + " | ".join(CLASSES) + " | study AUC (any) |",
              "|---|---|" + "---:|" * (len(CLASSES) + 1)]
     per_fold = {c: [] for c in CLASSES}
@@ -97,3 +97,32 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
     lines.append(f"| pooled out-of-fold [95% CI] | {len(set(patients))} / {len(patients)} | " + " | ".join(pooled)
                  + f" | {fmt_metric(_study_auc(studies, labels, probs))} |")
     return "\n".join(lines) + "\n"
+
+
+def leave_one_hospital_out_markdown(runs: dict[str, Path]) -> tuple[str, dict]:
+    """The headline table: each run trained without one hospital and scored on all of it (its labelled
+    classes only: PHE-SICH labels any and intraparenchymal). ``runs``: name -> evaluated run folder."""
+    import json
+
+    lines = ["", "## Leave one hospital out (the headline)", "",
+             "Each run is the recipe trained without one hospital, then scored on every patient of that hospital: "
+             "how the model does at a hospital it never saw. Slice AUC [95% CI over patients] (positive slices).", "",
+             "| held-out hospital | patients / slices | any | intraparenchymal | study AUC (any) |",
+             "|---|---|---:|---:|---:|"]
+    numbers = {}
+    for name, folder in runs.items():
+        folder = Path(folder)
+        evaluation = json.loads((folder / "eval" / "evaluation.json").read_text())
+        card = json.loads((folder / "eval" / "card.json").read_text())
+        held_out = card["training"]["config"]["split"]["held_out_source"]
+        cells, entry = [], {"run": name, "patients": evaluation["n_patients"], "slices": evaluation["n_slices"]}
+        for c in ("any", "intraparenchymal"):
+            r = evaluation["slice"][c]
+            ci = r.get("auc_ci")
+            cells.append(f"{fmt_metric(r['auc'])}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") + f" ({r['n_pos']})")
+            entry[c] = {"auc": r["auc"], "auc_ci": ci, "positives": r["n_pos"]}
+        entry["study_auc_any"] = evaluation["study"]["any"]["auc"]
+        numbers[held_out] = entry
+        lines.append(f"| {held_out} (`{name}`) | {evaluation['n_patients']} / {evaluation['n_slices']} | "
+                     f"{' | '.join(cells)} | {fmt_metric(entry['study_auc_any'])} |")
+    return "\n".join(lines) + "\n", numbers

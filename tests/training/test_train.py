@@ -353,7 +353,8 @@ def test_a_run_on_every_patient_takes_its_card_from_the_folds_pooled_out_of_fold
     from training.thresholds import calibrate
 
     sets = [f'out="{tmp_path}"', "model.size=32", "train.batch_size=8", "split.folds=2",
-            'data.sources=[{kind="phantom", n_studies=6, seed=3, slices=8, size=64}]',
+            'data.sources=[{kind="phantom", n_studies=4, seed=3, slices=8, size=64}, '
+            '{kind="phantom", n_studies=2, seed=4, slices=8, size=64, name="other"}]',
             f'data.cache_dir="{tmp_path / "cache"}"']
     cli = ["--config", "phantom_smoke", *[a for s in sets for a in ("--set", s)], "--no-progress", "--bootstrap", "20"]
     assert training_main(["prepare", *cli]) == 0
@@ -383,3 +384,17 @@ def test_a_run_on_every_patient_takes_its_card_from_the_folds_pooled_out_of_fold
     assert card["calibration"] == expected["calibration"] and card["threshold_rules"] == expected["rules"]
     assert card["thresholds_unmet"] == expected["unmet"] and card["slice_thickness_mm"] is None
     assert json.loads((tmp_path / "smoke_all" / "export.json").read_text())["int8"]["slices"] == "training"
+    # Leave the second "hospital" out, then bundle: the report and the bundled card lead with it.
+    loho = ['name="smoke_without_other"', 'split.held_out_source="other"']
+    for step in ("train", "evaluate"):
+        assert training_main([step, *cli, *[a for s in loho for a in ("--set", s)]]) == 0
+    from ich_viewer.core.model import IchModel
+    from training.bundle import run_bundle
+
+    run_bundle(config, root=tmp_path, cross_validation=folds, leave_one_out=[str(tmp_path / "smoke_without_other")])
+    bundled = IchModel.bundled(tmp_path / "resources" / "models")  # sealed again after the card grew
+    loho_numbers = bundled.card.raw["external_validation"]["leave_one_hospital_out"]
+    assert loho_numbers["other"]["patients"] == 2 and loho_numbers["other"]["slices"] == 16
+    report = (tmp_path / "training" / "reports" / "report.md").read_text()
+    assert "## Leave one hospital out" in report and "| other (`smoke_without_other`) | 2 / 16 |" in report
+    assert "| pooled out-of-fold [95% CI] | 6 / 48 |" in report.replace("  ", " ")
