@@ -17,6 +17,27 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _external_html(external: dict) -> str:
+    """The card's figures at hospitals the model never saw (cards from ``training bundle`` carry them)."""
+    e, parts = html.escape, []
+    loho = external.get("leave_one_hospital_out") or {}
+    if loho:
+        rows = "".join(f"<tr><td>{e(name)}</td><td>{v.get('patients')}</td><td>{_fmt(v['any']['auc'])}</td>"
+                       f"<td>{_fmt(v['intraparenchymal']['auc'])}</td></tr>" for name, v in loho.items())
+        parts.append("<h3>At a hospital left out of training</h3><table border=1 cellpadding=3><tr><th>held-out "
+                     "hospital</th><th>patients</th><th>slice AUC any</th><th>slice AUC intraparenchymal</th></tr>"
+                     f"{rows}</table>")
+    normal = external.get("rsna_unlabelled") or {}
+    if normal.get("flag_rate"):
+        rows = "".join(f"<tr><td>{e(p)}</td>" + "".join(f"<td>{100 * r[c]:.0f}%</td>" for c in CLASSES) + "</tr>"
+                       for p, r in normal["flag_rate"].items())
+        parts.append(f"<h3>Normal-study flag rate</h3><p>Share of {normal.get('slices')} single slices from other "
+                     "hospitals (non-contrast, about 98% normal) flagged at each preset.</p><table border=1 "
+                     "cellpadding=3><tr><th>preset</th>" + "".join(f"<th>{c}</th>" for c in CLASSES)
+                     + f"</tr>{rows}</table>")
+    return "".join(parts)
+
+
 def card_html(card: ModelCard, path: Path, sha256: str) -> str:
     raw = card.raw
     validation = raw.get("validation") or {}
@@ -27,9 +48,13 @@ def card_html(card: ModelCard, path: Path, sha256: str) -> str:
         f"<td>{_fmt(((validation.get('study_level') or {}).get(c) or {}).get('recall'))}</td>"
         f"<td>{_fmt(((validation.get('study_level') or {}).get(c) or {}).get('specificity'))}</td></tr>"
         for c in CLASSES)
-    presets = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{v[c]:.3f}</td>" for c in CLASSES) + "</tr>"
-                      for n, v in card.presets.items())
     e = html.escape
+    presets = "".join(
+        f"<tr><td>{e(n)}" + (f"<br><small>{e(card.preset_rules[n])}</small>" if n in card.preset_rules else "")
+        + "</td>" + "".join("<td>not met</td>" if c in card.unmet.get(n, {}) else f"<td>{v[c]:.3f}</td>"
+                            for c in CLASSES) + "</tr>"
+        for n, v in card.presets.items())
+    presets += ("<tr><td>calibration</td>" + "".join(f"<td>{e(card.calibration[c])}</td>" for c in CLASSES) + "</tr>")
     return (
         f"<h2>{e(card.name)} {e(card.version)}</h2>"
         f"<p style='color:#c0392b'><b>Not for diagnostic use.</b></p>"
@@ -41,7 +66,8 @@ def card_html(card: ModelCard, path: Path, sha256: str) -> str:
         f"<th>study sensitivity</th><th>study specificity</th></tr>{rows}</table>"
         "<h3>Threshold presets</h3><table border=1 cellpadding=3><tr><th>preset</th>"
         + "".join(f"<th>{c}</th>" for c in CLASSES) + f"</tr>{presets}</table>"
-        f"<h3>Training</h3><p>{e(str(raw.get('architecture', '')))}, input {e(str(raw.get('input', '')))}<br>"
+        + _external_html(raw.get("external_validation") or {})
+        + f"<h3>Training</h3><p>{e(str(raw.get('architecture', '')))}, input {e(str(raw.get('input', '')))}<br>"
         f"data: {e(str(training.get('data_sources', '')))}<br>epochs {training.get('epochs', '?')}, "
         f"{training.get('hardware', '?')}, {training.get('wall_time_s', '?')} s, code {training.get('code_version', '?')}"
         f"<br>{e(str(validation.get('citation', '')))}</p>"

@@ -238,6 +238,21 @@ def uncalibrated_model(tmp_path_factory):
     return export_onnx(model, tmp_path_factory.mktemp("model") / "uncalibrated.onnx", card, sample_size=64)
 
 
+def test_the_card_dialog_shows_rules_calibration_and_figures_from_unseen_hospitals(uncalibrated_model):
+    model = IchModel(uncalibrated_model)
+    text = card_html(model.card, model.path, model.sha256)
+    assert "the lowest threshold with precision at least 0.70" in text and "<td>not met</td>" in text
+    assert text.count("<td>not calibrated</td>") == 1 and text.count("<td>calibrated</td>") == 5
+    assert "hospital left out" not in text  # this card carries no external figures
+    external = {"leave_one_hospital_out": {"phe_sich": {"patients": 118, "any": {"auc": 0.912},
+                                                        "intraparenchymal": {"auc": 0.875}}},
+                "rsna_unlabelled": {"slices": 155, "flag_rate": {"balanced": dict.fromkeys(CLASSES, 0.125)}}}
+    card = type(model.card).from_dict({**model.card.raw, "external_validation": external})
+    text = card_html(card, model.path, model.sha256)
+    assert "<td>phe_sich</td><td>118</td><td>0.912</td><td>0.875</td>" in text
+    assert "Share of 155 single slices" in text and text.count("<td>12%</td>") == 6
+
+
 def test_not_calibrated_and_unmet_classes_are_shown_and_not_flagged(qtbot, tmp_path, study, uncalibrated_model):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings, model=IchModel(uncalibrated_model))
