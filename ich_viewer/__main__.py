@@ -55,6 +55,8 @@ def build_gui_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ich-viewer", epilog=f"Sub-commands: {', '.join(SUBCOMMANDS)} (see 'ich-viewer phantom --help').")
     parser.add_argument("paths", nargs="*", type=Path, help="files, folders, zip archives or DICOMDIRs to open")
     parser.add_argument("--demo", action="store_true", help="open a synthetic phantom study with every subtype")
+    parser.add_argument("--quit-after", type=float, metavar="SECONDS",
+                        help="close the window by itself after SECONDS (a smoke test of the installation)")
     return parser
 
 
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_gui_parser().parse_args(argv)
     from ich_viewer.app import run_gui
 
-    return run_gui(args.paths, demo=args.demo)
+    return run_gui(args.paths, demo=args.demo, quit_after=args.quit_after)
 
 
 if __name__ == "__main__":

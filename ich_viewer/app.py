@@ -29,8 +29,20 @@ def install_excepthook() -> None:
     sys.excepthook = hook
 
 
-def run_gui(paths: Sequence[Path] = (), demo: bool = False) -> int:
+def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | None = None) -> int:
+    """The viewer until its window closes; ``quit_after`` seconds: close it by itself then (smoke tests).
+
+    Exit code 1, with one sentence on stderr, when Qt's platform plugin cannot start here (no display, or
+    system libraries missing) instead of the abort Qt would end in."""
+    from ich_viewer.platform_check import platform_problem
+
     from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        problem = platform_problem()
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
 
     from ich_viewer.core import decoder_process
     from ich_viewer.core.memory import limit_heap_retention
@@ -50,4 +62,14 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False) -> int:
         paths = [demo_study_dir()]
     if paths:
         window.open_paths(list(paths))
+    if quit_after is not None:
+        from PySide6.QtCore import QTimer
+
+        def close() -> None:  # as a user would: settings saved, jobs ended; one line says what ran
+            series = window.viewer.series
+            print(f"ich-viewer: the window ran {quit_after:g} s on Qt's {app.platformName()} platform, "
+                  + (f"a series of {len(series)} slices open" if series is not None else "no series open"))
+            window.close()
+
+        QTimer.singleShot(int(quit_after * 1000), close)
     return app.exec()
