@@ -89,6 +89,8 @@ def run_info(args: argparse.Namespace) -> int:
                 print(f"    warning: {warning}")
     for skipped in result.skipped:
         print(f"skipped {skipped}")
+    if result.other_files:
+        print(result.other_files_note)
     return 0
 
 

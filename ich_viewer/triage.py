@@ -92,6 +92,8 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
             reasons[s.reason] = reasons.get(s.reason, 0) + 1
         stream.write(f"skipped {len(loaded.skipped)} file(s): "
                      + "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])) + "\n")
+    if loaded.other_files:
+        stream.write(f"{loaded.other_files_note}\n")
     if out is None and json_path is None:
         write_csv(sys.stdout, rows)  # nothing named: the per-slice table goes to standard output
     return 0

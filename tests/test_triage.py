@@ -54,12 +54,13 @@ def test_triage_writes_one_row_per_slice_and_a_study_summary(tiny_model, study_f
                 assert [int(r[f"flag_{c}"]) for c in CLASSES] == (p >= 0.5).astype(int).tolist()
     report = json.loads(summary.read_text())
     assert report["preset"] == "balanced" and len(report["studies"]) == 2
-    # notes.txt and the two phantom label files (labels.csv) are not DICOM
-    assert [s["reason"] for s in report["skipped"]] == ["not a DICOM file"] * 3
+    # notes.txt and the two phantom label files (labels.csv) are beside the studies: counted, not skipped
+    assert report["skipped"] == [] and report["other_files"] == 3
     assert report["model"]["sha256"] == model.sha256
     assert all(s["slabs"] is None for study in report["studies"] for s in study["series"])  # the card states no thickness
     err = capsys.readouterr().err
-    assert "14/14 slices" in err and "skipped 3 file(s)" in err and "PAT-A" not in err
+    assert "14/14 slices" in err and "3 other files (CSV/TXT) not read" in err and "PAT-A" not in err
+    assert "skipped" not in err
 
 
 def test_anonymised_triage_leaves_out_names_ids_and_paths(tiny_model, study_folder, tmp_path):

@@ -92,6 +92,9 @@ SCAN_TAGS = [
 ]
 #: Files per fast-scan batch: progress is reported between batches.
 SCAN_CHUNK = 256
+NOT_DICOM = "not a DICOM file"
+#: Files that are expected beside a study (labels.csv, CQ500's manifest.csv, notes): reported as a count.
+SIDECAR_SUFFIXES = (".csv", ".txt")
 # pydicom converts keywords to tags on every call; passing tags saves ~20% of each header read.
 _SCAN_TAG_NUMBERS = [Tag(keyword) for keyword in SCAN_TAGS]
 
@@ -217,7 +220,7 @@ def scan_file(ref: FileRef) -> _Scanned | Skipped:
         with _open_mapped(ref) as fp:
             ds = _read_header(fp)
             if ds is None:
-                return Skipped(str(ref), "not a DICOM file")
+                return Skipped(str(ref), NOT_DICOM)
             problem = _check_image(ds, fp)
     except archives.ArchiveError as exc:
         return Skipped(str(ref), str(exc))
@@ -464,6 +467,11 @@ def load(
                 scanned.append(result)
             if progress is not None:
                 progress(done, len(candidates))
+    # A CSV or TXT file that is not DICOM is a sidecar (labels, a manifest, notes), not a broken image.
+    other_files = tuple(s.path for s in skipped if s.reason == NOT_DICOM
+                        and Path(s.path).suffix.lower() in SIDECAR_SUFFIXES)
+    sidecars = frozenset(other_files)
+    skipped = [s for s in skipped if s.path not in sidecars]
     studies = _group(scanned, skipped) if scanned else []
     # Numbered in the order found, so a report without file names can still say which file.
     skipped = [dataclasses.replace(s, number=numbers.get(s.path)) for s in skipped]
@@ -477,7 +485,7 @@ def load(
             + ". Open a folder, zip or DICOMDIR that holds head CT in DICOM format.",
             skipped,
         )
-    return LoadResult(tuple(studies), tuple(skipped), len(found))
+    return LoadResult(tuple(studies), tuple(skipped), len(found), other_files)
 
 
 def _fast_result(ref: FileRef, header: fast_scan.ScannedHeader) -> _Scanned | Skipped:

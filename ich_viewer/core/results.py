@@ -109,6 +109,7 @@ def results_payload(model, thresholds, results: list[SeriesResult], loaded: Load
         payload["files_found"] = loaded.files_found
         payload["skipped"] = [{"path": "" if anonymise else s.path, "file_number": s.number, "reason": s.reason}
                               for s in loaded.skipped]
+        payload["other_files"] = len(loaded.other_files)  # CSV/TXT beside the studies: counted, not listed
     payload["notice"] = NOTICE
     return payload
 

@@ -207,6 +207,15 @@ class LoadResult:
     skipped: tuple[Skipped, ...]
     #: How many files were looked at (``Skipped.number`` counts up to it).
     files_found: int = 0
+    #: CSV and TXT files that are not DICOM (a study's labels.csv, CQ500's manifest.csv, notes): expected beside
+    #: a study, so counted apart from ``skipped``, which holds the files that should have been images.
+    other_files: tuple[str, ...] = ()
+
+    @property
+    def other_files_note(self) -> str:
+        """"2 other files (CSV/TXT) not read", or "" when there are none."""
+        n = len(self.other_files)
+        return f"{n} other file{'' if n == 1 else 's'} (CSV/TXT) not read" if n else ""
 
     @property
     def series(self) -> list[Series]:

@@ -82,8 +82,9 @@ class MainWindow(FileActions, QMainWindow):
         self.skipped_dock.hide()
         self.progress = QProgressBar(maximumWidth=220, visible=False)
         self.hover_label, self.model_label, notice = QLabel(""), QLabel(""), QLabel(NOT_FOR_DIAGNOSIS)
+        self.other_files_label = QLabel("")  # CSV/TXT beside the study: a count, not "skipped" (names in its tooltip)
         notice.setStyleSheet("color: #c0392b;")
-        for widget in (self.hover_label, self.progress, self.model_label, notice):
+        for widget in (self.hover_label, self.progress, self.other_files_label, self.model_label, notice):
             self.statusBar().addPermanentWidget(widget)
 
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
@@ -132,8 +133,10 @@ class MainWindow(FileActions, QMainWindow):
         self.browser.show_result(result, self.viewer.anonymised)
         self.skipped.show_skipped(result.skipped, result.files_found, self.viewer.anonymised)
         self.skipped_dock.setVisible(bool(result.skipped))
+        self._show_other_files(result)
         self.statusBar().showMessage(f"{len(result.series)} series found" +
-                                     (f", {len(result.skipped)} file(s) skipped" if result.skipped else ""), 8000)
+                                     (f", {len(result.skipped)} file(s) skipped" if result.skipped else "") +
+                                     (f", {result.other_files_note}" if result.other_files else ""), 8000)
         self.open_series(result.studies[0], result.studies[0].series[0])
 
     def _on_load_failed(self, message: str) -> None:
@@ -188,6 +191,11 @@ class MainWindow(FileActions, QMainWindow):
         if result is not None:  # the anonymised display hides names here too
             self.browser.show_result(result, anonymised)
             self.skipped.show_skipped(result.skipped, result.files_found, anonymised)
+            self._show_other_files(result)
+
+    def _show_other_files(self, result: LoadResult) -> None:
+        self.other_files_label.setText(result.other_files_note)
+        self.other_files_label.setToolTip("" if self.viewer.anonymised else "\n".join(result.other_files))
 
     def set_window_preset(self, name: str) -> None:
         self.viewer.set_window(PRESETS[name])

@@ -92,11 +92,11 @@ def test_the_export_is_triages_format(viewer, tmp_path):
     viewer.export_results(tmp_path / "r.csv", tmp_path / "r.json")
     payload = json.loads((tmp_path / "r.json").read_text())
     assert list(payload) == ["model", "preset", "thresholds", "not_flagged", "studies", "files_found", "skipped",
-                             "notice"]
+                             "other_files", "notice"]
     assert payload["studies"][0]["patient"] is None and "PAT-VM" not in (tmp_path / "r.csv").read_text()
     series = payload["studies"][0]["series"][0]
     assert series["complete"] and series["flagged_classes"] == viewer.flagged_classes()
-    assert payload["skipped"][0]["reason"] == "not a DICOM file" and payload["skipped"][0]["path"] == ""
+    assert payload["skipped"] == [] and payload["other_files"] == 1  # the phantom's labels.csv, not a broken file
 
 
 def test_a_preset_the_card_lacks_is_refused(tiny_model):

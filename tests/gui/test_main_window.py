@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,8 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("gui")
     write_phantom_study(make_phantom(seed=2, subtypes=["subdural", "intraventricular"], n_slices=8, size=128),
                         root / "study", patient_id="PAT-GUI")
-    (root / "study" / "notes.txt").write_text("not dicom")
+    (root / "study" / "notes.txt").write_text("notes beside the study")
+    (root / "study" / "broken.dcm").write_bytes(b"not dicom")
     return root / "study"
 
 
@@ -68,8 +70,10 @@ def test_open_scroll_and_window_presets(qtbot, window, study):
     assert tuple(window.view.image.levels) == (PRESETS["bone"].low, PRESETS["bone"].high)
     qtbot.keyClick(window, Qt.Key.Key_M)  # model view: a colour composite
     assert window.view.image.image.shape == (128, 128, 3)
-    assert window.skipped.count() == 2  # notes.txt and the phantom's labels.csv, listed, not raised
-    assert any("notes.txt: not a DICOM file" in window.skipped.item(i).text() for i in range(2))
+    assert [window.skipped.item(i).text() for i in range(window.skipped.count())] == ["broken.dcm: not a DICOM file"]
+    # notes.txt and the phantom's labels.csv are counted apart, not listed as broken
+    assert window.other_files_label.text() == "2 other files (CSV/TXT) not read"
+    assert sorted(Path(p).name for p in window.other_files_label.toolTip().splitlines()) == ["labels.csv", "notes.txt"]
     assert NOT_FOR_DIAGNOSIS in [w.text() for w in window.statusBar().findChildren(QLabel)]
 
 
