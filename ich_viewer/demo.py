@@ -1,18 +1,47 @@
-"""The demo study: the synthetic phantom (every subtype) written to a temporary folder for one session."""
+"""The demo study: the synthetic phantom (every subtype), written once to the user's cache folder and reused.
+
+One folder per app version and seed (``demo-0.1.0-seed2019``). It is written beside its final name and
+renamed into place when complete, so a run killed while writing never leaves a half study to be reused,
+and two viewers starting at once both end up with the same complete folder.
+"""
 
 from __future__ import annotations
 
-import atexit
 import shutil
 import tempfile
 from pathlib import Path
 
+from ich_viewer import __version__
+from ich_viewer.paths import user_cache_dir
+
+DEMO_SLICES = 36  # make_phantom's default
+
 
 def demo_study_dir(seed: int = 2019) -> Path:
-    """Write the demo phantom to a fresh temporary folder, removed when the program exits."""
+    """The demo phantom's folder in the user's cache, written on first use."""
     from ich_viewer.core.phantom import make_phantom, write_phantom_study
 
-    out = Path(tempfile.mkdtemp(prefix="ich-viewer-demo-"))
-    atexit.register(shutil.rmtree, out, ignore_errors=True)  # 19 MB a demo: never leave it behind
-    write_phantom_study(make_phantom(seed=seed), out)
-    return out
+    cache = user_cache_dir()
+    final = cache / f"demo-{__version__}-seed{seed}"
+    if _complete(final):
+        return final
+    cache.mkdir(parents=True, exist_ok=True)
+    for stale in cache.glob(f"{final.name}.partial-*"):  # a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{final.name}.partial-", dir=cache))
+    try:
+        write_phantom_study(make_phantom(seed=seed, n_slices=DEMO_SLICES), partial / "study")
+        if final.exists():  # incomplete (a file deleted by hand): replaced
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            (partial / "study").rename(final)
+        except OSError:  # another viewer renamed its copy first
+            if not _complete(final):
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return final
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "labels.csv").is_file() and len(list(folder.glob("*.dcm"))) == DEMO_SLICES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,3 +17,17 @@ def resources_dir() -> Path:
 
 def models_dir() -> Path:
     return resources_dir() / "models"
+
+
+def user_cache_dir() -> Path:
+    """This user's cache folder for ICH Viewer (what can be written again: the demo study).
+
+    Linux ``$XDG_CACHE_HOME/ich-viewer`` (``~/.cache/ich-viewer``), macOS ``~/Library/Caches/ICH Viewer``,
+    Windows ``%LOCALAPPDATA%\\ICH Viewer\\cache``: each platform's usual place for a cache, without Qt."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "ICH Viewer" / "cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "ICH Viewer"
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    return (Path(base) if Path(base).is_absolute() else Path.home() / ".cache") / "ich-viewer"

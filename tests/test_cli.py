@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ def test_phantom_writes_a_study_that_info_reads(tmp_path, capsys):
     assert "epidural" in pydicom.dcmread(files[0]).SeriesDescription
     assert main(["info", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "6 slices 128x128" in printed and "skipped" in printed and "labels.csv: not a DICOM file" in printed
+    assert "6 slices 128x128" in printed and "1 other file (CSV/TXT) not read" in printed
+    assert "skipped" not in printed  # its labels.csv is beside the study, not a broken image
 
 
 def test_bad_arguments_give_a_message_and_exit_2(tmp_path, capsys):
@@ -35,10 +37,16 @@ def test_console_script_help_lists_subcommands():
     assert run.returncode == 0 and "--demo" in run.stdout and "phantom" in run.stdout
 
 
-def test_the_demo_study_is_removed_when_the_program_exits():
+def test_the_demo_study_is_written_once_to_the_cache_and_reused(tmp_path):
+    """Killing the viewer used to leave a 19 MB temporary folder behind each time: now there is one, kept."""
     code = "from ich_viewer.demo import demo_study_dir; d = demo_study_dir(); print(d, len(list(d.glob('*.dcm'))))"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    folder, n_files = run.stdout.split()
-    assert int(n_files) > 0  # it was really written...
-    assert not Path(folder).exists()  # ...and is gone after exit
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+            for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    (first, n_files), (second, _) = (r.stdout.split() for r in runs)
+    assert first == second and int(n_files) == 36
+    assert Path(first).parent == tmp_path / "cache" / "ich-viewer" and Path(first).name.startswith("demo-0.1.0-")
+    assert sorted(p.name for p in Path(first).parent.iterdir()) == [Path(first).name]  # no partial copy left
+    assert not any((tmp_path / "tmp").iterdir())  # nothing in the temporary folder
