@@ -6,6 +6,7 @@ A mixin of :class:`~ich_viewer.gui.main_window.MainWindow` (it uses the window's
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -37,16 +38,24 @@ class FileActions:
 
         self.open_paths([demo_study_dir()])
 
+    def _recent(self) -> list[str]:
+        """The stored recent items that are absolute paths and still exist (deleted and relative ones drop out)."""
+        stored = self.settings.value("recent") or []
+        if isinstance(stored, str):  # QSettings' INI format reads a one-item list back as a plain string
+            stored = [stored]
+        return [item for item in stored if Path(item).is_absolute() and Path(item).exists()]
+
     def _remember(self, paths: list[Path]) -> None:
-        first = paths[0]
-        self.settings.setValue("last_folder", str(first if first.is_dir() else first.parent))
-        recent = [str(p) for p in paths[:1]] + [r for r in (self.settings.value("recent") or []) if r != str(first)]
-        self.settings.setValue("recent", recent[:MAX_RECENT])
+        first = Path(os.path.abspath(paths[0]))  # a relative path from the command line means nothing later
+        if first.exists():
+            self.settings.setValue("last_folder", str(first if first.is_dir() else first.parent))
+        recent = [str(first)] if first.exists() else []
+        self.settings.setValue("recent", (recent + [r for r in self._recent() if r != str(first)])[:MAX_RECENT])
         self._update_recent_menu()
 
     def _update_recent_menu(self) -> None:
         self.recent_menu.clear()
-        for item in self.settings.value("recent") or []:
+        for item in self._recent():
             action = self.recent_menu.addAction(item)
             action.triggered.connect(lambda _=False, p=item: self.open_paths([Path(p)]))
 

@@ -12,19 +12,35 @@ from ich_viewer.core.viewer_model import ViewerModel
 COLOURS = ((230, 230, 230), (255, 140, 0), (220, 50, 50), (80, 160, 255), (120, 220, 120), (200, 120, 255))
 
 
+class SliceAxis(pg.AxisItem):
+    """Slice numbers: whole numbers only (no 0.2 steps on a one-slice plot) and never an SI scale ("x0.001")."""
+
+    def __init__(self, orientation="bottom", **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.enableAutoSIPrefix(False)
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph override
+        levels = [(spacing, offset) for spacing, offset in super().tickSpacing(minVal, maxVal, size) if spacing >= 1]
+        return levels or [(1.0, 0.0)]
+
+
 class ProbabilityPlot(pg.PlotWidget):
     sliceClicked = Signal(int)
 
     def __init__(self, parent=None):
-        super().__init__(parent)
+        super().__init__(parent, axisItems={"bottom": SliceAxis()})
         self.setMinimumHeight(150)
         self.setYRange(0, 1, padding=0.02)
         self.setLabel("left", "probability")
         self.setLabel("bottom", "slice")
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
-        self.addLegend(offset=(-5, 5), labelTextSize="8pt", colCount=3)
-        self.curves = {n: self.plot([], [], pen=pg.mkPen(c, width=2), name=n) for n, c in zip(CLASSES, COLOURS)}
+        self.curves = {n: self.plot([], [], pen=pg.mkPen(c, width=2)) for n, c in zip(CLASSES, COLOURS)}
+        # The legend is a column right of the curves, never over them.
+        self.legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-6)
+        for name, curve in self.curves.items():
+            self.legend.addItem(curve, name)
+        self.plotItem.layout.addItem(self.legend, 2, 3)
         self.lines = {n: pg.InfiniteLine(angle=0, pen=pg.mkPen(c, width=1, style=Qt.PenStyle.DashLine))
                       for n, c in zip(CLASSES, COLOURS)}
         for line in self.lines.values():
@@ -33,10 +49,11 @@ class ProbabilityPlot(pg.PlotWidget):
         self.addItem(self.cursor)
         self.scene().sigMouseClicked.connect(self._on_click)
         self.n_slices = 0
+        self.fit_slices(0)
 
     def bind(self, viewer: ViewerModel) -> None:
         """Follow ``viewer`` (curves, thresholds, cursor); a click on the plot moves its slice."""
-        viewer.series_opened.connect(lambda *_: self.show_probabilities(None))
+        viewer.series_opened.connect(lambda _study, series: (self.fit_slices(len(series)), self.show_probabilities(None)))
         viewer.prediction_changed.connect(
             lambda _: self.show_probabilities(None if viewer.prediction is None else viewer.prediction.probabilities))
         viewer.thresholds_changed.connect(lambda: self.show_thresholds(viewer.thresholds.values))
@@ -55,7 +72,11 @@ class ProbabilityPlot(pg.PlotWidget):
             column = probabilities[:, c]
             # Not yet computed (NaN) slices are gaps, not zeros.
             self.curves[name].setData(x, column, connect="finite")
-        self.setXRange(0, max(len(probabilities) - 1, 1), padding=0.01)
+        self.fit_slices(len(probabilities))
+
+    def fit_slices(self, n: int) -> None:
+        """x from the first slice to the last, half a slice beyond each (one slice: one tick; none: 0 and 1)."""
+        self.setXRange(-0.5, max(n, 1) - 0.5 if n else 1.5, padding=0)
 
     def show_thresholds(self, values: dict[str, float]) -> None:
         for name, line in self.lines.items():

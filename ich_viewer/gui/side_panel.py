@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHeaderView, QLabel, QSlider, QStyledItemDelegate,
+                               QVBoxLayout, QWidget)
 
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.viewer_model import TOP_CLASS, ViewerModel
@@ -35,6 +36,49 @@ class CamControls(QWidget):
         form.addRow("opacity", self.cam_opacity)
         form.addRow("colours", self.cam_map)
         form.addRow("", self.cam_below)
+        # Clicked, never focused: after choosing here, arrow keys and Page keys still move slices.
+        for widget in (self.cam_class, self.cam_opacity, self.cam_map, self.cam_below):
+            widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+
+
+class _WrappedFirstColumn(QStyledItemDelegate):
+    """Row heights for names wrapped to the first column's width (QTreeView asks its delegate for a row's
+    height without saying how wide the column is, so wrapped text would be cut to one line)."""
+
+    def __init__(self, tree):
+        super().__init__(tree)
+        self.tree = tree
+
+    def text_width(self, index) -> int:
+        """Room for the text in column 0 at ``index``'s depth: the column less indentation, icon and margins."""
+        depth, parent = 0, index.parent()
+        while parent.isValid():
+            depth, parent = depth + 1, parent.parent()
+        indent = self.tree.indentation() * (depth + int(self.tree.rootIsDecorated()))
+        return max(self.tree.header().sectionSize(0) - indent - 8, 16)
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt override
+        hint = super().sizeHint(option, index)
+        if index.column() != 0:
+            return hint
+        bounds = option.fontMetrics.boundingRect(QRect(0, 0, self.text_width(index), 1 << 20),
+                                                 Qt.TextFlag.TextWordWrap, str(index.data() or ""))
+        return QSize(hint.width(), max(hint.height(), bounds.height() + 4))
+
+
+def fit_columns(tree) -> None:
+    """Date and slice count as wide as their text; the names take the rest and wrap at spaces, never cut off
+    and never pushed out of sight behind a horizontal scroll bar."""
+    header = tree.header()
+    header.setStretchLastSection(False)
+    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    for column in range(1, tree.columnCount()):
+        header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+    tree.setWordWrap(True)
+    tree.setItemDelegate(_WrappedFirstColumn(tree))
+    tree.setTextElideMode(Qt.TextElideMode.ElideNone)
+    tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    header.sectionResized.connect(lambda *_: tree.doItemsLayout())  # row heights follow the wrapped width
 
 
 class SidePanel(QWidget):
@@ -42,6 +86,8 @@ class SidePanel(QWidget):
         super().__init__(parent)
         self.browser, self.classes, self.cam_controls = SeriesBrowser(), ClassPanel(), CamControls(viewer, view)
         self.classes.bind(viewer)
+        fit_columns(self.browser)
+        self.browser.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # clicked to open a series; the keys stay with the slices
         layout = QVBoxLayout(self)
         for title, widget, stretch in (("<b>Studies and series</b>", self.browser, 1),
                                        ("<b>Model output</b> (probabilities)", self.classes, 0)):

@@ -1,0 +1,156 @@
+"""Issue 15's small defects, each through the window a user sees: recent items, tree columns, the plot,
+keyboard focus after the Grad-CAM combo, and the demo study's folder."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, QRect, QSettings, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from ich_viewer.gui.main_window import MainWindow
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("defects")
+    write_phantom_study(make_phantom(seed=3, subtypes=["subdural", "epidural"], n_slices=6, size=96), root / "study",
+                        patient_id="PAT-DEFECTS")
+    return root / "study"
+
+
+def new_window(qtbot, settings_file: Path, model=None) -> MainWindow:
+    window = MainWindow(settings=QSettings(str(settings_file), QSettings.Format.IniFormat), model=model,
+                        load_bundled=False)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_model):
+    return new_window(qtbot, tmp_path / "settings.ini", IchModel(tiny_model))
+
+
+def opened(qtbot, window, paths, classify=True):
+    before = window.viewer.series
+    window.open_paths(list(paths))
+    qtbot.waitUntil(lambda: window.viewer.series is not before and window.viewer.loader.finished, timeout=20000)
+    if classify:
+        qtbot.waitUntil(lambda: window.viewer.prediction is not None and window.viewer.prediction.complete
+                        and window.classify is None, timeout=30000)
+    return window
+
+
+def recent_items(window) -> list[str]:
+    return [action.text() for action in window.recent_menu.actions()]
+
+
+def test_open_recent_keeps_only_absolute_paths_that_exist(qtbot, tmp_path, study, monkeypatch):
+    gone = tmp_path / "deleted-study"
+    gone.mkdir()
+    settings = QSettings(str(tmp_path / "recent.ini"), QSettings.Format.IniFormat)
+    settings.setValue("recent", [str(gone), "relative/study", str(study)])
+    settings.sync()
+    gone.rmdir()
+    window = new_window(qtbot, tmp_path / "recent.ini")
+    assert recent_items(window) == [str(study)]  # dropped when read
+    # A relative path is remembered as the absolute path it meant; a missing one is not remembered at all.
+    monkeypatch.chdir(study.parent)
+    opened(qtbot, window, [Path(study.name)], classify=False)
+    assert window.settings.value("recent") == [str(study)] and recent_items(window) == [str(study)]
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: warnings.append(text))
+    window.open_paths([gone])
+    qtbot.waitUntil(lambda: bool(warnings), timeout=10000)
+    assert recent_items(window) == [str(study)] and window.settings.value("recent") == [str(study)]
+
+
+def test_series_tree_shows_every_column_whole_at_the_default_size(qtbot, window, study):
+    opened(qtbot, window, [study], classify=False)
+    assert window.size().width() == 1280 and window.size().height() == 800
+    tree = window.browser
+    assert tree.header().length() <= tree.viewport().width()  # no column pushed out of sight
+    metrics = tree.fontMetrics()
+    items = [tree.topLevelItem(0), *(tree.topLevelItem(0).child(i) for i in range(tree.topLevelItem(0).childCount()))]
+    assert len(items) == 2 and "Phantom seed 3" in items[1].text(0)
+    for item in items:
+        for column in range(tree.columnCount()):
+            text, cell = item.text(column), tree.visualItemRect(item)
+            width = tree.visualRect(tree.indexFromItem(item, column)).width()
+            if not text:
+                continue
+            longest_word = max(metrics.horizontalAdvance(word) for word in text.split())
+            wrapped = metrics.boundingRect(QRect(0, 0, width - 6, 10_000), Qt.TextFlag.TextWordWrap, text)
+            assert longest_word <= width - 6, (text, width)
+            assert wrapped.height() <= cell.height(), (text, wrapped.height(), cell.height())
+
+
+def test_plot_legend_is_beside_the_curves_and_axes_are_sane_for_zero_and_one_slice(qtbot, window, study):
+    plot = window.plot
+    axis = plot.getAxis("bottom")
+    # Nothing open: a slice axis from 0, not "slice (x0.001)" from -400 to 400.
+    assert axis.range == [-0.5, 1.5] and axis.autoSIPrefixScale == 1 and "x0" not in axis.labelString()
+    opened(qtbot, window, [sorted(study.glob("*.dcm"))[0]])
+    assert len(window.viewer.series) == 1
+    assert axis.range == [-0.5, 0.5] and axis.autoSIPrefixScale == 1
+    ticks = [value for _spacing, values in axis.tickValues(*axis.range, axis.width()) for value in values]
+    assert ticks == [0.0]  # one slice, one tick: no 0.2 steps
+    opened(qtbot, window, [study])
+    ticks = [value for _spacing, values in axis.tickValues(*axis.range, axis.width()) for value in values]
+    assert axis.range == [-0.5, 5.5] and ticks and all(value == int(value) and 0 <= value <= 5 for value in ticks)
+    legend, curves = plot.legend.sceneBoundingRect(), plot.plotItem.vb.sceneBoundingRect()
+    assert legend.left() >= curves.right() - 1  # beside the curves (their rectangles share at most an edge)
+    assert plot.rect().contains(plot.mapFromScene(legend).boundingRect())  # all six names on screen
+    assert len(plot.legend.items) == 6
+
+
+def test_after_the_cam_combo_arrow_keys_and_wheel_move_slices(qtbot, window, study):
+    opened(qtbot, window, [study], classify=False)
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    window.view.setFocus()
+    combo = window.cam_controls.cam_class
+    qtbot.mouseClick(combo, Qt.MouseButton.LeftButton)  # opens the list, as a click does
+    qtbot.waitUntil(lambda: combo.view().isVisible())
+    qtbot.keyClick(combo.view(), Qt.Key.Key_Down)
+    qtbot.keyClick(combo.view(), Qt.Key.Key_Return)  # chooses "any"
+    qtbot.waitUntil(lambda: not combo.view().isVisible())
+    assert combo.currentText() == "any" and window.viewer.cam_class == "any"
+    assert QApplication.focusWidget() is window.view
+    start = window.viewer.index
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Down)  # where a real key press goes
+    assert window.viewer.index == start + 1 and combo.currentText() == "any"
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Up)
+    assert window.viewer.index == start
+    wheel = QWheelEvent(QPointF(10, 10), QPointF(10, 10), QPoint(0, 0), QPoint(0, -120), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(window.view.viewport(), wheel)
+    assert window.viewer.index == start + 1 and combo.currentText() == "any"
+
+
+def test_the_demo_is_written_once_to_the_cache_and_reused(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    window = new_window(qtbot, tmp_path / "demo.ini")
+    folders = []
+    for _ in range(2):
+        before = window.viewer.series
+        window.actions["Open demo study"].trigger()
+        qtbot.waitUntil(lambda: window.viewer.series is not before and window.viewer.loader.finished, timeout=60000)
+        folders.append(Path(window.viewer.series.files[0]).parent)
+        if len(folders) == 1:
+            written = (folders[0] / "labels.csv").stat().st_mtime_ns
+    assert folders[0] == folders[1] and folders[0].parent == tmp_path / "cache" / "ich-viewer"
+    assert (folders[0] / "labels.csv").stat().st_mtime_ns == written  # reused, not written again
+    assert list((tmp_path / "cache" / "ich-viewer").iterdir()) == [folders[0]]
+    assert not any((tmp_path / "tmp").iterdir())  # no temporary folder left behind
