@@ -19,7 +19,8 @@ from ich_viewer.core.errors import IchViewerError
 SUBCOMMANDS = ("phantom", "info", "triage")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(preset_help: str = "threshold preset from the model card (default: the card's default)"
+                 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ich-viewer",
         description="Head-CT viewer with a local hemorrhage model (teaching and demonstration; not for diagnosis).",
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Exit codes: 0 done, 2 nothing usable found or model refused, 1 other error.")
     triage.add_argument("paths", nargs="+", type=Path, help="files, folders, zip archives or DICOMDIRs")
     triage.add_argument("--model", type=Path, help="a contract ONNX model (default: the bundled model)")
-    triage.add_argument("--preset", help="threshold preset from the model card (default: the card's default)")
+    triage.add_argument("--preset", help=preset_help.replace("%", "%%"))
     triage.add_argument("--out", type=Path, help="per-slice CSV (default: standard output if --json is not given)")
     triage.add_argument("--json", type=Path, help="study summary JSON")
     triage.add_argument("--anonymise", action="store_true", help="leave patient name/ID and file paths out")
@@ -107,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         return decoder_process.serve()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] in SUBCOMMANDS:
+        if argv[0] == "triage" and {"-h", "--help"} & set(argv):  # only then is the bundled model read for its presets
+            from ich_viewer.triage import preset_help
+
+            build_parser(preset_help()).parse_args(argv)
         args = build_parser().parse_args(argv)
         try:
             return {"phantom": run_phantom, "info": run_info, "triage": run_triage}[args.command](args)

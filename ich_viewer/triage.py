@@ -24,6 +24,28 @@ def load_model(path: Path | None) -> IchModel:
     return IchModel(path) if path is not None else IchModel.bundled(models_dir())
 
 
+def preset_help() -> str:
+    """--preset's help: the presets the bundled model's card has (read only when --help is asked for)."""
+    try:
+        card = load_model(None).card
+    except ModelError as exc:
+        return f"threshold preset from the model's card (the bundled model could not be read: {exc})"
+    return (f"threshold preset from the model's card; the bundled model has {', '.join(card.presets)} "
+            f"(default: {card.default_preset})")
+
+
+def output_problem(flag: str, path: Path | None, anonymise: bool) -> str | None:
+    """Why ``path`` cannot be written to, in one sentence, or None: checked before any work is done."""
+    if path is None:
+        return None
+    shown = "" if anonymise else f" ({path.parent if not path.is_dir() else path})"
+    if path.is_dir():
+        return f"{flag} names a folder{shown}, not a file: add a file name."
+    if not path.parent.is_dir():
+        return f"the folder for {flag} does not exist{shown}: create it first or choose another path."
+    return None
+
+
 class _Progress:
     """One updating line on stderr."""
 
@@ -43,6 +65,11 @@ class _Progress:
 def run(paths: list[Path], model_path: Path | None = None, preset: str | None = None, out: Path | None = None,
         json_path: Path | None = None, anonymise: bool = False, stream=None, flag_outside_use: bool = False) -> int:
     stream = stream or sys.stderr  # looked up per call: tests and callers may swap sys.stderr
+    for flag, path in (("--out", out), ("--json", json_path)):  # before the minutes of inference, not after
+        problem = output_problem(flag, path, anonymise)
+        if problem:
+            stream.write(f"ich-viewer triage: {problem}\n")
+            return 2
     decoder_process.prestart()  # while the model loads
     viewer = ViewerModel()  # the window's own state and rules, driven headlessly
     viewer.flag_outside_use = flag_outside_use

@@ -1,0 +1,59 @@
+"""``ich-viewer triage``'s arguments are checked before any inference: exit code 2 and one sentence."""
+
+from __future__ import annotations
+
+import pytest
+
+from ich_viewer.__main__ import main
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from ich_viewer.paths import models_dir
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("triage-cli") / "study"
+    write_phantom_study(make_phantom(seed=8, subtypes=["subdural"], n_slices=4, size=64), root)
+    return root
+
+
+def one_sentence(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, and no progress: nothing was classified
+    assert "slices (" not in err and "Traceback" not in err
+    return lines[0]
+
+
+def test_help_names_the_bundled_models_presets(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["triage", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    card = IchModel.bundled(models_dir()).card
+    assert len(card.presets) >= 2
+    for name in card.presets:
+        assert name in text
+    assert f"(default: {card.default_preset})" in text
+
+
+def test_an_unknown_preset_is_refused_naming_the_presets(tiny_model, study, tmp_path, capsys):
+    out = tmp_path / "slices.csv"
+    assert main(["triage", str(study), "--model", str(tiny_model), "--preset", "foo", "--out", str(out)]) == 2
+    sentence = one_sentence(capsys.readouterr().err)
+    assert "unknown preset 'foo'" in sentence and "balanced, high_sensitivity, precision_0.7" in sentence
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--json"])
+def test_an_output_in_a_missing_folder_is_refused_before_inference(tiny_model, study, tmp_path, capsys, flag):
+    target = tmp_path / "no-such-folder" / "result.file"
+    assert main(["triage", str(study), "--model", str(tiny_model), flag, str(target)]) == 2
+    sentence = one_sentence(capsys.readouterr().err)
+    assert f"the folder for {flag} does not exist ({target.parent})" in sentence
+    assert not target.parent.exists()
+
+
+def test_an_output_that_is_a_folder_is_refused_and_anonymised_names_no_path(tiny_model, study, tmp_path, capsys):
+    assert main(["triage", str(study), "--model", str(tiny_model), "--json", str(tmp_path), "--anonymise"]) == 2
+    sentence = one_sentence(capsys.readouterr().err)
+    assert "--json names a folder, not a file" in sentence and str(tmp_path) not in sentence
