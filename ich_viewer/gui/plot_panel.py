@@ -68,10 +68,11 @@ class ProbabilityPlot(pg.PlotWidget):
             return
         self.n_slices = len(probabilities)
         x = np.arange(len(probabilities))
-        for c, name in enumerate(CLASSES):
+        for c, (name, colour) in enumerate(zip(CLASSES, COLOURS)):
             column = probabilities[:, c]
-            # Not yet computed (NaN) slices are gaps, not zeros.
-            self.curves[name].setData(x, column, connect="finite")
+            # Not yet computed (NaN) slices are gaps, not zeros; a single slice is a dot (a line needs two).
+            self.curves[name].setData(x, column, connect="finite", symbol="o" if len(x) == 1 else None,
+                                      symbolSize=7, symbolBrush=colour, symbolPen=None)
         self.fit_slices(len(probabilities))
 
     def fit_slices(self, n: int) -> None:

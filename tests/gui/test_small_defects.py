@@ -104,6 +104,7 @@ def test_plot_legend_is_beside_the_curves_and_axes_are_sane_for_zero_and_one_sli
     assert axis.range == [-0.5, 0.5] and axis.autoSIPrefixScale == 1
     ticks = [value for _spacing, values in axis.tickValues(*axis.range, axis.width()) for value in values]
     assert ticks == [0.0]  # one slice, one tick: no 0.2 steps
+    assert plot.curves["any"].opts["symbol"] == "o"  # its probabilities show as dots, a line needs two slices
     opened(qtbot, window, [study])
     ticks = [value for _spacing, values in axis.tickValues(*axis.range, axis.width()) for value in values]
     assert axis.range == [-0.5, 5.5] and ticks and all(value == int(value) and 0 <= value <= 5 for value in ticks)
