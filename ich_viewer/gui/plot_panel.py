@@ -70,9 +70,12 @@ class ProbabilityPlot(pg.PlotWidget):
         x = np.arange(len(probabilities))
         for c, (name, colour) in enumerate(zip(CLASSES, COLOURS)):
             column = probabilities[:, c]
-            # Not yet computed (NaN) slices are gaps, not zeros; a single slice is a dot (a line needs two).
-            self.curves[name].setData(x, column, connect="finite", symbol="o" if len(x) == 1 else None,
-                                      symbolSize=7, symbolBrush=colour, symbolPen=None)
+            if len(x) == 1:  # a single slice is a dot (a line needs two), once it is computed
+                finite = bool(np.isfinite(column[0]))
+                self.curves[name].setData(x[:finite], column[:finite], symbol="o", symbolSize=7, symbolBrush=colour,
+                                          symbolPen=None)
+            else:  # not yet computed (NaN) slices are gaps, not zeros
+                self.curves[name].setData(x, column, connect="finite", symbol=None)
         self.fit_slices(len(probabilities))
 
     def fit_slices(self, n: int) -> None:
