@@ -4,6 +4,7 @@
     ich-viewer phantom OUT [--seed N ...] write a synthetic head-CT study with chosen subtypes
     ich-viewer info PATH ...              list the studies and series found, and skipped files
     ich-viewer triage PATH ... [--out F]  run the model over every study, per-slice CSV + JSON summary
+    ich-viewer calibrate FOLDER ...       set a site's thresholds from studies known to be normal
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from ich_viewer.core import decoder_process
 from ich_viewer.core.errors import IchViewerError
 
-SUBCOMMANDS = ("phantom", "info", "triage")
+SUBCOMMANDS = ("phantom", "info", "triage", "calibrate")
 
 
 def build_parser(preset_help: str = "threshold preset from the model card (default: the card's default)"
@@ -49,6 +50,20 @@ def build_parser(preset_help: str = "threshold preset from the model card (defau
     triage.add_argument("--flag-outside-intended-use", action="store_true",
                         help="flag series outside the model's intended use too (contrast-enhanced, not a head, bone "
                              "reconstruction); by default their probabilities are written but nothing is flagged")
+    calibrate = sub.add_parser(
+        "calibrate", help="set per-class thresholds on studies known to be normal from this site's scanners",
+        description="Runs the model over every slice of the normal studies under FOLDER (series outside the intended "
+                    "use are left out) and saves, in your settings and for this model only, a preset whose thresholds "
+                    "flag at most --max-flag-rate of those slices per class, never below the card's default preset. "
+                    "The model file is never changed. Use it with 'ich-viewer triage --preset NAME' or in the viewer's "
+                    "thresholds panel. Exit codes: 0 saved, 2 refused (fewer than 100 slices from 3 studies, or a bad "
+                    "option), 1 other error.")
+    calibrate.add_argument("paths", nargs="+", type=Path, metavar="FOLDER",
+                           help="folders, files, zip archives or DICOMDIRs of normal studies")
+    calibrate.add_argument("--max-flag-rate", type=float, default=0.05,
+                           help="the largest fraction of these normal slices a class may flag (default 0.05)")
+    calibrate.add_argument("--name", default="site", help="the preset's name (default: site)")
+    calibrate.add_argument("--model", type=Path, help="a contract ONNX model (default: the bundled model)")
     return parser
 
 
@@ -102,6 +117,27 @@ def run_triage(args: argparse.Namespace) -> int:
                       flag_outside_use=args.flag_outside_intended_use)
 
 
+def run_calibrate(args: argparse.Namespace) -> int:
+    from ich_viewer.core import site_presets
+    from ich_viewer.core.calibration import calibrate
+    from ich_viewer.triage import load_model
+
+    model = load_model(args.model)
+    preset, outside = calibrate(args.paths, model, args.max_flag_rate, args.name,
+                                on_slices=lambda done, total: sys.stderr.write(f"\rcalibrate: {done}/{total} slices"))
+    sys.stderr.write("\n")
+    path = site_presets.save(preset, model.sha256, f"{model.card.name} {model.card.version}")
+    if outside:
+        print(f"{outside} series outside the model's intended use left out", file=sys.stderr)
+    print(f"preset {preset.name!r} for {model.card.name} {model.card.version} ({preset.rule}), saved in {path}")
+    print(f"{'class':18} {'threshold':>9} {'flags':>7}  ")
+    for name, value in preset.thresholds.items():
+        floor = f"  (the card's {preset.floor_preset} threshold)" if preset.at_floor[name] else ""
+        print(f"{name:18} {value:9.4f} {preset.flag_rates[name]:7.1%}{floor}")
+    print(f"use it: ich-viewer triage --preset {preset.name} ...")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [decoder_process.SERVE_FLAG]:  # a frozen build's decoder processes start through here
@@ -114,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             build_parser(preset_help()).parse_args(argv)
         args = build_parser().parse_args(argv)
         try:
-            return {"phantom": run_phantom, "info": run_info, "triage": run_triage}[args.command](args)
+            return {"phantom": run_phantom, "info": run_info, "triage": run_triage,
+                    "calibrate": run_calibrate}[args.command](args)
         except (IchViewerError, ValueError) as exc:
             print(f"ich-viewer: {exc}", file=sys.stderr)
             return 2

@@ -31,3 +31,17 @@ def user_cache_dir() -> Path:
         return Path.home() / "Library" / "Caches" / "ICH Viewer"
     base = os.environ.get("XDG_CACHE_HOME") or ""
     return (Path(base) if Path(base).is_absolute() else Path.home() / ".cache") / "ich-viewer"
+
+
+def user_config_dir() -> Path:
+    """This user's settings folder for ICH Viewer (site threshold presets), as Qt's AppConfigLocation, without Qt.
+
+    Linux ``$XDG_CONFIG_HOME/ich-viewer`` (``~/.config/ich-viewer``), macOS ``~/Library/Preferences/ICH Viewer``,
+    Windows ``%LOCALAPPDATA%\\ICH Viewer``."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "ICH Viewer"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Preferences" / "ICH Viewer"
+    base = os.environ.get("XDG_CONFIG_HOME") or ""
+    return (Path(base) if Path(base).is_absolute() else Path.home() / ".config") / "ich-viewer"

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import ich_viewer
-from ich_viewer.core import decoder_process
-from ich_viewer.core.errors import ModelError, NoImagesFoundError
+from ich_viewer.core import decoder_process, site_presets
+from ich_viewer.core.errors import CalibrationError, ModelError, NoImagesFoundError
 from ich_viewer.core.inference import predict_series
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.results import write_csv, write_json
@@ -27,11 +27,17 @@ def load_model(path: Path | None) -> IchModel:
 def preset_help() -> str:
     """--preset's help: the presets the bundled model's card has (read only when --help is asked for)."""
     try:
-        card = load_model(None).card
+        model = load_model(None)
     except ModelError as exc:
         return f"threshold preset from the model's card (the bundled model could not be read: {exc})"
+    card = model.card
+    try:
+        site = list(site_presets.load(model.sha256))
+    except CalibrationError:
+        site = []
     return (f"threshold preset from the model's card; the bundled model has {', '.join(card.presets)} "
-            f"(default: {card.default_preset})")
+            f"(default: {card.default_preset})"
+            + (f", and this site's {', '.join(site)} (ich-viewer calibrate)" if site else ""))
 
 
 def output_problem(flag: str, path: Path | None, anonymise: bool) -> str | None:
@@ -74,7 +80,13 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
     viewer = ViewerModel()  # the window's own state and rules, driven headlessly
     viewer.flag_outside_use = flag_outside_use
     try:
-        viewer.set_model(load_model(model_path), preset)
+        model = load_model(model_path)
+        try:  # the site's presets for this very model (ich-viewer calibrate), after the card's
+            site = site_presets.load(model.sha256).values()
+        except CalibrationError as exc:  # a damaged settings file costs its presets, not the card's
+            stream.write(f"ich-viewer triage: {exc}\n")
+            site = ()
+        viewer.set_model(model, preset, site)
     except (ModelError, ValueError) as exc:
         stream.write(f"ich-viewer triage: {exc}\n")
         return 2

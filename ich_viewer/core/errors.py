@@ -25,3 +25,8 @@ class DecodeError(IchViewerError):
 
 class ModelError(IchViewerError):
     """A model file is missing, damaged, changed, or does not meet the model contract."""
+
+
+class CalibrationError(IchViewerError):
+    """A site calibration that cannot be done: too few normal slices or studies, a bad flag rate or name, or
+    a site presets file that cannot be read."""

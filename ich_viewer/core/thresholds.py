@@ -7,6 +7,10 @@ Two things keep a class from being flagged whatever its probability: the card ma
 (too little validation evidence; the user may switch it on), or the active preset's rule cannot be met
 for it on the validation data (until the user picks a threshold for it). :meth:`Thresholds.as_array`
 then gives it an infinite threshold, so every flag, summary and export agrees.
+
+Besides the card's presets there may be extra ones, chosen at a site (``ich-viewer calibrate``, see
+:mod:`~ich_viewer.core.site_presets`): objects with ``name``, ``thresholds`` (per class) and ``rule``. They
+sit after the card's; the read-outs at their thresholds still come from the card's validation curves.
 """
 
 from __future__ import annotations
@@ -17,28 +21,46 @@ from ich_viewer.core.contract import CLASSES, NOT_CALIBRATED, ModelCard
 
 
 class Thresholds:
-    def __init__(self, card: ModelCard, preset: str | None = None):
-        """ValueError, naming the card's presets, for a ``preset`` it does not have."""
+    def __init__(self, card: ModelCard, preset: str | None = None, extra=()):
+        """ValueError, naming the presets, for a ``preset`` neither the card nor ``extra`` (site presets) has."""
         self.card = card
+        self.extra: dict[str, dict[str, float]] = {}  # site presets, after the card's
+        self.extra_rules: dict[str, str] = {}
+        for site_preset in extra:
+            self.add_preset(site_preset)
         #: Classes flagged at all: every class but those the card marks not calibrated, until the user says.
         self.enabled = {c: card.calibration[c] != NOT_CALIBRATED for c in CLASSES}
         self.apply_preset(preset or card.default_preset)
 
     @property
+    def presets(self) -> dict[str, dict[str, float]]:
+        """The card's presets, then the site's."""
+        return {**self.card.presets, **self.extra}
+
+    @property
     def preset_names(self) -> list[str]:
-        return list(self.card.presets)
+        return list(self.presets)
+
+    def add_preset(self, site_preset) -> None:
+        """Add (or replace) a site preset; ValueError for a name the card's presets or "custom" already use."""
+        name = site_preset.name
+        if name in self.card.presets or name == "custom":
+            raise ValueError(f"the preset name {name!r} is taken by the model card; choose another")
+        self.extra[name] = {c: float(site_preset.thresholds[c]) for c in CLASSES}
+        self.extra_rules[name] = site_preset.rule
 
     def apply_preset(self, name: str) -> None:
-        if name not in self.card.presets:
-            raise ValueError(f"unknown preset {name!r}; this model has {', '.join(self.card.presets)}")
-        self.preset, self.values = name, dict(self.card.presets[name])
-        self.unmet = dict(self.card.unmet.get(name, {}))
+        presets = self.presets
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; this model has {', '.join(presets)}")
+        self.preset, self.values = name, dict(presets[name])
+        self.unmet = dict(self.card.unmet.get(name, {}))  # a site preset's rule is met on the site's slices
 
     def set(self, name: str, value: float) -> None:
         """A user override for one class; the preset name then reads 'custom'."""
         self.values[name] = float(np.clip(value, 0.0, 1.0))
         self.unmet.pop(name, None)  # the user chose this class's threshold: it is met by definition
-        if self.values != self.card.presets.get(self.preset):
+        if self.values != self.presets.get(self.preset):
             self.preset = "custom"
 
     def set_enabled(self, name: str, enabled: bool) -> None:
@@ -47,7 +69,7 @@ class Thresholds:
     @property
     def rule(self) -> str | None:
         """The active preset's rule in words, when the card states it."""
-        return self.card.preset_rules.get(self.preset)
+        return self.card.preset_rules.get(self.preset) or self.extra_rules.get(self.preset)
 
     def not_flagged(self) -> dict[str, str]:
         """Classes never flagged at the moment, with why, in CLASSES order."""

@@ -92,9 +92,10 @@ class ViewerModel:
 
     # ------------------------------------------------------------------ model, thresholds, prediction
 
-    def set_model(self, model: IchModel, preset: str | None = None) -> None:
-        """Raises ValueError for a preset the model's card does not have."""
-        self.model, self.thresholds, self.prediction = model, Thresholds(model.card, preset), None
+    def set_model(self, model: IchModel, preset: str | None = None, site_presets=()) -> None:
+        """``site_presets``: this model's presets from the user's settings (core/site_presets.py), shown after
+        the card's. Raises ValueError for a preset neither has."""
+        self.model, self.thresholds, self.prediction = model, Thresholds(model.card, preset, site_presets), None
         self.model_changed.emit(model)
         self.thresholds_changed.emit()
 
