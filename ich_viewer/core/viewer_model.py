@@ -17,6 +17,7 @@ import numpy as np
 from psygnal import Signal
 
 from ich_viewer.core import intended_use
+from ich_viewer.core.body_mask import body_mask
 from ich_viewer.core.contract import CLASSES, BatchResult
 from ich_viewer.core.inference import SeriesPrediction, cam_overlay, display_scale, flagged_ranges
 from ich_viewer.core.model import IchModel
@@ -25,10 +26,12 @@ from ich_viewer.core.series import LoadResult, Series, Study
 from ich_viewer.core.slabs import SlabPlan, plan_for_series
 from ich_viewer.core.thresholds import Thresholds
 from ich_viewer.core.volume import VolumeLoader
-from ich_viewer.core.windows import COMPOSITE_WINDOWS, PRESETS, Window
+from ich_viewer.core.view_geometry import orientation_markers
+from ich_viewer.core.windows import COMPOSITE_WINDOWS, PRESETS, Window, WindowFunction
 
-#: The Grad-CAM class choice that follows the current slice's most probable class.
-TOP_CLASS = "top class"
+#: The Grad-CAM class choice that follows the current slice: its most probable flagged class, or no
+#: overlay when nothing is flagged there (the most probable class of a normal slice washes the whole head).
+TOP_CLASS = "top flagged class"
 
 
 class ViewerModel:
@@ -54,12 +57,14 @@ class ViewerModel:
         self.index = 0
         self.window: Window = PRESETS["brain"]
         self.composite: tuple[Window, ...] | None = None  # the model view's three windows, when shown
+        self.window_function: WindowFunction = "linear"  # or "sigmoid" (core/windows.py)
         self.cam_class = TOP_CLASS
         self.cam_enabled, self.cam_below_threshold = True, False
         self.anonymised = False
         self.use_check = intended_use.UseCheck()  # the open series' intended-use verdict
         self.flag_outside_use = False  # the user asked to see flags on a series outside the intended use
         self._slabs: tuple = (None, None, None)  # series, model, and the slab plan for them
+        self._mask: tuple = (None, None, None)  # loader, slice index, and that slice's body mask
 
     # ------------------------------------------------------------------ loading and navigation
 
@@ -192,24 +197,52 @@ class ViewerModel:
         return int(ahead[0]) if len(ahead) else None
 
     def cam_class_index(self) -> int | None:
-        """The class whose Grad-CAM the current slice shows; None until the slice is classified."""
+        """The class whose Grad-CAM the current slice shows; None until the slice is classified.
+
+        By default (:data:`TOP_CLASS`) the slice's most probable flagged class, and None when nothing is
+        flagged there, unless the user asked to see the heat map under the threshold: then its most
+        probable class.
+        """
         if self.prediction is None or not self.prediction.done[self.index]:
             return None
-        if self.cam_class == TOP_CLASS:
-            return int(np.argmax(self.prediction.probabilities[self.index]))
-        return CLASSES.index(self.cam_class)
+        if self.cam_class != TOP_CLASS:
+            return CLASSES.index(self.cam_class)
+        probabilities = self.prediction.probabilities[self.index]
+        flags = self.slice_flags()
+        flagged = np.flatnonzero(flags[self.index]) if flags is not None else np.array([], int)
+        if len(flagged):
+            return int(flagged[np.argmax(probabilities[flagged])])
+        return int(np.argmax(probabilities)) if self.cam_below_threshold else None
+
+    def body_mask(self) -> np.ndarray | None:
+        """bool [H, W]: the head on the current slice (core/body_mask.py), or None before it is decoded."""
+        if self.loader is None or not self.loader.ready[self.index]:
+            return None
+        if self._mask[:2] != (self.loader, self.index):  # kept: a threshold drag asks on every move
+            self._mask = (self.loader, self.index, body_mask(self.loader.slice(self.index)))
+        return self._mask[2]
 
     def overlay(self) -> np.ndarray | None:
-        """The current slice's Grad-CAM as [H, W] values in [0, 1], or None when none is to be shown."""
+        """The current slice's Grad-CAM as [H, W] values in [0, 1], or None when none is to be shown.
+
+        Zero outside the head (:meth:`body_mask`): the network's coarse map spills over the skull into
+        air and the padding outside the field of view, where it means nothing.
+        """
         c = self.cam_class_index()
-        if not self.cam_enabled or c is None or self.series is None:
+        mask = self.body_mask() if self.cam_enabled and c is not None else None
+        if mask is None or self.series is None:
             return None
         name = CLASSES[c]
         scale = display_scale(self.prediction, c, self.model.card.cam_scale[name])
         # Outside the intended use nothing is flagged, so the heat map is as under the threshold.
         threshold = float(self.thresholds.as_array()[c]) if self.flags_shown else np.inf
-        return cam_overlay(self.prediction.cam[self.index, c], (self.series.rows, self.series.columns), scale,
-                           float(self.prediction.probabilities[self.index, c]), threshold, self.cam_below_threshold)
+        values = cam_overlay(self.prediction.cam[self.index, c], (self.series.rows, self.series.columns), scale,
+                             float(self.prediction.probabilities[self.index, c]), threshold, self.cam_below_threshold)
+        return None if values is None else values * mask
+
+    def orientation_markers(self) -> dict[str, str] | None:
+        """The patient direction at each edge of the view, from the open series' ImageOrientationPatient."""
+        return None if self.series is None else orientation_markers(self.series.orientation)
 
     def corner_lines(self) -> list[str]:
         """The overlay text: patient (unless anonymised), slice, position and window."""
@@ -220,6 +253,8 @@ class ViewerModel:
             patient = self.study.patient
             lines.append(f"{patient.name or '(no name)'}  ID {patient.id or '-'}  {self.study.date or ''}")
         window = "model view" if self.composite else str(self.window)
+        if self.window_function != "linear":
+            window += f" {self.window_function}"
         lines.append(f"slice {self.index + 1}/{len(self.series)}  z {self.series.z[self.index]:.1f} mm  {window}")
         slabs = self.slab_plan()
         if slabs is not None:  # the result shown is the slab's around this slice, not the thin slice's alone
@@ -233,6 +268,13 @@ class ViewerModel:
 
     def set_window(self, window: Window) -> None:
         self.window, self.composite = window, None
+        self.window_changed.emit()
+
+    def set_window_function(self, function: WindowFunction) -> None:
+        """Linear (clipped) or sigmoid windowing (core/windows.py), for the window and the model view alike."""
+        if function not in ("linear", "sigmoid"):
+            raise ValueError(f"unknown window function {function!r}; use 'linear' or 'sigmoid'")
+        self.window_function = function
         self.window_changed.emit()
 
     def model_view_windows(self) -> tuple[Window, ...]:

@@ -69,8 +69,10 @@ def test_slices_the_cam_class_and_the_overlay(viewer):
     viewer.open_series(study, study.series[0])
     assert viewer.cam_class_index() is None and viewer.overlay() is None  # nothing classified yet
     viewer.finish_prediction(predict_series(viewer.model, viewer.loader, 10))
-    top = int(np.argmax(viewer.prediction.probabilities[5]))
-    assert viewer.cam_class == TOP_CLASS and viewer.cam_class_index() == top
+    viewer.apply_preset("high_sensitivity")  # 0.2: several classes flag on this slice
+    p, flags = viewer.prediction.probabilities[5], viewer.slice_flags()[5]
+    assert flags.any() and viewer.cam_class == TOP_CLASS
+    assert viewer.cam_class_index() == int(np.argmax(np.where(flags, p, -1)))  # the most probable FLAGGED class
     viewer.set_cam(cls="subdural", below_threshold=True)
     overlay = viewer.overlay()
     assert viewer.cam_class_index() == 5 and overlay.shape == (64, 64) and 0 <= overlay.min() <= overlay.max() <= 1
@@ -102,3 +104,53 @@ def test_the_export_is_triages_format(viewer, tmp_path):
 def test_a_preset_the_card_lacks_is_refused(tiny_model):
     with pytest.raises(ValueError, match="unknown preset"):
         ViewerModel().set_model(IchModel(tiny_model), "foo")
+
+
+def test_the_default_cam_is_the_top_flagged_class_or_none(viewer):
+    study = viewer.result.studies[0]
+    viewer.open_series(study, study.series[0])
+    viewer.finish_prediction(predict_series(viewer.model, viewer.loader, 10))
+    for name in CLASSES:
+        viewer.set_threshold(name, 1.0)  # nothing flags anywhere
+    assert not viewer.slice_flags()[5].any()
+    assert viewer.cam_class_index() is None and viewer.overlay() is None  # no heat map on a slice not flagged
+    viewer.set_cam(below_threshold=True)  # asked for: the slice's most probable class, under its threshold
+    assert viewer.cam_class_index() == int(np.argmax(viewer.prediction.probabilities[5]))
+    p = viewer.prediction.probabilities[5]
+    second = int(np.argsort(p)[-2])
+    viewer.set_cam(below_threshold=False)
+    viewer.set_threshold(CLASSES[second], float(p[second]) - 0.01)  # only the second most probable flags
+    assert viewer.cam_class_index() == second
+
+
+def test_the_overlay_is_zero_outside_the_head(viewer):
+    study = viewer.result.studies[0]
+    viewer.open_series(study, study.series[0])
+    viewer.finish_prediction(predict_series(viewer.model, viewer.loader, 10))
+    viewer.set_cam(cls="any", below_threshold=True)
+    viewer.prediction.cam[5, 0] = 1.0  # a map that lights up everything, the square around the head too
+    overlay, hu = viewer.overlay(), viewer.loader.slice(5)
+    mask = viewer.body_mask()
+    assert mask.shape == hu.shape and mask.any() and not mask.all()
+    assert (overlay[~mask] == 0).all() and (overlay[mask] > 0).all()
+    assert not mask[hu < -900].all() and (overlay[0, :] == 0).all()  # the air at the top edge stays clear
+
+
+def test_sigmoid_windowing_is_the_viewers_choice(viewer):
+    study = viewer.result.studies[0]
+    viewer.open_series(study, study.series[0])
+    seen = _record(viewer)
+    viewer.set_window_function("sigmoid")
+    assert viewer.window_function == "sigmoid" and ("window_changed",) in seen
+    assert "brain 40/80 sigmoid" in viewer.corner_lines()[-1]
+    viewer.set_window_function("linear")
+    assert "sigmoid" not in viewer.corner_lines()[-1]
+    with pytest.raises(ValueError, match="linear"):
+        viewer.set_window_function("cubic")
+
+
+def test_orientation_markers_follow_the_series(viewer):
+    assert viewer.orientation_markers() is None  # nothing open
+    study = viewer.result.studies[0]
+    viewer.open_series(study, study.series[0])
+    assert viewer.orientation_markers() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
