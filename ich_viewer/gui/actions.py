@@ -42,6 +42,12 @@ ACTIONS = (
     Action("View", "Window: stored in the file", lambda w: w.set_file_window(), "7", "the window stored in the file"),
     Action("View", "Model view (three-window composite)", lambda w: w.viewer.show_model_view(), "M",
            "model view: the model's three windows as colours"),
+    Action("View", "Sigmoid windowing", lambda w: w.viewer.set_window_function(
+        "sigmoid" if w.actions["sigmoid"].isChecked() else "linear"), "S",
+        "sigmoid windowing on/off (the window's edges fade instead of clipping)", checkable=True, name="sigmoid"),
+    Action("View", "Fit to window", lambda w: w.view.fit(), "F", "fit the image to the window"),
+    Action("View", "Actual size (1:1)", lambda w: w.view.actual_size(), "Ctrl+1",
+           "actual size: one image pixel per screen pixel"),
     Action("View", "-"),
     Action("View", "Anonymised display", lambda w: w.viewer.set_anonymised(w.actions["anonymise"].isChecked()), "A",
            "anonymised display on/off", checkable=True, name="anonymise"),
@@ -67,7 +73,7 @@ OTHER_KEYS = (
     ("Wheel, Up/Down, PageUp/PageDown", "previous / next slice (PageUp/PageDown: 10 slices)"),
     ("Home / End", "first / last slice"),
     ("Right-drag", "adjust level (up/down) and width (left/right)"),
-    ("Left-drag / Ctrl+wheel", "pan / zoom"),
+    ("Left-drag / Ctrl+wheel", "pan / zoom (the text, markers and scale bar stay on the viewport)"),
 )
 
 

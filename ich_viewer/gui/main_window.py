@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer
-from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QSlider, QSplitter,
+from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSlider,
                                QVBoxLayout, QWidget)
 
 from ich_viewer.core.errors import IchViewerError
@@ -26,6 +26,8 @@ from ich_viewer.gui.slice_view import SliceView
 from ich_viewer.gui.threshold_panel import ThresholdPanel
 from ich_viewer.paths import models_dir
 
+#: The saved dock layout's version: a layout saved before the plot moved into a dock is not restored.
+LAYOUT_VERSION = 2
 STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1,
              Qt.Key.Key_PageUp: -10, Qt.Key.Key_PageDown: 10}
 
@@ -43,9 +45,10 @@ class MainWindow(FileActions, QMainWindow):
         self._build_menus()
         self._connect_viewer()
         self.resize(1280, 800)
-        for key, restore in (("window/geometry", self.restoreGeometry), ("window/state", self.restoreState)):
-            if self.settings.value(key) is not None:
-                restore(self.settings.value(key))
+        if self.settings.value("window/geometry") is not None:
+            self.restoreGeometry(self.settings.value("window/geometry"))
+        if self.settings.value("window/state") is not None:  # the docks as the user left them
+            self.restoreState(self.settings.value("window/state"), LAYOUT_VERSION)
         self._poll = QTimer(self, interval=60)  # decoding progress: the loader's threads are not Qt's
         self._poll.timeout.connect(self._on_decode_progress)
         try:
@@ -58,33 +61,40 @@ class MainWindow(FileActions, QMainWindow):
     # ------------------------------------------------------------------ layout, menus, wiring
 
     def _build_widgets(self) -> None:
+        """The image takes the whole centre (a screen is wider than tall, so nothing goes under it): the
+        series and classes on the left, the probability plot over the thresholds on the right."""
         self.view = SliceView()
         self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # its own arrow keys would run against the window's
         self.plot = ProbabilityPlot()
-        top = QWidget()
-        top_layout = QVBoxLayout(top)
-        top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addWidget(self.view, 1)
-        top_layout.addWidget(self.slider)
-        centre = QSplitter(Qt.Orientation.Vertical)
-        centre.addWidget(top)
-        centre.addWidget(self.plot)
-        centre.setSizes([600, 170])
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.setSpacing(0)
+        centre_layout.addWidget(self.view, 1)
+        centre_layout.addWidget(self.slider)
         self.setCentralWidget(centre)
         side = SidePanel(self.viewer, self.view)
         self.browser, self.classes, self.cam_controls = side.browser, side.classes, side.cam_controls
         self._dock("Browser and classes", side, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.threshold_panel = ThresholdPanel(self.viewer)
-        self._dock("Thresholds", self.threshold_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        plot_dock = self._dock("Probabilities", self.plot, Qt.DockWidgetArea.RightDockWidgetArea)
+        thresholds_dock = self._dock("Thresholds", self.threshold_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([plot_dock], [340], Qt.Orientation.Horizontal)
+        self.resizeDocks([plot_dock, thresholds_dock], [330, 350], Qt.Orientation.Vertical)
         self.skipped = SkippedList()
-        self.skipped.setMaximumHeight(120)  # a list of reasons, not a work area
         self.skipped_dock = self._dock("Skipped files", self.skipped, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.skipped_dock.hide()
+        self.skipped_dock.hide()  # opened from the status bar's count
         self.progress = QProgressBar(maximumWidth=220, visible=False)
         self.hover_label, self.model_label, notice = QLabel(""), QLabel(""), QLabel(NOT_FOR_DIAGNOSIS)
         self.other_files_label = QLabel("")  # CSV/TXT beside the study: a count, not "skipped" (names in its tooltip)
+        self.skipped_button = QPushButton("", flat=True, visible=False, toolTip="show or hide the skipped files")
+        self.skipped_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.skipped_button.setStyleSheet("color: #c0392b; text-decoration: underline; padding: 0 4px;")
+        self.skipped_button.clicked.connect(lambda: self.skipped_dock.setVisible(not self.skipped_dock.isVisible()))
         notice.setStyleSheet("color: #c0392b;")
-        for widget in (self.hover_label, self.progress, self.other_files_label, self.model_label, notice):
+        for widget in (self.hover_label, self.progress, self.skipped_button, self.other_files_label, self.model_label,
+                       notice):
             self.statusBar().addPermanentWidget(widget)
 
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
@@ -132,7 +142,12 @@ class MainWindow(FileActions, QMainWindow):
     def _on_loaded(self, result: LoadResult) -> None:
         self.browser.show_result(result, self.viewer.anonymised)
         self.skipped.show_skipped(result.skipped, result.files_found, self.viewer.anonymised)
-        self.skipped_dock.setVisible(bool(result.skipped))
+        self.skipped_button.setText(f"{len(result.skipped)} file{'s' if len(result.skipped) != 1 else ''} skipped")
+        self.skipped_button.setVisible(bool(result.skipped))
+        rows = max(1, min(self.skipped.count(), 6))  # as tall as its lines, up to six: a list, not a work area
+        self.skipped.setMaximumHeight(rows * max(self.skipped.sizeHintForRow(0), 16) + 2 * self.skipped.frameWidth() + 2)
+        if not result.skipped:
+            self.skipped_dock.hide()
         self._show_other_files(result)
         self.statusBar().showMessage(f"{len(result.series)} series found" +
                                      (f", {len(result.skipped)} file(s) skipped" if result.skipped else "") +
@@ -252,7 +267,7 @@ class MainWindow(FileActions, QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
         self.cancel_classification()
         self.viewer.close_series()
         self.jobs.wait_all(5000)

@@ -1,19 +1,22 @@
-"""The slice view: CT in one ImageItem, the Grad-CAM in a second one above it, HU under the cursor.
+"""The slice view: CT in one ImageItem, the Grad-CAM in a second one above it, HU under the cursor, and
+on the viewport (gui/view_overlays.py) the corner text, orientation markers, a scale bar and the colour bar.
 
 Keys (while the view has focus, and forwarded by the main window): wheel / arrows / PageUp /
 PageDown / Home / End move through slices; right-drag changes level (vertical) and width
-(horizontal); left-drag pans; Ctrl+wheel zooms.
+(horizontal); left-drag pans; Ctrl+wheel zooms; :meth:`SliceView.fit` and :meth:`SliceView.actual_size`
+are the View menu's fit-to-window and 1:1.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QFont
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.viewer_model import ViewerModel
-from ich_viewer.core.windows import Window, composite_rgb
+from ich_viewer.core.windows import Window, WindowFunction, apply_window, composite_rgb
+from ich_viewer.gui.view_overlays import ViewportOverlays
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -33,16 +36,15 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setZValue(10)
         self.overlay.setOpacity(0.6)
-        self.set_colormap("inferno")
         self.viewbox.addItem(self.image)
         self.viewbox.addItem(self.overlay)
-        self.corner = pg.TextItem("", color=(230, 230, 230), anchor=(0, 0))
-        self.corner.setFont(QFont("Sans", 9))
-        self.corner.setZValue(20)
-        self.viewbox.addItem(self.corner, ignoreBounds=True)
+        self.overlays = ViewportOverlays(self.viewbox)  # fixed to the viewport: stays put when zoomed or panned
+        self.corner = self.overlays.corner
+        self.set_colormap("inferno")
         self.hu: np.ndarray | None = None
         self.window = Window("brain", 40, 80)
         self.composite: tuple[Window, ...] | None = None
+        self.function: WindowFunction = "linear"
         self._drag_start: tuple[QPointF, Window] | None = None
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -62,6 +64,11 @@ class SliceView(pg.GraphicsLayoutWidget):
         viewer.window_changed.connect(self._on_window_changed)
         viewer.cam_changed.connect(self.refresh_overlay)
         viewer.anonymised_changed.connect(lambda _: self._show_corner_text())
+        viewer.series_opened.connect(lambda study, series: self._on_series_opened(series))
+
+    def _on_series_opened(self, series) -> None:
+        self.overlays.set_markers(self.viewer.orientation_markers())
+        self.overlays.set_pixel_spacing(series.pixel_spacing[1])  # across the columns: the bar is horizontal
 
     def show_current(self, autorange: bool = False) -> None:
         """The viewer's current slice, once decoded (blank until then), with its overlay and corner text."""
@@ -74,9 +81,14 @@ class SliceView(pg.GraphicsLayoutWidget):
         self._show_corner_text()
 
     def refresh_overlay(self) -> None:
-        self.set_overlay(self.viewer.overlay())
+        values = self.viewer.overlay()
+        self.set_overlay(values)
+        self.overlays.colour_bar.set_class(None if values is None else CLASSES[self.viewer.cam_class_index()])
 
     def _on_window_changed(self) -> None:
+        if self.viewer.window_function != self.function:
+            self.function = self.viewer.window_function
+            self._render()
         if self.viewer.composite:
             self.set_composite(self.viewer.composite)
         elif self.viewer.window != self.window or self.composite:  # not already shown (a right-drag here)
@@ -92,7 +104,19 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.hu = hu
         self._render()
         if autorange and hu is not None:
-            self.viewbox.autoRange(padding=0.01)
+            self.fit()
+
+    def fit(self) -> None:
+        """The whole image, as large as the viewport allows (the View menu's fit to window)."""
+        if self.hu is not None:
+            self.viewbox.setRange(QRectF(0, 0, self.hu.shape[1], self.hu.shape[0]), padding=0.01)
+
+    def actual_size(self) -> None:
+        """One image pixel per screen pixel, around the point now in the middle of the viewport (1:1)."""
+        size = self.viewbox.boundingRect()
+        centre = self.viewbox.viewRect().center()
+        self.viewbox.setRange(QRectF(centre.x() - size.width() / 2, centre.y() - size.height() / 2,
+                                     size.width(), size.height()), padding=0)
 
     def set_window(self, window: Window) -> None:
         self.window, self.composite = window, None
@@ -120,19 +144,23 @@ class SliceView(pg.GraphicsLayoutWidget):
         lut = pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=True)
         lut[:, 3] = np.clip(np.linspace(0, 400, 256), 0, 255).astype(np.uint8)
         self.overlay.setLookupTable(lut)
+        self.overlays.colour_bar.set_lookup_table(lut)
 
     def set_corner_text(self, text: str) -> None:
-        self.corner.setText(text)
-        self.corner.setPos(0, 0)
+        self.overlays.set_corner_text(text)
 
     def _render(self) -> None:
         if self.hu is None:
             self.image.clear()
             return
         if self.composite:
-            self.image.setImage(composite_rgb(self.hu, self.composite), levels=(0.0, 1.0), autoLevels=False)
-        else:
+            self.image.setImage(composite_rgb(self.hu, self.composite, self.function), levels=(0.0, 1.0),
+                                autoLevels=False)
+        elif self.function == "linear":  # the image's own levels: no copy of the slice
             self.image.setImage(self.hu, levels=(self.window.low, self.window.high), autoLevels=False)
+        else:
+            self.image.setImage(apply_window(self.hu, self.window, self.function), levels=(0.0, 1.0),
+                                autoLevels=False)
 
     # ------------------------------------------------------------------ interaction
 

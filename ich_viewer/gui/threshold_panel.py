@@ -1,9 +1,14 @@
-"""One slider per class, the card's presets, and what each position trades on validation patients."""
+"""One slider per class, the card's presets, and what each position trades on validation patients.
+
+Compact (a class's read-out goes under its slider, so the dock is narrow) and clicked, never focused: the
+sliders, boxes and buttons take no keyboard focus, so arrow keys and Page keys keep moving slices.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
+                               QVBoxLayout, QWidget)
 
 from ich_viewer.core.contract import CLASSES, NOT_CALIBRATED
 from ich_viewer.core.thresholds import Thresholds
@@ -26,9 +31,12 @@ class ThresholdPanel(QWidget):
         self.preset_label = QLabel("")
         self.preset_label.setWordWrap(True)
         grid = QGridLayout()
+        grid.setVerticalSpacing(1)
         layout.addLayout(grid)
         layout.addWidget(self.preset_label)
         layout.addStretch(1)  # keep the sliders together at the top of a tall dock
+        # No taller than its content: in a tall window the plot above it takes the rest, not empty space.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.sliders: dict[str, QSlider] = {}
         self.values: dict[str, QLabel] = {}
         self.readouts: dict[str, QLabel] = {}
@@ -44,11 +52,13 @@ class ThresholdPanel(QWidget):
             slider.valueChanged.connect(lambda value, n=name: self._on_slider(n, value))
             value, readout = QLabel("-"), QLabel("")
             value.setMinimumWidth(40)
-            readout.setMinimumWidth(220)
-            grid.addWidget(box, row, 0)
-            grid.addWidget(slider, row, 1)
-            grid.addWidget(value, row, 2)
-            grid.addWidget(readout, row, 3)
+            readout.setStyleSheet("color: gray;")
+            for widget in (box, slider):
+                widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            grid.addWidget(box, 2 * row, 0)
+            grid.addWidget(slider, 2 * row, 1)
+            grid.addWidget(value, 2 * row, 2)
+            grid.addWidget(readout, 2 * row + 1, 0, 1, 3, Qt.AlignmentFlag.AlignRight)
             self.sliders[name], self.values[name], self.readouts[name] = slider, value, readout
             self.flag_boxes[name] = box
         grid.setColumnStretch(1, 1)
@@ -68,6 +78,7 @@ class ThresholdPanel(QWidget):
         for name in thresholds.preset_names:
             button = QPushButton(name.replace("_", " "))
             button.setObjectName(f"preset_{name}")
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
             self.preset_row.addWidget(button)
         self._sync()

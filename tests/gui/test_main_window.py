@@ -174,7 +174,9 @@ def test_window_state_and_last_folder_are_remembered(qtbot, tmp_path, study, tin
     qtbot.addWidget(first)
     first.show()
     opened(qtbot, first, study, classify=False)
-    assert first.skipped_dock.isVisible()  # shown because files were skipped; hidden by default
+    assert not first.skipped_dock.isVisible()  # files were skipped: a count in the status bar, the list hidden
+    qtbot.mouseClick(first.skipped_button, Qt.MouseButton.LeftButton)  # opened from the count
+    assert first.skipped_dock.isVisible()
     first.close()
     second = MainWindow(settings=QSettings(str(tmp_path / "remember.ini"), QSettings.Format.IniFormat),
                         model=IchModel(tiny_model))
