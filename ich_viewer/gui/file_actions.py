@@ -1,4 +1,4 @@
-"""What the main window does with files and dialogs: open, recent, drop, export, model, about.
+"""What the main window does with files and dialogs: open, recent, drop, export, model, calibration, about.
 
 A mixin of :class:`~ich_viewer.gui.main_window.MainWindow` (it uses the window's ``viewer``,
 ``settings`` and ``view``), kept apart so the window itself stays layout and wiring.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
+from ich_viewer.core import site_presets
 from ich_viewer.core.errors import IchViewerError
 from ich_viewer.core.model import IchModel
+from ich_viewer.gui import export, workers
 from ich_viewer.gui.dialogs import ModelCardDialog, ShortcutsDialog
 
 NOT_FOR_DIAGNOSIS = "Teaching and demonstration only: not for diagnostic use"
@@ -76,9 +78,19 @@ class FileActions:
         if path:
             self.open_model(Path(path))
 
+    def set_model(self, model: IchModel) -> None:
+        """``model`` with this site's presets for it (ich-viewer calibrate); a damaged settings file costs only
+        those presets, and says so."""
+        try:
+            site = site_presets.load(model.sha256).values()
+        except IchViewerError as exc:
+            site = ()
+            self.statusBar().showMessage(str(exc), 15000)
+        self.viewer.set_model(model, site_presets=site)
+
     def open_model(self, path: Path) -> bool:
         try:
-            self.viewer.set_model(IchModel(path))
+            self.set_model(IchModel(path))
         except IchViewerError as exc:
             QMessageBox.warning(self, "ICH Viewer", str(exc))
             return False
@@ -95,8 +107,15 @@ class FileActions:
 
     # ------------------------------------------------------------------ export
 
-    def export_png(self, path: Path) -> None:
-        self.view.grab().save(str(path), "PNG")
+    def export_png(self, path: Path) -> list[str]:
+        """The current slice at its own resolution with its overlay and text burned in (anonymised when the
+        display is); returns the strings drawn."""
+        overlay = self.view.overlay
+        return export.export_png(self.viewer, path, overlay.lut, overlay.opacity())
+
+    def export_summary_pdf(self, path: Path) -> list[str]:
+        """The one-page study summary (PDF); returns the strings drawn."""
+        return export.write_summary_pdf(self.viewer, path, self.view.overlay.lut, self.view.overlay.opacity())
 
     def export_results(self, csv_path: Path, json_path: Path) -> None:
         """The open series' per-slice CSV and JSON summary, in triage's format (the viewer model writes both)."""
@@ -105,9 +124,23 @@ class FileActions:
         self.viewer.export_results(csv_path, json_path)
 
     def ask_export_png(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export view", "view.png", "PNG image (*.png)")
+        name = f"slice-{self.viewer.index + 1}.png"
+        self._ask_export("Export slice as PNG", name, "PNG image (*.png)", self.export_png)
+
+    def ask_export_summary(self) -> None:
+        self._ask_export("Export study summary", "summary.pdf", "PDF (*.pdf)", self.export_summary_pdf)
+
+    def _ask_export(self, title: str, name: str, kinds: str, write) -> None:
+        folder = self.settings.value("export_folder", "") or str(Path.home())
+        path, _ = QFileDialog.getSaveFileName(self, title, str(Path(folder) / name), kinds)
         if path:
-            self.export_png(Path(path))
+            try:
+                write(Path(path))
+            except (IchViewerError, OSError) as exc:
+                QMessageBox.warning(self, "ICH Viewer", str(exc))
+                return
+            self.settings.setValue("export_folder", str(Path(path).parent))
+            self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
 
     def ask_export_results(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export results", "results.csv", "CSV (*.csv)")
@@ -116,6 +149,49 @@ class FileActions:
                 self.export_results(Path(path), Path(path).with_suffix(".json"))
             except (IchViewerError, OSError) as exc:
                 QMessageBox.warning(self, "ICH Viewer", str(exc))
+
+    # ------------------------------------------------------------------ calibration
+
+    def ask_calibrate(self) -> None:
+        if self.viewer.model is None:
+            QMessageBox.information(self, "ICH Viewer", "No model is loaded.")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Folder of studies known to be normal, from your scanners",
+                                                  self.settings.value("last_folder", ""))
+        if not folder:
+            return
+        rate, ok = QInputDialog.getDouble(self, "Calibrate to this site", "Largest share of these normal slices a "
+                                          "class may flag (%):", site_presets.DEFAULT_MAX_FLAG_RATE * 100, 0.1, 50.0, 1)
+        if not ok:
+            return
+        name, ok = QInputDialog.getText(self, "Calibrate to this site", "Preset name:", text=site_presets.DEFAULT_NAME)
+        if ok and name.strip():
+            self.calibrate_site([Path(folder)], rate / 100.0, name.strip())
+
+    def calibrate_site(self, paths: list[Path], max_flag_rate: float, name: str) -> workers.Job:
+        """Run the model over ``paths``' normal studies in the background; the preset is saved in the user's
+        settings for this model, added beside the card's presets and made active."""
+        model = self.viewer.model
+        job = workers.calibrate_job(paths, model, max_flag_rate, name, self)
+        job.finished.connect(lambda result: self._on_calibrated(model, result))
+        job.failed.connect(lambda message: (self.statusBar().showMessage("Calibration not done", 5000),
+                                            QMessageBox.warning(self, "ICH Viewer", message)))
+        self.statusBar().showMessage(f"Calibrating on {', '.join(p.name for p in paths)}...")
+        return self.jobs.start(job)
+
+    def _on_calibrated(self, model: IchModel, result) -> None:
+        preset, outside = result
+        try:
+            site_presets.save(preset, model.sha256, f"{model.card.name} {model.card.version}")
+        except (IchViewerError, OSError) as exc:
+            QMessageBox.warning(self, "ICH Viewer", f"The site preset could not be saved: {exc}")
+            return
+        if self.viewer.model is model:  # still the model it was made for
+            self.viewer.thresholds.add_preset(preset)
+            self.viewer.apply_preset(preset.name)
+        self.statusBar().showMessage(f"Site preset '{preset.name}' saved: {preset.rule}"
+                                     + (f"; {outside} series outside the intended use left out" if outside else ""),
+                                     15000)
 
     # ------------------------------------------------------------------ help
 

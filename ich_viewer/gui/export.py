@@ -1,0 +1,362 @@
+"""Exports for teaching and hand-over, drawn with Qt from the ViewerModel's state (never a screen grab).
+
+- :func:`render_slice`: the current slice at its own resolution (rows x columns), windowed as shown, with
+  the Grad-CAM shown and the slice's probabilities, thresholds and preset, the model and the disclaimer
+  burned in; the patient's name, ID and date only when the display is not anonymised.
+- :func:`draw_summary` / :func:`write_summary_pdf`: a one-page study summary (per class the maximum, its
+  worst slice with that class's Grad-CAM, threshold and preset; study and model identity; the disclaimer),
+  written by Qt's own PDF writer. The layout draws on any QPaintDevice, so the same page can be drawn
+  into an image to look at.
+
+Each returns the strings it drew, so what reaches the page can be checked (no name when anonymised).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QMarginsF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter
+
+import ich_viewer
+from ich_viewer.core.body_mask import body_mask
+from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.errors import DecodeError, IchViewerError
+from ich_viewer.core.inference import cam_overlay, display_scale
+from ich_viewer.core.results import NOTICE
+from ich_viewer.core.viewer_model import ViewerModel
+from ich_viewer.core.windows import apply_window, composite_rgb, to_uint8
+
+OVERLAY_OPACITY = 0.6  # the slice view's default
+FLAG_RED, NOTICE_RED, TEXT = QColor(255, 90, 70), QColor(200, 40, 30), QColor(235, 235, 235)
+
+
+def default_lut() -> np.ndarray:
+    """The slice view's overlay table: inferno with an alpha ramp (zero is transparent)."""
+    import pyqtgraph as pg
+
+    lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=True)
+    lut[:, 3] = np.clip(np.linspace(0, 400, 256), 0, 255).astype(np.uint8)
+    return lut
+
+
+# ---------------------------------------------------------------------- pixels
+
+
+def windowed_rgb(viewer: ViewerModel, hu: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3]: ``hu`` in the viewer's window (or its model view), as the slice view shows it."""
+    function = viewer.window_function
+    if viewer.composite:
+        return to_uint8(composite_rgb(hu, viewer.composite, function))
+    return np.repeat(to_uint8(apply_window(hu, viewer.window, function))[..., None], 3, axis=2)
+
+
+def blend(rgb: np.ndarray, values: np.ndarray | None, lut: np.ndarray, opacity: float) -> np.ndarray:
+    """``values`` ([H, W] in [0, 1]) through the RGBA ``lut`` over ``rgb``, at ``opacity``, as the view draws it."""
+    if values is None:
+        return rgb
+    colours = lut[np.clip(np.round(values * (len(lut) - 1)), 0, len(lut) - 1).astype(int)].astype(np.float32)
+    alpha = colours[..., 3:4] / 255.0 * opacity
+    return np.round(rgb * (1.0 - alpha) + colours[..., :3] * alpha).astype(np.uint8)
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(rgb, np.uint8)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()  # copy: owns its pixels
+
+
+def current_slice(viewer: ViewerModel, index: int | None = None) -> np.ndarray:
+    index = viewer.index if index is None else index
+    if viewer.series is None or viewer.loader is None:
+        raise IchViewerError("There is nothing to export yet: open a series first.")
+    try:
+        return viewer.loader.slice(index, timeout=30.0)
+    except (DecodeError, TimeoutError) as exc:
+        raise IchViewerError(f"Slice {index + 1} cannot be exported: {exc}") from None
+
+
+def class_cam(viewer: ViewerModel, index: int, c: int, hu: np.ndarray) -> np.ndarray | None:
+    """Class ``c``'s Grad-CAM on slice ``index`` as the viewer would show it there (fixed scale, inside the
+    head, none under the threshold unless the user asked); None when not shown."""
+    prediction = viewer.prediction
+    if prediction is None or not prediction.done[index]:
+        return None
+    scale = display_scale(prediction, c, viewer.model.card.cam_scale[CLASSES[c]])
+    threshold = float(viewer.thresholds.as_array()[c]) if viewer.flags_shown else np.inf
+    values = cam_overlay(prediction.cam[index, c], hu.shape, scale, float(prediction.probabilities[index, c]),
+                         threshold, viewer.cam_below_threshold)
+    return None if values is None else values * body_mask(hu)
+
+
+# ---------------------------------------------------------------------- text
+
+
+def class_line(viewer: ViewerModel, c: int, probability: float, flagged: bool) -> str:
+    """'subdural 0.873 >= 0.420 FLAGGED', or why a class is not flagged."""
+    name = CLASSES[c]
+    p = "-" if np.isnan(probability) else f"{probability:.3f}"
+    why = viewer.thresholds.not_flagged().get(name)
+    if why:
+        return f"{name} {p}  not flagged ({why.split(':')[0]})"
+    threshold = viewer.thresholds.values[name]
+    return f"{name} {p}  threshold {threshold:.3f}" + ("  FLAGGED" if flagged else "")
+
+
+def model_lines(viewer: ViewerModel) -> list[str]:
+    card, thresholds = viewer.model.card, viewer.thresholds
+    return [f"model {card.name} {card.version}", f"thresholds: {thresholds.preset.replace('_', ' ')} preset"]
+
+
+class _Text:
+    """Draws lines with ``painter`` and keeps every string drawn."""
+
+    def __init__(self, painter: QPainter, drawn: list[str]):
+        self.painter, self.drawn = painter, drawn
+
+    def line(self, x: float, y: float, text: str, colour: QColor = TEXT, width: float | None = None,
+             align=Qt.AlignmentFlag.AlignLeft, box: QColor | None = None) -> float:
+        """``text`` with its top at ``y`` (elided to ``width``); returns the next line's top."""
+        metrics = QFontMetricsF(self.painter.font())
+        if width is not None:
+            text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+        w, h = metrics.horizontalAdvance(text), metrics.height()
+        left = x - w if align == Qt.AlignmentFlag.AlignRight else x
+        if box is not None:
+            self.painter.fillRect(QRectF(left - 2, y, w + 4, h), box)
+        self.painter.setPen(colour)
+        self.painter.drawText(QRectF(left, y, w + 1, h), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop), text)
+        self.drawn.append(text)
+        return y + h
+
+    def paragraph(self, x: float, y: float, width: float, text: str, colour: QColor = TEXT,
+                  box: QColor | None = None) -> float:
+        """``text`` wrapped at word boundaries inside ``width``; returns the next line's top."""
+        rect = self.measure(width, text)
+        if box is not None:
+            self.painter.fillRect(QRectF(x - 2, y, rect.width() + 4, rect.height()), box)
+        flags = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap)
+        self.painter.setPen(colour)
+        self.painter.drawText(QRectF(x, y, width, rect.height()), flags, text)
+        self.drawn.append(text)
+        return y + rect.height()
+
+    def measure(self, width: float, text: str) -> QRectF:
+        flags = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap)
+        return self.painter.boundingRect(QRectF(0, 0, width, 10000), flags, text)
+
+
+# ---------------------------------------------------------------------- the slice PNG
+
+
+def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
+                 opacity: float = OVERLAY_OPACITY) -> tuple[QImage, list[str]]:
+    """The current slice at rows x columns with its overlay and text burned in, and the strings drawn."""
+    hu = current_slice(viewer)
+    rgb = blend(windowed_rgb(viewer, hu), viewer.overlay(), default_lut() if lut is None else lut, opacity)
+    image = to_qimage(rgb)
+    drawn: list[str] = []
+    h, w = rgb.shape[:2]
+    painter = QPainter(image)
+    try:
+        font = QFont("DejaVu Sans")
+        font.setPixelSize(max(8, round(min(h, w) / 42)))
+        painter.setFont(font)
+        text, shade = _Text(painter, drawn), QColor(0, 0, 0, 150)
+        margin, line_h = 3.0, QFontMetricsF(font).height()
+        y = margin
+        left = viewer.corner_lines()
+        for line in left:
+            y = text.line(margin, y, line, width=w - 2 * margin, box=shade)
+        right = model_lines(viewer) + ([f"Grad-CAM: {CLASSES[viewer.cam_class_index()]}"]
+                                       if viewer.overlay() is not None else [])
+        metrics = QFontMetricsF(font)
+        widest = [max((metrics.horizontalAdvance(t) for t in lines), default=0.0) for lines in (left, right)]
+        y = margin if sum(widest) + 3 * margin <= w else y  # side by side, or under each other on a narrow image
+        for line in right:
+            y = text.line(w - margin, y, line, align=Qt.AlignmentFlag.AlignRight, box=shade)
+        prediction, flags = viewer.prediction, viewer.slice_flags()
+        rows = []
+        if prediction is not None and prediction.done[viewer.index]:
+            for c in range(len(CLASSES)):
+                flagged = bool(flags[viewer.index, c])
+                rows.append((class_line(viewer, c, float(prediction.probabilities[viewer.index, c]), flagged),
+                             FLAG_RED if flagged else TEXT))
+        else:
+            rows.append(("not classified", TEXT))
+        bold = QFont(font)
+        bold.setBold(True)
+        painter.setFont(bold)  # the disclaimer is never cut short: it wraps on a narrow image
+        notice_h = text.measure(w - 2 * margin, NOTICE).height()
+        painter.setFont(font)
+        y = h - margin - line_h * len(rows) - notice_h
+        for line, colour in rows:
+            y = text.line(margin, y, line, colour, width=w - 2 * margin, box=shade)
+        painter.setFont(bold)
+        text.paragraph(margin, y, w - 2 * margin, NOTICE, QColor(255, 210, 60), box=QColor(0, 0, 0, 200))
+    finally:
+        painter.end()
+    return image, drawn
+
+
+def export_png(viewer: ViewerModel, path: Path, lut: np.ndarray | None = None,
+               opacity: float = OVERLAY_OPACITY) -> list[str]:
+    image, drawn = render_slice(viewer, lut, opacity)
+    if not image.save(str(path), "PNG"):
+        raise IchViewerError(f"Could not write {path}: check the folder exists and can be written to.")
+    return drawn
+
+
+# ---------------------------------------------------------------------- the study summary
+
+
+def study_lines(viewer: ViewerModel) -> list[str]:
+    study, series, prediction = viewer.study, viewer.series, viewer.prediction
+    lines = []
+    if viewer.anonymised:
+        lines.append("anonymised: patient name, ID, study date and identifiers left out")
+    else:
+        patient = study.patient
+        lines.append(f"patient {patient.name or '(no name)'}  ID {patient.id or '-'}  study date {study.date or '-'}")
+    lines.append(f"study: {study.description or '(no description)'};  series: {series.description or '(no description)'}")
+    lines.append(f"{len(series)} slices of {series.rows} x {series.columns}; "
+                 f"{int(prediction.done.sum())} classified" + (f", {len(prediction.failed)} unreadable" if prediction.failed else "")
+                 + ("" if prediction.complete else " (classification not complete)"))
+    flagged = viewer.flagged_classes()
+    lines.append("flagged: " + (", ".join(flagged) if flagged else "nothing"))
+    if viewer.use_check.outside:
+        lines.append(viewer.use_check.sentence + ("" if viewer.flags_shown else ": nothing flagged"))
+    if not viewer.anonymised:
+        lines.append(f"study UID {study.uid}")
+    return lines
+
+
+def class_cell_lines(viewer: ViewerModel, c: int, maxima: np.ndarray, flagged: bool) -> list[str]:
+    name, thresholds = CLASSES[c], viewer.thresholds
+    worst = viewer.worst_slice(name)
+    lines = [name, "FLAGGED" if flagged else "not flagged"]
+    lines.append("maximum -" if worst is None or np.isnan(maxima[c]) else
+                 f"maximum {maxima[c]:.3f} on slice {worst + 1} of {len(viewer.series)}")
+    why = thresholds.not_flagged().get(name)
+    if why:
+        lines.append(f"not flagged: {why}")
+    elif not viewer.flags_shown:
+        lines.append(f"threshold {thresholds.values[name]:.3f}; outside the intended use: not flagged")
+    else:
+        lines.append(f"threshold {thresholds.values[name]:.3f} ({thresholds.preset.replace('_', ' ')})")
+        ranges = viewer.flagged_ranges(name)
+        if ranges:
+            runs = ", ".join(f"{a + 1}" if a == b else f"{a + 1}-{b + 1}" for a, b in ranges[:4])
+            lines.append(f"flagged slices {runs}" + (" ..." if len(ranges) > 4 else ""))
+    return lines
+
+
+def draw_summary(painter: QPainter, page: QRectF, viewer: ViewerModel, lut: np.ndarray | None = None,
+                 opacity: float = OVERLAY_OPACITY) -> list[str]:
+    """The one-page summary inside ``page`` (device units of ``painter``); returns the strings drawn."""
+    if viewer.series is None or viewer.prediction is None or viewer.model is None:
+        raise IchViewerError("There is no summary to export yet: open a series and classify it first.")
+    lut = default_lut() if lut is None else lut
+    drawn: list[str] = []
+    text, black, grey = _Text(painter, drawn), QColor(0, 0, 0), QColor(90, 90, 90)
+    mm = page.width() / 186.0  # the layout is in millimetres of an A4 page's text width
+
+    def font(size_pt: float, bold: bool = False, family: str = "DejaVu Sans") -> None:
+        f = QFont(family)
+        f.setPixelSize(max(1, round(size_pt * 0.3528 * mm)))  # 1 pt = 0.3528 mm
+        f.setBold(bold)
+        painter.setFont(f)
+
+    x, y, width = page.left(), page.top(), page.width()
+    font(15, True)
+    y = text.line(x, y, "ICH Viewer: study summary", black)
+    font(10, True)
+    y = text.line(x, y + 1 * mm, NOTICE, NOTICE_RED) + 2 * mm
+    font(8.5)
+    for line in study_lines(viewer):
+        y = text.line(x, y, line, black, width)
+    card = viewer.model.card
+    rule = viewer.thresholds.rule
+    y = text.line(x, y + 1.5 * mm, f"model {card.name} {card.version}; thresholds: "
+                  f"{viewer.thresholds.preset.replace('_', ' ')} preset" + (f" ({rule})" if rule else ""), black, width)
+    font(7, family="DejaVu Sans Mono")
+    y = text.line(x, y, f"model SHA-256 {viewer.model.sha256}", grey, width)
+    font(8.5)
+    window = "model view (three windows)" if viewer.composite else str(viewer.window)
+    y = text.line(x, y, f"thumbnails: each class's most probable slice, {window}, with that class's Grad-CAM where "
+                        "it is shown in the viewer", grey, width) + 3 * mm
+
+    maxima, flags = viewer.maxima(), viewer.study_flags()
+    maxima = np.full(len(CLASSES), np.nan) if maxima is None else maxima
+    columns, gap = 2, 6 * mm
+    cell_w = (width - gap) / columns
+    thumb = min(48 * mm, (page.bottom() - y - 16 * mm) / 3 - 4 * mm)
+    for c in range(len(CLASSES)):
+        cx, cy = x + (c % columns) * (cell_w + gap), y + (c // columns) * (thumb + 4 * mm)
+        worst = viewer.worst_slice(CLASSES[c])
+        target = QRectF(cx, cy, thumb, thumb)
+        painter.fillRect(target, QColor(0, 0, 0))
+        if worst is not None:
+            try:
+                hu = current_slice(viewer, worst)
+            except IchViewerError:
+                hu = None
+            if hu is not None:
+                cam = class_cam(viewer, worst, c, hu)
+                image = to_qimage(blend(windowed_rgb(viewer, hu), cam, lut, opacity))
+                scaled = image.size().scaled(round(thumb), round(thumb), Qt.AspectRatioMode.KeepAspectRatio)
+                painter.drawImage(QRectF(cx + (thumb - scaled.width()) / 2, cy + (thumb - scaled.height()) / 2,
+                                         scaled.width(), scaled.height()), image)
+                font(6.5)
+                text.line(cx + 1 * mm, cy + thumb - 4 * mm, f"slice {worst + 1}" + ("" if cam is not None else
+                          "; no Grad-CAM: under threshold"), QColor(230, 230, 230), thumb - 2 * mm)
+        tx, ty, tw = cx + thumb + 3 * mm, cy, cell_w - thumb - 3 * mm
+        for i, line in enumerate(class_cell_lines(viewer, c, maxima, bool(flags[c]))):
+            font(10 if i < 2 else 8, bold=i < 2)
+            colour = NOTICE_RED if i == 1 and flags[c] else black if i < 3 else grey
+            ty = text.paragraph(tx, ty, tw, line, colour) + (0.8 * mm if i == 1 else 0)
+    font(7.5)
+    bottom = page.bottom() - 12 * mm
+    text.paragraph(x, bottom, width, f"ICH Viewer {ich_viewer.__version__}, {date.today().isoformat()}. Probabilities "
+                   "are the model's on each slice; thresholds and their read-outs come from the model card's "
+                   "validation patients" + (" and this site's calibration on its normal studies." if
+                                             viewer.thresholds.preset in viewer.thresholds.extra else "."), grey)
+    font(9, True)
+    text.line(x, bottom + 7 * mm, NOTICE, NOTICE_RED, width)
+    return drawn
+
+
+def write_summary_pdf(viewer: ViewerModel, path: Path, lut: np.ndarray | None = None,
+                      opacity: float = OVERLAY_OPACITY) -> list[str]:
+    """The summary as a one-page A4 PDF made by Qt's QPdfWriter; returns the strings drawn."""
+    if viewer.series is None or viewer.prediction is None:  # before the file is created
+        raise IchViewerError("There is no summary to export yet: open a series and classify it first.")
+    writer = QPdfWriter(str(path))
+    writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+    writer.setPageMargins(QMarginsF(12, 12, 12, 12), QPageLayout.Unit.Millimeter)
+    writer.setResolution(300)
+    writer.setTitle("ICH Viewer study summary")
+    writer.setCreator(f"ICH Viewer {ich_viewer.__version__}")
+    painter = QPainter()
+    if not painter.begin(writer):
+        raise IchViewerError(f"Could not write {path}: check the folder exists and can be written to.")
+    try:
+        page = writer.pageLayout().paintRectPixels(writer.resolution())
+        return draw_summary(painter, QRectF(0, 0, page.width(), page.height()), viewer, lut, opacity)
+    finally:
+        painter.end()
+
+
+def summary_image(viewer: ViewerModel, dpi: int = 100, lut: np.ndarray | None = None) -> tuple[QImage, list[str]]:
+    """The same page drawn into an image (A4 at ``dpi``, 12 mm margins), to look at."""
+    px = dpi / 25.4
+    image = QImage(round(210 * px), round(297 * px), QImage.Format.Format_RGB888)
+    image.fill(QColor(255, 255, 255))
+    painter = QPainter(image)
+    try:
+        drawn = draw_summary(painter, QRectF(12 * px, 12 * px, 186 * px, 273 * px), viewer, lut)
+    finally:
+        painter.end()
+    return image, drawn

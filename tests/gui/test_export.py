@@ -1,0 +1,144 @@
+"""PNG and PDF exports, read back: drawn with Qt from the viewer's state at the image's own resolution, with
+probabilities, thresholds, model and disclaimer; no patient name or ID anywhere when anonymised."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QImage
+
+from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from ich_viewer.core.results import NOTICE
+from ich_viewer.gui.export import windowed_rgb
+from ich_viewer.gui.main_window import MainWindow
+from tests.gui.test_main_window import opened
+
+NAME, PATIENT_ID = "PHANTOM^ICH", "PAT-EXPORT"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export") / "study"
+    # 200 x 200, not 512: the export's size must come from the image, not from a constant
+    write_phantom_study(make_phantom(seed=4, subtypes=["subdural", "intraventricular"], n_slices=10, size=200), root,
+                        patient_id=PATIENT_ID)
+    return root
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    """The real window with the bundled model (real ONNX Runtime); no site presets from the real user's folder."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def pdf_text(data: bytes) -> str:
+    """The text on a Qt-written PDF, white space dropped: each font's ToUnicode map applied to its glyph codes."""
+    objects = {int(n): body for n, body in re.findall(rb"(\d+) 0 obj(.*?)endobj", data, re.S)}
+
+    def stream(body: bytes) -> bytes:
+        raw = re.search(rb"stream\r?\n(.*?)\r?\nendstream", body, re.S).group(1)
+        return zlib.decompress(raw) if b"/FlateDecode" in body else raw
+
+    fonts = {}
+    for name, ref in re.findall(rb"/(F\d+) (\d+) 0 R", data):
+        cmap = stream(objects[int(re.search(rb"/ToUnicode (\d+) 0 R", objects[int(ref)]).group(1))])
+        table = {}
+        for first, last, codes in re.findall(rb"<(\w+)> <(\w+)> \[([^\]]*)\]", cmap):
+            for code, uni in zip(range(int(first, 16), int(last, 16) + 1), re.findall(rb"<(\w+)>", codes)):
+                table[code] = chr(int(uni, 16))
+        fonts[name.decode()] = table
+    text = []
+    for body in objects.values():
+        if b"/Length" in body and b"stream" in body and b"/Subtype /Image" not in body:
+            content = stream(body)
+            font = None
+            for token in re.finditer(rb"/(F\d+) [\d.]+ Tf|<([0-9A-Fa-f]+)> Tj", content):
+                if token.group(1):
+                    font = fonts.get(token.group(1).decode())
+                elif font is not None:
+                    text.append(font.get(int(token.group(2), 16), ""))
+    return squeeze(unicodedata.normalize("NFKC", "".join(text)))  # Qt maps spaces to tabs; ligatures fi, fl
+
+
+def squeeze(text: str) -> str:
+    return re.sub(r"\s", "", text)
+
+
+def flagged_slice(window) -> int:
+    """The slice where 'any' is most probable (flagged there on this phantom)."""
+    viewer = window.viewer
+    index = viewer.worst_slice("any")
+    assert viewer.slice_flags()[index, 0]
+    return index
+
+
+def test_png_is_the_slice_at_its_own_size_with_text_and_overlay_burned_in(qtbot, window, study, tmp_path):
+    opened(qtbot, window, study)
+    viewer = window.viewer
+    viewer.go_to(flagged_slice(window))
+    drawn = window.export_png(tmp_path / "slice.png")
+    image = QImage(str(tmp_path / "slice.png")).convertToFormat(QImage.Format.Format_RGB888)
+    assert (image.height(), image.width()) == (viewer.series.rows, viewer.series.columns) == (200, 200)
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(200, image.bytesPerLine())[:, :600].reshape(200, 200, 3)
+    plain = windowed_rgb(viewer, viewer.loader.slice(viewer.index))
+    differs = (pixels != plain).any(2)
+    assert differs[-12:, :100].mean() > 0.1  # the disclaimer's line, bottom left, over air
+    assert differs[:10, -100:].mean() > 0.05  # the model's name, top right
+    overlay = viewer.overlay()  # a flagged slice: its flagged class's Grad-CAM is shown, and is in the pixels
+    assert overlay is not None and (overlay > 0.2).sum() > 100
+    assert differs[overlay > 0.2].mean() > 0.9
+    assert NOTICE in drawn and any("ctich_resnet18_phantom" in line for line in drawn)
+    assert any(line.startswith("thresholds: balanced") for line in drawn)
+    flags = viewer.slice_flags()[viewer.index]
+    for c, name in enumerate(CLASSES):
+        line = next(line for line in drawn if line.startswith(f"{name} "))
+        assert f"{viewer.prediction.probabilities[viewer.index, c]:.3f}" in line
+        assert line.endswith("FLAGGED") == bool(flags[c])
+    assert any(NAME in line and PATIENT_ID in line for line in drawn)  # shown: the display is not anonymised
+
+    window.actions["anonymise"].trigger()
+    drawn = window.export_png(tmp_path / "anonymous.png")
+    assert NOTICE in drawn
+    assert not any(NAME in line or PATIENT_ID in line or "20260101" in line for line in drawn)
+
+
+def test_pdf_summary_is_one_page_with_model_disclaimer_and_each_class(qtbot, window, study, tmp_path):
+    opened(qtbot, window, study)
+    viewer = window.viewer
+    viewer.set_class_enabled("epidural", False)  # a class the thresholds do not flag says so
+    path = tmp_path / "summary.pdf"
+    drawn = window.export_summary_pdf(path)
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page(?![s\w])", data)) == 1
+    assert b"/MediaBox [0 0 595" in data  # A4
+    text = pdf_text(data)
+    card = viewer.model.card
+    for expected in (NOTICE, f"{card.name} {card.version}", viewer.model.sha256, NAME, PATIENT_ID,
+                     "not flagged: switched off", *CLASSES):
+        assert squeeze(expected) in text, expected
+        assert squeeze(expected) in squeeze("".join(drawn)), expected
+    worst = viewer.worst_slice("subdural")
+    assert f"maximum {viewer.maxima()[CLASSES.index('subdural')]:.3f} on slice {worst + 1} of 10" in drawn
+    assert f"threshold {viewer.thresholds.values['any']:.3f} (balanced)" in drawn
+
+    window.actions["anonymise"].trigger()
+    drawn = window.export_summary_pdf(path)
+    text = pdf_text(path.read_bytes())
+    assert squeeze(NOTICE) in text and squeeze(card.name) in text
+    for private in (NAME, PATIENT_ID, "20260101", viewer.study.uid):
+        assert squeeze(private) not in text and not any(private in line for line in drawn)
+
+
+def test_the_menus_offer_both_exports(window):
+    assert window.actions["Export slice as PNG..."].shortcut().toString() == "Ctrl+E"
+    assert window.actions["Export study summary (PDF)..."].isEnabled()
