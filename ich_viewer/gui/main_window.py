@@ -53,7 +53,7 @@ class MainWindow(FileActions, QMainWindow):
         self._poll.timeout.connect(self._on_decode_progress)
         try:
             if model is not None or load_bundled:
-                self.viewer.set_model(model or IchModel.bundled(models_dir()))
+                self.set_model(model or IchModel.bundled(models_dir()))  # with this site's presets
         except IchViewerError as exc:
             self.model_label.setText("No model loaded")
             self.statusBar().showMessage(str(exc), 15000)

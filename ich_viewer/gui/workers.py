@@ -123,3 +123,10 @@ def load_job(paths: list[Path], parent=None) -> Job:
 def classify_job(model, loader, n_slices: int, parent=None, slabs=None) -> Job:
     return Job(lambda job: predict_series(model, loader, n_slices, cancel=job.cancel_event, slabs=slabs,
                                           on_batch=job.batch.emit), parent)
+
+
+def calibrate_job(paths: list[Path], model, max_flag_rate: float, name: str, parent=None) -> Job:
+    """A site preset from normal studies (core/calibration.py): finished((SitePreset, series left out))."""
+    from ich_viewer.core.calibration import calibrate
+
+    return Job(lambda job: calibrate(paths, model, max_flag_rate, name, cancel=job.cancel_event), parent)

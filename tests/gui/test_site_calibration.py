@@ -1,0 +1,75 @@
+"""A site preset in the window: read from the user's settings for this model, shown beside the card's presets
+with the card's read-outs, and made by Model > Calibrate to this site (the same calibration as the CLI)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from ich_viewer.core import site_presets
+from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.model import IchModel
+from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from ich_viewer.gui.main_window import MainWindow
+
+
+@pytest.fixture
+def config_home(tmp_path, monkeypatch):
+    """A private HOME and XDG_CONFIG_HOME: nothing reaches the real user's settings."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "config" / "ich-viewer"
+
+
+def make_window(qtbot, tmp_path, tiny_model) -> MainWindow:
+    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                   model=IchModel(tiny_model))
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def test_a_saved_site_preset_shows_beside_the_cards_and_applies(qtbot, config_home, tmp_path, tiny_model):
+    model = IchModel(tiny_model)
+    preset = site_presets.SitePreset("site", dict.fromkeys(CLASSES, 0.9), 0.05, 150, 5, floor_preset="balanced")
+    site_presets.save(preset, model.sha256, "tiny")
+    site_presets.save(site_presets.SitePreset("other", dict.fromkeys(CLASSES, 0.7), 0.05, 150, 5), "f" * 64, "x")
+    window = make_window(qtbot, tmp_path, tiny_model)
+    panel = window.threshold_panel
+    names = [panel.preset_row.itemAt(i).widget().text() for i in range(panel.preset_row.count())]
+    assert names == ["balanced", "high sensitivity", "precision 0.7", "site"]  # not "other": another model's
+    button = panel.findChild(type(panel.preset_row.itemAt(0).widget()), "preset_site")
+    assert "at most 5% of 150 normal slices" in button.toolTip()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert window.viewer.thresholds.preset == "site" and panel.values["any"].text() == "0.900"
+    assert "preset: site (site: at most 5%" in panel.preset_label.text()
+    assert panel.readouts["any"].text().startswith("P ")  # the card's validation read-outs, still shown
+
+
+def test_calibrating_in_the_window_saves_and_shows_the_preset(qtbot, config_home, tmp_path, tiny_model):
+    normals = tmp_path / "normals"
+    for seed in range(3):  # 3 studies of 36 slices: enough (100 slices from 3 studies)
+        write_phantom_study(make_phantom(seed=seed, subtypes=[], n_slices=36, size=64), normals / f"s{seed}",
+                            patient_id=f"N{seed}")
+    window = make_window(qtbot, tmp_path, tiny_model)
+    with qtbot.waitSignal(window.viewer.thresholds_changed, timeout=60000):
+        window.calibrate_site([normals], 0.05, "night shift")
+    thresholds = window.viewer.thresholds
+    assert thresholds.preset == "night shift"
+    assert window.threshold_panel.findChild(type(window.threshold_panel.preset_row.itemAt(0).widget()),
+                                            "preset_night shift") is not None
+    saved = site_presets.load(window.viewer.model.sha256)["night shift"]
+    assert saved.slices == 108 and saved.studies == 3 and saved.thresholds == thresholds.values
+    assert max(saved.flag_rates.values()) <= 0.05
+    assert (config_home / "site_presets.json").exists()
+
+
+def test_calibrating_on_too_few_studies_says_why(qtbot, config_home, tmp_path, tiny_model, monkeypatch):
+    write_phantom_study(make_phantom(seed=1, subtypes=[], n_slices=12, size=64), tmp_path / "one", patient_id="N")
+    window = make_window(qtbot, tmp_path, tiny_model)
+    messages = []
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QMessageBox.warning", lambda *args: messages.append(args[2]))
+    job = window.calibrate_site([tmp_path / "one"], 0.05, "site")
+    qtbot.waitUntil(lambda: bool(messages), timeout=20000)
+    assert "Too few normal slices to calibrate on: 12 slice(s) from 1 study" in messages[0]
+    assert job is not None and not (config_home / "site_presets.json").exists()
