@@ -131,6 +131,7 @@ class ColourBar:
         self.ticks = {value: _text(parent, 8) for value in ("1", "0.5", "0")}
         for value, item in self.ticks.items():
             item.setPlainText(value)
+        self.size = (0.0, 0.0)  # the viewport's, at the last placement
         self.set_visible(False)
 
     def set_lookup_table(self, lut: np.ndarray) -> None:
@@ -145,6 +146,7 @@ class ColourBar:
         """The class whose map is shown, or None to hide the bar with the overlay."""
         self.title.setPlainText(f"Grad-CAM: {name}\nfixed scale" if name else "")
         self.set_visible(name is not None)
+        self.place(*self.size)  # the title's width changed with its text
 
     def set_visible(self, visible: bool) -> None:
         for item in (self.bar, self.title, *self.ticks.values()):
@@ -154,6 +156,7 @@ class ColourBar:
         return self.bar.isVisible()
 
     def place(self, w: float, h: float) -> None:
+        self.size = (w, h)
         x, y = w - MARGIN - 8 - self.WIDTH, h - MARGIN - 16 - self.HEIGHT
         self.bar.setPos(x, y)
         for value, item in self.ticks.items():
