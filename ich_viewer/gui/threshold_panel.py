@@ -78,15 +78,23 @@ class ThresholdPanel(QWidget):
         for name in thresholds.preset_names:
             button = QPushButton(name.replace("_", " "))
             button.setObjectName(f"preset_{name}")
+            button.setToolTip(thresholds.card.preset_rules.get(name) or thresholds.extra_rules.get(name, ""))
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
             self.preset_row.addWidget(button)
         self._sync()
 
+    def _preset_buttons(self) -> list[str]:
+        return [self.preset_row.itemAt(i).widget().objectName().removeprefix("preset_")
+                for i in range(self.preset_row.count())]
+
     def apply_preset(self, name: str) -> None:
         self.viewer.apply_preset(name)
 
     def _sync(self) -> None:
+        if self._preset_buttons() != self.thresholds.preset_names:  # a site preset was added (calibration)
+            self.set_thresholds(self.thresholds)
+            return
         for name, slider in self.sliders.items():
             slider.blockSignals(True)
             slider.setValue(round(self.thresholds.values[name] * STEPS))
