@@ -174,10 +174,14 @@ class FileActions:
         model = self.viewer.model
         job = workers.calibrate_job(paths, model, max_flag_rate, name, self)
         job.finished.connect(lambda result: self._on_calibrated(model, result))
-        job.failed.connect(lambda message: (self.statusBar().showMessage("Calibration not done", 5000),
-                                            QMessageBox.warning(self, "ICH Viewer", message)))
+        job.failed.connect(self._on_calibration_failed)
         self.statusBar().showMessage(f"Calibrating on {', '.join(p.name for p in paths)}...")
         return self.jobs.start(job)
+
+    def _on_calibration_failed(self, message: str) -> None:
+        if self.isVisible():  # not when the window closed during the run (which cancels it)
+            self.statusBar().showMessage("Calibration not done", 5000)
+            QMessageBox.warning(self, "ICH Viewer", message)
 
     def _on_calibrated(self, model: IchModel, result) -> None:
         preset, outside = result
@@ -188,6 +192,7 @@ class FileActions:
             return
         if self.viewer.model is model:  # still the model it was made for
             self.viewer.thresholds.add_preset(preset)
+            self.threshold_panel.set_thresholds(self.viewer.thresholds)  # its button, or a new rule on the old one
             self.viewer.apply_preset(preset.name)
         self.statusBar().showMessage(f"Site preset '{preset.name}' saved: {preset.rule}"
                                      + (f"; {outside} series outside the intended use left out" if outside else ""),

@@ -269,6 +269,8 @@ class MainWindow(FileActions, QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
         self.cancel_classification()
+        for job in self.jobs:  # a calibration stops between batches too
+            job.cancel()
         self.viewer.close_series()
         self.jobs.wait_all(5000)
         super().closeEvent(event)

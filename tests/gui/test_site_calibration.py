@@ -73,3 +73,18 @@ def test_calibrating_on_too_few_studies_says_why(qtbot, config_home, tmp_path, t
     qtbot.waitUntil(lambda: bool(messages), timeout=20000)
     assert "Too few normal slices to calibrate on: 12 slice(s) from 1 study" in messages[0]
     assert job is not None and not (config_home / "site_presets.json").exists()
+
+
+def test_closing_the_window_cancels_a_calibration(qtbot, config_home, tmp_path, tiny_model, monkeypatch):
+    normals = tmp_path / "normals"
+    for seed in range(3):
+        write_phantom_study(make_phantom(seed=seed, subtypes=[], n_slices=40, size=64), normals / f"s{seed}")
+    window = make_window(qtbot, tmp_path, tiny_model)
+    messages = []
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QMessageBox.warning", lambda *args: messages.append(args[2]))
+    job = window.calibrate_site([normals], 0.05, "site")
+    window.close()
+    assert not job.running  # stopped (or done), not left running behind a closed window
+    qtbot.wait(200)
+    assert messages == []  # and no message box after the window has gone
+    assert not (config_home / "site_presets.json").exists()  # cancelled before its first batch: nothing saved
