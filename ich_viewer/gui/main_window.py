@@ -239,9 +239,12 @@ class MainWindow(FileActions, QMainWindow):
         self.viewer.start_prediction()
         job = workers.classify_job(self.viewer.model, self.viewer.loader, len(self.viewer.series), self,
                                    slabs=self.viewer.slab_plan())
-        job.batch.connect(self.viewer.add_batch)
-        job.finished.connect(self._on_classified)
-        job.failed.connect(lambda message: (self._on_classified(None), QMessageBox.warning(self, "ICH Viewer", message)))
+        # A cancelled run's last signals are still queued when the next series opens: only the current run's
+        # batches count (an old 6-slice batch would not fit a 1-slice series) and only it ends classifying.
+        job.batch.connect(lambda batch, job=job: self.classify is job and self.viewer.add_batch(batch))
+        job.finished.connect(lambda prediction, job=job: self.classify is job and self._on_classified(prediction))
+        job.failed.connect(lambda message, job=job: self.classify is job and (
+            self._on_classified(None), QMessageBox.warning(self, "ICH Viewer", message)))
         self.classify = job
         self.progress.setRange(0, len(self.viewer.series))
         self.progress.setValue(0)
