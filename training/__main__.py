@@ -1,4 +1,4 @@
-"""python -m training {prepare,train,evaluate,export,all,bundle} --config RECIPE [--set section.key=value ...]"""
+"""python -m training {prepare,train,evaluate,export,all,bundle,report} --config RECIPE [--set section.key=value ...]"""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ STEPS = {
     "export": "write <out>/<name>/model.onnx per the model contract (and an INT8 copy if export.int8)",
     "all": "prepare, train, evaluate and export in one go",
     "bundle": "copy the exported model into resources/models/ (manifest.json) and its report into training/reports/",
+    "report": "the bundle's report without bundling: training/reports/<name>/ (a candidate or an experiment)",
 }
 
 
@@ -85,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             from training.export_run import run_export
             result = json.dumps(run_export(config), indent=1)
         else:
-            from training.bundle import run_bundle
-            result = json.dumps(run_bundle(config, compare=args.compare, cross_validation=args.cross_validation,
-                                         leave_one_out=args.leave_one_out), indent=1)
+            from training.bundle import run_bundle, run_report
+            run = run_bundle if step == "bundle" else run_report
+            result = json.dumps(run(config, compare=args.compare, cross_validation=args.cross_validation,
+                                    leave_one_out=args.leave_one_out), indent=1)
         log.info("%s: %s (%.1f s)", step, result, time.perf_counter() - t0)
     return 0
 

@@ -59,34 +59,57 @@ def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross
     folds, for the out-of-fold table; ``leave_one_out``: its runs without one hospital each. All are recipe
     names or run folders. The external checks and the leave-one-hospital-out figures also go into the
     bundled file's card (``external_validation``), so the viewer's model dialog shows them."""
-    int8 = bool(config.export.int8)
-    source = config.run_dir / ("model.int8.onnx" if int8 else "model.onnx")
-    if not source.is_file():
-        raise FileNotFoundError(f"no exported model at {source}: run `python -m training export` first")
+    source = _exported(config)
     models = root / "resources" / "models"
     models.mkdir(parents=True, exist_ok=True)
-    target = models / f"{config.name}{'.int8' if int8 else ''}.onnx"
+    target = models / source.name.replace("model", config.name, 1)
     shutil.copy(source, target)
+    numbers = write_full_report(config, target, root / "training" / "reports", compare, cross_validation, leave_one_out)
+    add_to_card(target, {"external_validation": numbers})
+    digest = sha256(target)
+    manifest = {"models": [{"file": target.name, "sha256": digest, "precision": "int8" if config.export.int8 else "fp32",
+                            "config": f"training/configs/{config.name}.toml",
+                            "reproduce": (f"bash training/reproduce.sh {config.name}" if config.split.fold == -1 else
+                                          f"python -m training all --config {config.name} && "
+                                          f"python -m training bundle --config {config.name}")}]}
+    (models / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     reports = root / "training" / "reports"
+    return {"model": str(target.relative_to(root)), "sha256": digest, "megabytes": round(target.stat().st_size / 2**20, 1),
+            "report": str((reports / "report.md").relative_to(root))}
+
+
+def run_report(config: Config, compare: list[str] = (), root: Path = REPO, cross_validation: list[str] = (),
+               leave_one_out: list[str] = ()) -> dict:
+    """The bundle's report for a run that is not bundled (an experiment, or a candidate waiting for its
+    decision): ``training/reports/<name>/``, with the external checks run on the run's own exported file."""
+    out = root / "training" / "reports" / config.name
+    numbers = write_full_report(config, _exported(config), out, compare, cross_validation, leave_one_out)
+    (out / "external_checks.json").write_text(json.dumps(numbers, indent=1))
+    return {"report": str((out / "report.md").relative_to(root))}
+
+
+def _exported(config: Config) -> Path:
+    source = config.run_dir / ("model.int8.onnx" if config.export.int8 else "model.onnx")
+    if not source.is_file():
+        raise FileNotFoundError(f"no exported model at {source}: run `python -m training export` first")
+    return source
+
+
+def write_full_report(config: Config, model_file: Path, reports: Path, compare=(), cross_validation=(),
+                      leave_one_out=()) -> dict:
+    """``reports``/report.md (the evaluation's, then leave-one-hospital-out, cross-validation, comparisons,
+    INT8 and the external checks of ``model_file``) with its plots; returns the external numbers."""
     reports.mkdir(parents=True, exist_ok=True)
-    markdown, numbers = external_checks(target, reports=reports)
+    markdown, numbers = external_checks(model_file, reports=reports)
     if leave_one_out:
         from training.crossval import leave_one_hospital_out_markdown
 
         loho_markdown, numbers["leave_one_hospital_out"] = leave_one_hospital_out_markdown(
             {folder.name: folder for folder in _run_folders(leave_one_out)})
         markdown = loho_markdown + markdown
-    add_to_card(target, {"external_validation": numbers})
-    digest = sha256(target)
-    manifest = {"models": [{"file": target.name, "sha256": digest, "precision": "int8" if int8 else "fp32",
-                            "config": f"training/configs/{config.name}.toml",
-                            "reproduce": (f"bash training/reproduce.sh {config.name}" if config.split.fold == -1 else
-                                          f"python -m training all --config {config.name} && "
-                                          f"python -m training bundle --config {config.name}")}]}
-    (models / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     for name in ("report.md", "roc.png", "pr.png"):
         shutil.copy(config.run_dir / "eval" / name, reports / name)
-    if int8:
+    if config.export.int8:
         markdown = _int8_markdown(config.run_dir) + markdown
     if compare:
         from training.experiments import comparison_markdown
@@ -102,8 +125,7 @@ def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross
     with open(reports / "report.md", "a") as f:
         f.write(markdown)
     (reports / "external_checks.json").write_text(json.dumps(numbers, indent=1))
-    return {"model": str(target.relative_to(root)), "sha256": digest, "megabytes": round(target.stat().st_size / 2**20, 1),
-            "report": str((reports / "report.md").relative_to(root))}
+    return numbers
 
 
 def _named_runs(config: Config, names: list[str]) -> dict[str, Path]:

@@ -205,8 +205,14 @@ def test_the_whole_pipeline_on_phantoms_exports_a_contract_model(tmp_path):
     entry = json.loads((models / "manifest.json").read_text())["models"][0]
     assert entry["file"] == "phantom_smoke.int8.onnx" and entry["precision"] == "int8"
     assert sha256(models / entry["file"]) == entry["sha256"] == summary["sha256"]
-    assert sha256(models / entry["file"]) == sha256(run / "model.int8.onnx")
-    assert IchModel.bundled(models).card.raw == card  # the FP32 card travels with the INT8 file
+    # The same INT8 weights; the card is the FP32 run's plus the external checks the bundle measured on it.
+    from ich_viewer.core.model import weights_sha256
+
+    assert weights_sha256((models / entry["file"]).read_bytes()) == weights_sha256((run / "model.int8.onnx").read_bytes())
+    bundled_card = dict(IchModel.bundled(models).card.raw)
+    external = bundled_card.pop("external_validation")
+    assert bundled_card == card and external == json.loads(
+        (tmp_path / "training" / "reports" / "external_checks.json").read_text())
     report = (tmp_path / "training" / "reports" / "report.md").read_text()
     int8 = json.loads((run / "export.json").read_text())["int8"]
     assert "The bundled file is INT8" in report and f"| INT8 | {int8['int8_mean_auc']} |" in report
@@ -398,3 +404,12 @@ def test_a_run_on_every_patient_takes_its_card_from_the_folds_pooled_out_of_fold
     report = (tmp_path / "training" / "reports" / "report.md").read_text()
     assert "## Leave one hospital out" in report and "| other (`smoke_without_other`) | 2 / 16 |" in report
     assert "| pooled out-of-fold [95% CI] | 6 / 48 |" in report.replace("  ", " ")
+    # The same report for a candidate that is not bundled: its own folder, the bundled files untouched.
+    from training.bundle import run_report
+
+    before = (tmp_path / "resources" / "models" / "manifest.json").read_text()
+    assert run_report(config, root=tmp_path, leave_one_out=[str(tmp_path / "smoke_without_other")]) == {
+        "report": "training/reports/smoke_all/report.md"}
+    candidate = (tmp_path / "training" / "reports" / "smoke_all" / "report.md").read_text()
+    assert "## Leave one hospital out" in candidate and "pooled out-of-fold predictions" in candidate
+    assert (tmp_path / "resources" / "models" / "manifest.json").read_text() == before
