@@ -62,7 +62,7 @@ def cross_validation_markdown(runs: dict[str, Path], n_boot: int = 1000) -> str:
     folds = {name: read_predictions(folder) for name, folder in runs.items()}
     _check_disjoint(folds)
     lines = ["", "## Cross-validation", "",
-             f"The bundled recipe trained once per patient-level fold ({len(runs)} runs). Each row scores only "
+             f"The recipe trained once per patient-level fold ({len(runs)} runs). Each row scores only "
              "patients its model never saw; slice AUC per class (positive slices in brackets). The pooled row "
              "ranks every run's held-out slices together, with a 95% interval from resampling patients. It mixes "
              "several models' calibrations, and folds without positives of a class still add their negatives, "
