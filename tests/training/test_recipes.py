@@ -72,7 +72,7 @@ def test_the_two_hospital_recipe_is_the_ctich_baseline_plus_phe_sich_at_the_same
     }
 
 
-def test_the_bundled_two_hospital_recipe_adds_the_augmentation_every_source_needs():
+def test_the_two_hospital_candidate_adds_the_augmentation_every_source_needs():
     differences = _differences("ctich_phesich_resnet18", "two_hospitals_resnet18")
     for key in ("card.dataset", "card.limitations", "card.citation", "export.license"):
         assert "PHE-SICH" in differences.pop(key), key
