@@ -45,7 +45,7 @@ def test_triage_writes_one_row_per_slice_and_a_study_summary(tiny_model, study_f
         for series in study.series:
             expected = model.run(read_volume(series)[:, None]).probabilities
             mine = [r for r in rows if r["series_uid"] == series.uid]
-            assert [int(r["slice_index"]) for r in mine] == list(range(len(series)))
+            assert [int(r["slice_index"]) for r in mine] == list(range(1, len(series) + 1))  # as the window counts
             assert [r["path"] for r in mine] == series.files
             assert {r["patient"] for r in mine} == {study.patient.id}
             for r, p in zip(mine, expected):
@@ -58,6 +58,15 @@ def test_triage_writes_one_row_per_slice_and_a_study_summary(tiny_model, study_f
     assert report["skipped"] == [] and report["other_files"] == 3
     assert report["model"]["sha256"] == model.sha256
     assert all(s["slabs"] is None for study in report["studies"] for s in study["series"])  # the card states no thickness
+    # one numbering (from 1, as the window's "slice 3 of 8"): the JSON's worst slice and runs name CSV rows
+    for study in report["studies"]:
+        for entry in study["series"]:
+            mine = {int(r["slice_index"]): r for r in rows if r["series_uid"] == entry["series_uid"]}
+            for c in CLASSES:
+                column = {i: float(r[f"p_{c}"]) for i, r in mine.items()}
+                assert entry["classes"][c]["top_slice"] == max(column, key=column.get)
+                flagged = [i for i, r in mine.items() if r[f"flag_{c}"] == "1"]
+                assert [i for a, b in entry["classes"][c]["flagged_ranges"] for i in range(a, b + 1)] == flagged
     err = capsys.readouterr().err
     assert "14/14 slices" in err and "3 other files (CSV/TXT) not read" in err and "PAT-A" not in err
     assert "skipped" not in err
@@ -127,6 +136,7 @@ def test_one_undecodable_slice_is_marked_and_the_rest_is_still_triaged(tiny_mode
     assert len(rows) == 8
     broken = [r for r in rows if r["slice_error"]]
     assert len(broken) == 1 and "RLE" in broken[0]["slice_error"] and broken[0]["path"].endswith("slice4.dcm")
+    assert broken[0]["slice_index"] == "4"  # the fourth slice, counted from 1
     assert all(broken[0][f"p_{c}"] == "" and broken[0][f"flag_{c}"] == "0" for c in CLASSES)
     assert all(r[f"p_{c}"] != "" for r in rows if not r["slice_error"] for c in CLASSES)
     series = json.loads(summary.read_text())["studies"][0]["series"][0]

@@ -3,6 +3,9 @@
 ``ich-viewer triage`` and the viewer's File > Export results write exactly this. With
 ``anonymise`` the patient name/ID, the study date and file paths are left out (file names can carry
 patient names). A slice that could not be decoded has no probabilities, no flags and its reason.
+
+Slices are numbered from 1 in everything written here (the CSV's ``slice_index``, the JSON's ``top_slice``,
+``flagged_ranges`` and unreadable ``slice``), as the window counts them ("slice 3 of 32").
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def slice_rows(results: list[SeriesResult], thresholds: np.ndarray, anonymise: b
         for i, ref in enumerate(r.series.slices):
             row = {"path": "" if anonymise else str(ref.file), "patient": "" if anonymise else r.study.patient.id,
                    "study_uid": r.study.uid, "series_uid": r.series.uid, "sop_instance_uid": ref.sop_uid,
-                   "slice_index": i, "z": "" if z is None else f"{z[i]:.3f}"}
+                   "slice_index": i + 1, "z": "" if z is None else f"{z[i]:.3f}"}
             for c, name in enumerate(CLASSES):
                 value = probabilities[i, c]
                 row[f"p_{name}"] = "" if np.isnan(value) else f"{value:.6f}"
@@ -79,10 +82,11 @@ def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymi
         if not r.flags_shown:
             for per_class in summary.values():
                 per_class.update(flagged=False, flagged_slices=0, flagged_ranges=[])
+        _number_from_one(summary)
         entry["series"].append({
             "series_uid": r.series.uid, "description": r.series.description, "slices": len(r.series.slices),
             "complete": r.prediction.complete, "flagged_classes": [c for c in CLASSES if summary[c]["flagged"]],
-            "unreadable_slices": [{"slice": i, "reason": reason} for i, reason in sorted(r.prediction.failed.items())],
+            "unreadable_slices": [{"slice": i + 1, "reason": reason} for i, reason in sorted(r.prediction.failed.items())],
             "intended_use": {**r.use_check.as_dict(), "flags_shown": r.flags_shown},
             # null: fed slice by slice; else the slab thickness and how many of the series' slices make one
             "slabs": r.prediction.slabs.as_dict() if r.prediction.slabs is not None else None,
@@ -91,6 +95,14 @@ def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymi
         entry["flagged_classes"] = sorted({c for s in entry["series"] for c in s["flagged_classes"]},
                                           key=CLASSES.index)
     return list(studies.values())
+
+
+def _number_from_one(summary: dict) -> None:
+    """``summarize`` counts slices from 0 (array indices); a person reads them from 1, as the window shows them."""
+    for per_class in summary.values():
+        if per_class["top_slice"] is not None:
+            per_class["top_slice"] += 1
+        per_class["flagged_ranges"] = [(a + 1, b + 1) for a, b in per_class["flagged_ranges"]]
 
 
 NOTICE = "Teaching and demonstration model; not for diagnosis."
