@@ -34,6 +34,14 @@ from ich_viewer.core.windows import COMPOSITE_WINDOWS, PRESETS, Window, WindowFu
 TOP_CLASS = "top flagged class"
 
 
+def next_run_start(flags: np.ndarray, index: int, direction: int) -> int | None:
+    """The start of the nearest run of ``flags`` (bool per slice) that starts after ``index`` (``direction`` > 0)
+    or before it; None when there is none."""
+    starts = np.array([a for a, _ in flagged_ranges(flags)], int)
+    ahead = starts[starts > index] if direction > 0 else starts[starts < index][::-1]
+    return int(ahead[0]) if len(ahead) else None
+
+
 class ViewerModel:
     # Events: each says what changed; the new state is read from the model.
     loaded = Signal(object)  # LoadResult
@@ -188,13 +196,12 @@ class ViewerModel:
                                          np.nan)))
 
     def next_flagged(self, direction: int) -> int | None:
-        """The nearest slice after (``direction`` > 0) or before the current one with any flag."""
+        """The first slice of the next run of consecutive flagged slices (any class) after the current slice
+        (``direction`` > 0), or of the run before it: inside a run, backwards goes to that run's start first."""
         flags = self.slice_flags()
         if flags is None:
             return None
-        candidates = np.flatnonzero(flags.any(1))
-        ahead = candidates[candidates > self.index] if direction > 0 else candidates[candidates < self.index][::-1]
-        return int(ahead[0]) if len(ahead) else None
+        return next_run_start(flags.any(1), self.index, direction)
 
     def cam_class_index(self) -> int | None:
         """The class whose Grad-CAM the current slice shows; None until the slice is classified.

@@ -56,8 +56,8 @@ ACTIONS = (
            "anonymised display on/off", checkable=True, name="anonymise"),
     Action("View", "Grad-CAM overlay", lambda w: w.viewer.set_cam(enabled=w.actions["cam"].isChecked()), "C",
            "Grad-CAM overlay on/off", checkable=True, name="cam"),
-    Action("View", "Next flagged slice", lambda w: w.next_flagged(+1), "N", "next flagged slice"),
-    Action("View", "Previous flagged slice", lambda w: w.next_flagged(-1), "Shift+N", "previous flagged slice"),
+    Action("View", "Next flagged run", lambda w: w.next_flagged(+1), "N", "start of the next run of flagged slices"),
+    Action("View", "Previous flagged run", lambda w: w.next_flagged(-1), "Shift+N", "start of the previous run of flagged slices"),
     Action("View", "Skipped files", name="skipped"),  # the dock's own toggle
     Action("Model", "Classify this series", lambda w: w.run_classification(), "Ctrl+R", "classify the series again"),
     Action("Model", "Cancel classification", lambda w: w.cancel_classification()),

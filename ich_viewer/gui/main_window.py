@@ -227,7 +227,7 @@ class MainWindow(FileActions, QMainWindow):
         if index is not None:
             self.viewer.go_to(index)
         elif self.viewer.prediction is not None:
-            self.statusBar().showMessage("No further flagged slice", 3000)
+            self.statusBar().showMessage("No further run of flagged slices", 3000)
 
     # ------------------------------------------------------------------ model and classification
 

@@ -10,10 +10,10 @@ import pytest
 
 import ich_viewer
 from ich_viewer.core.contract import CLASSES
-from ich_viewer.core.inference import predict_series
+from ich_viewer.core.inference import flagged_ranges, predict_series
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
-from ich_viewer.core.viewer_model import TOP_CLASS, ViewerModel
+from ich_viewer.core.viewer_model import TOP_CLASS, ViewerModel, next_run_start
 from ich_viewer.core.windows import PRESETS
 
 
@@ -55,13 +55,21 @@ def test_a_streamed_prediction_answers_the_windows_questions(viewer):
     np.testing.assert_array_equal(viewer.slice_flags(), flags)
     assert viewer.flagged_classes() == [c for c, f in zip(CLASSES, flags.any(0)) if f]
     assert viewer.worst_slice("subdural") == int(p[:, 5].argmax())
-    any_flag = np.flatnonzero(flags.any(1))
-    assert viewer.next_flagged(+1) == next((int(i) for i in any_flag if i > 5), None)
-    assert viewer.next_flagged(-1) == next((int(i) for i in any_flag[::-1] if i < 5), None)
+    starts = [a for a, _ in flagged_ranges(flags.any(1))]  # N / Shift+N step between runs, not slices
+    assert viewer.next_flagged(+1) == next((a for a in starts if a > 5), None)
+    assert viewer.next_flagged(-1) == next((a for a in starts[::-1] if a < 5), None)
     viewer.set_threshold("any", 1.0)
     assert viewer.thresholds.preset == "custom" and not viewer.slice_flags()[:, 0].any()
     assert viewer.flagged_ranges("any") == []
     assert sum(e[0] == "thresholds_changed" for e in seen) == 2
+
+
+def test_next_and_previous_flagged_run_land_on_run_starts():
+    flags = np.array([0, 1, 1, 1, 0, 0, 1, 0, 1, 1], bool)  # runs 1-3, 6, 8-9
+    assert [next_run_start(flags, i, +1) for i in range(10)] == [1, 6, 6, 6, 6, 6, 8, 8, None, None]
+    # backwards from inside a run goes to its start first, then to the run before
+    assert [next_run_start(flags, i, -1) for i in range(10)] == [None, None, 1, 1, 1, 1, 1, 6, 6, 8]
+    assert next_run_start(np.zeros(5, bool), 2, +1) is None and next_run_start(np.zeros(0, bool), 0, -1) is None
 
 
 def test_slices_the_cam_class_and_the_overlay(viewer):

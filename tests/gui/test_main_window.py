@@ -12,6 +12,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
+from ich_viewer.core.inference import flagged_ranges
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
@@ -108,10 +109,28 @@ def test_classification_thresholds_and_cam(qtbot, window, study):
 
 def test_plot_click_and_next_flagged(qtbot, window, study):
     opened(qtbot, window, study)
-    window.threshold_panel.apply_preset("high_sensitivity")  # 0.2: every slice of the random model flags
-    window.viewer.go_to(0)
-    qtbot.keyClick(window, Qt.Key.Key_N)
-    assert window.viewer.index == 1
+    viewer = window.viewer
+    for name in CLASSES[1:]:
+        viewer.set_threshold(name, 1.0)
+    # the "any" threshold that splits the flagged slices into the most runs
+    column = viewer.prediction.probabilities[:, 0]
+    best = max(sorted(set(column.tolist())), key=lambda t: len(flagged_ranges(column >= t)))
+    viewer.set_threshold("any", best)
+    runs = flagged_ranges(viewer.slice_flags().any(1))
+    assert len(runs) >= 2, runs
+    viewer.go_to(0)
+    visited = []
+    for _ in runs:
+        qtbot.keyClick(window, Qt.Key.Key_N)
+        visited.append(viewer.index)
+    starts = [a for a, _ in runs]
+    assert visited == [a for a in starts if a > 0] + [starts[-1]] * (starts[0] == 0)  # run starts, not slices
+    viewer.go_to(len(viewer.series) - 1)
+    back = []
+    for _ in runs:
+        qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)
+        back.append(viewer.index)
+    assert back == starts[::-1]
     window.plot.sliceClicked.emit(5)
     assert window.viewer.index == 5 and window.plot.cursor.value() == 5
 
