@@ -195,6 +195,13 @@ class ViewerModel:
         return int(np.nanargmax(np.where(self.prediction.done, self.prediction.probabilities[:, CLASSES.index(name)],
                                          np.nan)))
 
+    def go_to_worst(self, name: str) -> int | None:
+        """Go to the slice where ``name`` is most probable (the class table's row); None before any is classified."""
+        worst = self.worst_slice(name)
+        if worst is not None:
+            self.go_to(worst)
+        return worst
+
     def next_flagged(self, direction: int) -> int | None:
         """The first slice of the next run of consecutive flagged slices (any class) after the current slice
         (``direction`` > 0), or of the run before it: inside a run, backwards goes to that run's start first."""

@@ -1,5 +1,5 @@
 """The six classes: this slice's probability, the series' maximum, and whether each is flagged
-(on this slice, or somewhere in the study)."""
+(on this slice, or somewhere in the study). Clicking a class's row goes to its worst slice."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class ClassPanel(QTableWidget):
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         for row, name in enumerate(CLASSES):
             self.setItem(row, 0, QTableWidgetItem(name))
+            self.item(row, 0).setToolTip(f"click: go to the slice where {name} is most probable")
             for col in (1, 2, 3):
                 item = QTableWidgetItem("-")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -39,6 +40,8 @@ class ClassPanel(QTableWidget):
         refresh = lambda *_: self.show_viewer(viewer)  # noqa: E731
         for event in (viewer.series_opened, viewer.slice_changed, viewer.prediction_changed, viewer.thresholds_changed):
             event.connect(refresh)
+        self.cellClicked.connect(lambda row, _column: viewer.go_to_worst(CLASSES[row]))
+        self.cellActivated.connect(lambda row, _column: viewer.go_to_worst(CLASSES[row]))
 
     def show_viewer(self, viewer: ViewerModel) -> None:
         flags = viewer.slice_flags()

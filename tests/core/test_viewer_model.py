@@ -41,6 +41,7 @@ def test_a_streamed_prediction_answers_the_windows_questions(viewer):
     study = viewer.result.studies[0]
     viewer.open_series(study, study.series[0])
     assert viewer.index == 5 and seen[0][0] == "series_opened" and viewer.slice_flags() is None
+    assert viewer.go_to_worst("subdural") is None and viewer.index == 5  # nothing classified: stay
     batches = []
     final = predict_series(viewer.model, viewer.loader, 10, batch_size=4,
                            on_batch=lambda batch: (viewer.add_batch(batch), batches.append(viewer.prediction.done.sum())))
@@ -55,6 +56,8 @@ def test_a_streamed_prediction_answers_the_windows_questions(viewer):
     np.testing.assert_array_equal(viewer.slice_flags(), flags)
     assert viewer.flagged_classes() == [c for c, f in zip(CLASSES, flags.any(0)) if f]
     assert viewer.worst_slice("subdural") == int(p[:, 5].argmax())
+    assert viewer.go_to_worst("subdural") == int(p[:, 5].argmax()) == viewer.index
+    viewer.go_to(5)
     starts = [a for a, _ in flagged_ranges(flags.any(1))]  # N / Shift+N step between runs, not slices
     assert viewer.next_flagged(+1) == next((a for a in starts if a > 5), None)
     assert viewer.next_flagged(-1) == next((a for a in starts[::-1] if a < 5), None)
