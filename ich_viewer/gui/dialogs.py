@@ -114,15 +114,19 @@ class SkippedList(QListWidget):
 
 
 class SeriesBrowser(QTreeWidget):
-    """Patient / study date / description / slice count; choosing a series opens it."""
+    """Patient / study date / description / slice count; choosing a series opens it. A classified series
+    names its flagged classes ("flagged: any, subdural"); a series with geometry warnings (a gap, shared
+    positions, irregular spacing) is marked with one and lists them in its tooltip."""
 
     seriesChosen = Signal(object, object)  # study, series
+    NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setHeaderLabels(["study / series", "date", "slices"])
         self.itemActivated.connect(self._on_activated)
         self.itemClicked.connect(self._on_activated)
+        self.flagged: dict[str, str] = {}  # series UID -> what it says once classified (kept across redraws)
 
     def show_result(self, result, anonymised: bool) -> None:
         self.clear()
@@ -131,11 +135,42 @@ class SeriesBrowser(QTreeWidget):
             top = QTreeWidgetItem([f"{who}: {study.description or 'study'}", study.date, ""])
             self.addTopLevelItem(top)
             for series in study.series:
-                child = QTreeWidgetItem([series.description or f"series {series.number or ''}", "", str(len(series))])
+                name = series.description or f"series {series.number or ''}"
+                warnings = series.geometry.warnings
+                child = QTreeWidgetItem([name, "", str(len(series)) + (" \u26a0" if warnings else "")])
                 child.setData(0, Qt.ItemDataRole.UserRole, (study, series))
+                child.setData(0, self.NAME_ROLE, name)
+                if warnings:
+                    tip = "Geometry: " + "; ".join(warnings)
+                    for column in range(self.columnCount()):
+                        child.setToolTip(column, tip)
                 top.addChild(child)
+                self._label(child)
             top.setExpanded(True)
         self.resizeColumnToContents(0)
+
+    def series_item(self, series) -> QTreeWidgetItem | None:
+        for i in range(self.topLevelItemCount()):
+            top = self.topLevelItem(i)
+            for j in range(top.childCount()):
+                data = top.child(j).data(0, Qt.ItemDataRole.UserRole)
+                if data and data[1].uid == series.uid:
+                    return top.child(j)
+        return None
+
+    def show_flagged(self, series, classes: list[str] | None, reason: str = "") -> None:
+        """After ``series`` is classified: its flagged classes (none: "nothing flagged"), or ``reason`` why none
+        are flagged at all (outside the intended use)."""
+        self.flagged[series.uid] = (f"not flagged: {reason}" if reason else
+                                    "flagged: " + ", ".join(classes) if classes else "nothing flagged")
+        item = self.series_item(series)
+        if item is not None:
+            self._label(item)
+
+    def _label(self, item: QTreeWidgetItem) -> None:
+        study, series = item.data(0, Qt.ItemDataRole.UserRole)
+        said = self.flagged.get(series.uid)
+        item.setText(0, item.data(0, self.NAME_ROLE) + (f" \u2014 {said}" if said else ""))
 
     def _on_activated(self, item, _column=0) -> None:
         data = item.data(0, Qt.ItemDataRole.UserRole)

@@ -117,6 +117,7 @@ class MainWindow(FileActions, QMainWindow):
         self.view.hoverText.connect(self.hover_label.setText)
         self.slider.valueChanged.connect(viewer.go_to)
         self.browser.seriesChosen.connect(self.open_series)
+        viewer.thresholds_changed.connect(self._show_flagged_in_tree)  # the tree says what the thresholds flag
         viewer.loaded.connect(self._on_loaded)
         viewer.series_opened.connect(self._on_series_opened)
         viewer.slice_changed.connect(lambda i: self.slider.setValue(i))  # its valueChanged -> go_to(the same): no loop
@@ -252,6 +253,14 @@ class MainWindow(FileActions, QMainWindow):
         self.statusBar().showMessage("Classifying...")
         self.jobs.start(job)
 
+    def _show_flagged_in_tree(self, *_) -> None:
+        """The open series' flagged classes in the series tree, once it is wholly classified."""
+        viewer = self.viewer
+        if viewer.series is None or viewer.prediction is None or not viewer.prediction.complete:
+            return
+        self.browser.show_flagged(viewer.series, viewer.flagged_classes(),
+                                  "" if viewer.flags_shown else "outside the intended use")
+
     def cancel_classification(self) -> None:
         if self.classify is not None and self.classify.running:
             self.classify.cancel()
@@ -263,6 +272,7 @@ class MainWindow(FileActions, QMainWindow):
         self.progress.hide()
         if prediction is not None:
             self.viewer.finish_prediction(prediction)
+            self._show_flagged_in_tree()
             self.statusBar().showMessage(
                 "Classification cancelled" if prediction.cancelled else
                 f"Not flagged: {self.viewer.use_check.sentence}" if not self.viewer.flags_shown else
