@@ -212,6 +212,7 @@ def test_hu_readout_under_the_cursor_and_right_drag_window(qtbot, window, study)
 
     opened(qtbot, window, study, classify=False)
     view = window.view
+    qtbot.waitUntil(lambda: view.hu is not None, timeout=10000)  # the slice is drawn on the event loop, after loading
     view.viewbox.autoRange()
     view.scene().sigMouseMoved.emit(view.viewbox.mapViewToScene(QPointF(10.5, 20.5)))  # what a mouse move sends
     assert window.hover_label.text() == f"x 10, y 20: {view.hu[20, 10]:.0f} HU"
