@@ -57,7 +57,8 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.sliceStep.connect(lambda n: viewer.go_to(viewer.index + n))
         self.windowChanged.connect(viewer.set_window)
         viewer.slice_changed.connect(lambda _: self.show_current())
-        viewer.thresholds_changed.connect(self.refresh_overlay)
+        # thresholds_changed also carries "flag this series outside the intended use", which the corner text says
+        viewer.thresholds_changed.connect(lambda: (self.refresh_overlay(), self._show_corner_text()))
         viewer.prediction_changed.connect(lambda batch: (batch is None or viewer.index in batch.indices)
                                           and self.refresh_overlay())
         # A right-drag changes the window on every mouse move: only the image and its text are redone then.

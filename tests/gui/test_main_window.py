@@ -298,3 +298,16 @@ def test_not_calibrated_and_unmet_classes_are_shown_and_not_flagged(qtbot, tmp_p
     assert panel.readouts["any"].text() == "not flagged: never reaches precision 0.70"
     assert not window.viewer.slice_flags()[:, 0].any()
     window.close()
+
+
+def test_flagging_a_series_outside_the_intended_use_updates_the_corner_text(qtbot, window):
+    from tests.conftest import dicom_testfile
+
+    opened(qtbot, window, dicom_testfile("CT_small.dcm"))  # its header names an iodinated contrast agent
+    assert window.viewer.use_check.outside
+    corner = window.view.corner.toPlainText()
+    assert "OUTSIDE INTENDED USE" in corner and "NOT FLAGGED" in corner
+    window.actions["outside use"].trigger()  # Model > Flag series outside the intended use
+    assert window.viewer.flags_shown
+    corner = window.view.corner.toPlainText()
+    assert "OUTSIDE INTENDED USE" in corner and "NOT FLAGGED" not in corner
