@@ -17,7 +17,7 @@ from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.core.windows import PRESETS, apply_sigmoid
-from ich_viewer.gui.main_window import MainWindow
+from tests.gui.windows import new_window, opened
 from tests.conftest import dicom_testfile
 from tests.dicom_factory import ct_slice_from_hu
 
@@ -34,30 +34,9 @@ def study(tmp_path_factory):
     return root / "study"
 
 
-def new_window(qtbot, settings_file: Path, model=None, size=(1280, 800)) -> MainWindow:
-    window = MainWindow(settings=QSettings(str(settings_file), QSettings.Format.IniFormat), model=model,
-                        load_bundled=False)
-    qtbot.addWidget(window)
-    window.resize(*size)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
-
-
 @pytest.fixture
 def window(qtbot, tmp_path, tiny_model):
-    return new_window(qtbot, tmp_path / "settings.ini", IchModel(tiny_model))
-
-
-def opened(qtbot, window, paths, classify=True):
-    before = window.viewer.series
-    window.open_paths(list(paths))
-    qtbot.waitUntil(lambda: window.viewer.series is not before and window.viewer.loader.finished
-                    and window.view.hu is not None, timeout=20000)
-    if classify:
-        qtbot.waitUntil(lambda: window.viewer.prediction is not None and window.viewer.prediction.complete
-                        and window.classify is None, timeout=30000)
-    return window
+    return new_window(qtbot, tmp_path / "settings.ini", IchModel(tiny_model), size=(1280, 800))
 
 
 def dock(window, title: str) -> QDockWidget:
@@ -95,22 +74,22 @@ def test_the_image_gets_most_of_the_window(qtbot, tmp_path, tiny_model, study, s
 
 def test_dock_layout_is_remembered(qtbot, tmp_path, tiny_model):
     settings = tmp_path / "layout.ini"
-    first = new_window(qtbot, settings, IchModel(tiny_model))
+    first = new_window(qtbot, settings, IchModel(tiny_model), size=(1280, 800))
     first.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock(first, "Probabilities"))
     dock(first, "Thresholds").hide()
     first.close()
-    again = new_window(qtbot, settings, IchModel(tiny_model))
+    again = new_window(qtbot, settings, IchModel(tiny_model), size=(1280, 800))
     assert again.dockWidgetArea(dock(again, "Probabilities")) == Qt.DockWidgetArea.LeftDockWidgetArea
     assert not dock(again, "Thresholds").isVisible() and dock(again, "Browser and classes").isVisible()
 
 
 def test_a_layout_saved_by_an_older_version_is_not_restored(qtbot, tmp_path, tiny_model):
     settings = QSettings(str(tmp_path / "old.ini"), QSettings.Format.IniFormat)
-    old = new_window(qtbot, tmp_path / "scratch.ini", IchModel(tiny_model))
+    old = new_window(qtbot, tmp_path / "scratch.ini", IchModel(tiny_model), size=(1280, 800))
     dock(old, "Thresholds").hide()
     settings.setValue("window/state", old.saveState(1))  # the plot was under the image then
     settings.sync()
-    again = new_window(qtbot, tmp_path / "old.ini", IchModel(tiny_model))
+    again = new_window(qtbot, tmp_path / "old.ini", IchModel(tiny_model), size=(1280, 800))
     assert dock(again, "Thresholds").isVisible()
 
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
-from ich_viewer.gui.main_window import MainWindow
+from tests.gui.windows import new_window, opened
 
 pytestmark = pytest.mark.gui
 
@@ -26,28 +26,9 @@ def study(tmp_path_factory):
     return root / "study"
 
 
-def new_window(qtbot, settings_file: Path, model=None) -> MainWindow:
-    window = MainWindow(settings=QSettings(str(settings_file), QSettings.Format.IniFormat), model=model,
-                        load_bundled=False)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
-
-
 @pytest.fixture
 def window(qtbot, tmp_path, tiny_model):
     return new_window(qtbot, tmp_path / "settings.ini", IchModel(tiny_model))
-
-
-def opened(qtbot, window, paths, classify=True):
-    before = window.viewer.series
-    window.open_paths(list(paths))
-    qtbot.waitUntil(lambda: window.viewer.series is not before and window.viewer.loader.finished, timeout=20000)
-    if classify:
-        qtbot.waitUntil(lambda: window.viewer.prediction is not None and window.viewer.prediction.complete
-                        and window.classify is None, timeout=30000)
-    return window
 
 
 def recent_items(window) -> list[str]:
