@@ -44,7 +44,9 @@ def window(qtbot, tmp_path, tiny_model):
 
 def opened(qtbot, window, path, classify=True):
     window.open_paths([path])
-    qtbot.waitUntil(lambda: window.viewer.loader is not None and window.viewer.loader.finished, timeout=20000)
+    # loaded, and the slice drawn (that happens on the event loop, after the loader finishes)
+    qtbot.waitUntil(lambda: window.viewer.loader is not None and window.viewer.loader.finished
+                    and window.view.hu is not None, timeout=20000)
     if classify:
         qtbot.waitUntil(lambda: window.viewer.prediction is not None and window.viewer.prediction.complete
                         and window.classify is None, timeout=30000)  # None: its job has ended
