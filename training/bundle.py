@@ -15,8 +15,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 import onnx
 
 from ich_viewer.core.contract import CARD_KEY
