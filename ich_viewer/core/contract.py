@@ -17,6 +17,8 @@ from ich_viewer.core.windows import Window
 
 #: The RSNA 2019 order; ``any`` is learned as its own output, not an OR of the others.
 CLASSES = ("any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural")
+#: The usual short names, for labels with little room (the series tree, phantom descriptions).
+ABBREVIATIONS = dict(zip(CLASSES, ("any", "EDH", "IPH", "IVH", "SAH", "SDH")))
 CONTRACT_VERSION = "1"
 INPUT_NAME = "hu"
 #: Output names and ranks; ``logits`` is optional.

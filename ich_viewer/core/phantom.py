@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.contract import ABBREVIATIONS, CLASSES
 from ich_viewer.core.lesions import LesionSpec, SliceGeometry, blur121, ct_noise, fast_atan2, paste_lesions, plan_lesion
 
 SUBTYPES = CLASSES[1:]
@@ -415,7 +415,6 @@ def _segment_distance(u, v, u0, v0, u1, v1):
 
 
 _ID = re.compile(r"ID_[0-9a-f]{9}\.dcm")
-_ABBREVIATIONS = dict(zip(SUBTYPES, ("EDH", "IPH", "IVH", "SAH", "SDH")))
 
 
 def phantom_key(series: PhantomSeries) -> str:
@@ -480,7 +479,7 @@ def write_phantom_study(series: PhantomSeries, out_dir: str | Path, *, patient_n
     present = [name for name in SUBTYPES if name in series.masks]
     description = f"Phantom seed {series.seed}: " + (", ".join(present) or "no hemorrhage")
     if len(description) > 64:  # the LO limit: use the radiology abbreviations instead
-        description = f"Phantom seed {series.seed}: " + ", ".join(_ABBREVIATIONS[name] for name in present)
+        description = f"Phantom seed {series.seed}: " + ", ".join(ABBREVIATIONS[name] for name in present)
     paths = write_ct_series(
         out, series.hu, z=series.z, pixel_spacing=series.pixel_spacing, slice_thickness=series.slice_thickness,
         file_names=[f"{i}.dcm" for i in ids], patient_name=patient_name, patient_id=patient_id,

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QListWidget, QTextBrowser, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout)
 
-from ich_viewer.core.contract import CLASSES, ModelCard
+from ich_viewer.core.contract import ABBREVIATIONS, CLASSES, ModelCard
 from ich_viewer.gui.actions import shortcut_rows
 
 
@@ -115,7 +115,7 @@ class SkippedList(QListWidget):
 
 class SeriesBrowser(QTreeWidget):
     """Patient / study date / description / slice count; choosing a series opens it. A classified series
-    names its flagged classes ("flagged: any, subdural"); a series with geometry warnings (a gap, shared
+    names its flagged classes ("flagged: any, SDH", in full in its tooltip); a series with geometry warnings (a gap, shared
     positions, irregular spacing) is marked with one and lists them in its tooltip."""
 
     seriesChosen = Signal(object, object)  # study, series
@@ -140,10 +140,6 @@ class SeriesBrowser(QTreeWidget):
                 child = QTreeWidgetItem([name, "", str(len(series)) + (" \u26a0" if warnings else "")])
                 child.setData(0, Qt.ItemDataRole.UserRole, (study, series))
                 child.setData(0, self.NAME_ROLE, name)
-                if warnings:
-                    tip = "Geometry: " + "; ".join(warnings)
-                    for column in range(self.columnCount()):
-                        child.setToolTip(column, tip)
                 top.addChild(child)
                 self._label(child)
             top.setExpanded(True)
@@ -160,17 +156,27 @@ class SeriesBrowser(QTreeWidget):
 
     def show_flagged(self, series, classes: list[str] | None, reason: str = "") -> None:
         """After ``series`` is classified: its flagged classes (none: "nothing flagged"), or ``reason`` why none
-        are flagged at all (outside the intended use)."""
-        self.flagged[series.uid] = (f"not flagged: {reason}" if reason else
-                                    "flagged: " + ", ".join(classes) if classes else "nothing flagged")
+        are flagged at all (outside the intended use). The row names them short (EDH, IPH, ...) so that it fits
+        the compact dock; its tooltip says them in full."""
+        if reason:
+            self.flagged[series.uid] = ("not flagged", f"Not flagged: {reason}")
+        elif classes:
+            self.flagged[series.uid] = ("flagged: " + ", ".join(ABBREVIATIONS[c] for c in classes),
+                                        "Flagged: " + ", ".join(classes))
+        else:
+            self.flagged[series.uid] = ("nothing flagged", "Nothing flagged")
         item = self.series_item(series)
         if item is not None:
             self._label(item)
+            self.resizeColumnToContents(0)
 
     def _label(self, item: QTreeWidgetItem) -> None:
         study, series = item.data(0, Qt.ItemDataRole.UserRole)
-        said = self.flagged.get(series.uid)
-        item.setText(0, item.data(0, self.NAME_ROLE) + (f" \u2014 {said}" if said else ""))
+        short, full = self.flagged.get(series.uid, ("", ""))
+        item.setText(0, item.data(0, self.NAME_ROLE) + (f" \u2014 {short}" if short else ""))
+        tips = [full] * bool(full) + ["Geometry: " + "; ".join(series.geometry.warnings)] * bool(series.geometry.warnings)
+        for column in range(self.columnCount()):
+            item.setToolTip(column, "\n".join(tips))
 
     def _on_activated(self, item, _column=0) -> None:
         data = item.data(0, Qt.ItemDataRole.UserRole)

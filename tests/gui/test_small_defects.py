@@ -11,6 +11,7 @@ from PySide6.QtCore import QPoint, QPointF, QRect, QSettings, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from tests.gui.windows import new_window, opened
@@ -55,13 +56,15 @@ def test_open_recent_keeps_only_absolute_paths_that_exist(qtbot, tmp_path, study
     assert recent_items(window) == [str(study)] and window.settings.value("recent") == [str(study)]
 
 
-def test_series_tree_shows_every_column_whole_at_the_default_size(qtbot, tmp_path, study):
-    # no model: the names as loaded; a classified series' "flagged: intraparenchymal, ..." suffix can hold a
-    # word wider than the name column at this size (a known defect, in the issue 15 note), and whether it was
-    # there when the test looked depended on how fast the classification ran
-    window = new_window(qtbot, tmp_path / "settings.ini", None)
+def test_series_tree_shows_every_column_whole_at_the_default_size(qtbot, tmp_path, study, tiny_model):
+    # the longest a series row can say once classified: every class flagged (thresholds at 0)
+    window = new_window(qtbot, tmp_path / "settings.ini", IchModel(tiny_model))
     window.resize(1280, 800)
-    opened(qtbot, window, [study], classify=False)
+    opened(qtbot, window, [study])
+    for name in CLASSES:
+        window.viewer.set_class_enabled(name, True)  # the tiny model's card may mark some not calibrated
+        window.viewer.set_threshold(name, 0.0)
+    assert window.browser.topLevelItem(0).child(0).text(0).endswith("flagged: any, EDH, IPH, IVH, SAH, SDH")
     assert window.size().width() == 1280 and window.size().height() == 800
     tree = window.browser
     assert tree.header().length() <= tree.viewport().width()  # no column pushed out of sight
@@ -141,3 +144,19 @@ def test_the_demo_is_written_once_to_the_cache_and_reused(qtbot, tmp_path, monke
     assert (folders[0] / "labels.csv").stat().st_mtime_ns == written  # reused, not written again
     assert list((tmp_path / "cache" / "ich-viewer").iterdir()) == [folders[0]]
     assert not any((tmp_path / "tmp").iterdir())  # no temporary folder left behind
+
+
+def test_the_wheel_over_a_threshold_slider_or_combo_moves_slices_not_the_control(qtbot, window, study):
+    opened(qtbot, window, [study], classify=False)
+    slider = window.threshold_panel.sliders["subdural"]
+    combo = window.cam_controls.cam_class
+    before = (slider.value(), window.viewer.thresholds.values["subdural"], combo.currentIndex())
+    start = window.viewer.index
+    for widget, delta, expected in ((slider, -120, start + 1), (combo, -120, start + 2), (window.slider, 120, start + 1)):
+        centre = QPointF(widget.rect().center())
+        wheel = QWheelEvent(centre, widget.mapToGlobal(centre), QPoint(0, 0), QPoint(0, delta),
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                            False)
+        QApplication.sendEvent(widget, wheel)
+        assert window.viewer.index == expected, widget  # as over the image: away from the user is the next slice
+    assert (slider.value(), window.viewer.thresholds.values["subdural"], combo.currentIndex()) == before

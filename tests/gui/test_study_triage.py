@@ -59,10 +59,15 @@ def test_the_series_tree_names_the_flagged_classes_once_classified(qtbot, window
     classified(qtbot, window, study)
     item = window.browser.topLevelItem(0).child(0)
     flagged = window.viewer.flagged_classes()
-    assert item.text(0) == name + " \u2014 " + ("flagged: " + ", ".join(flagged) if flagged else "nothing flagged")
+    short = {"any": "any", "epidural": "EDH", "intraparenchymal": "IPH", "intraventricular": "IVH",
+             "subarachnoid": "SAH", "subdural": "SDH"}
+    assert item.text(0) == name + " \u2014 " + ("flagged: " + ", ".join(short[c] for c in flagged) if flagged
+                                                else "nothing flagged")
     window.threshold_panel.apply_preset("high_sensitivity")  # more flags: the tree follows the thresholds
     flagged = window.viewer.flagged_classes()
-    assert flagged and window.browser.topLevelItem(0).child(0).text(0) == name + " \u2014 flagged: " + ", ".join(flagged)
+    item = window.browser.topLevelItem(0).child(0)
+    assert flagged and item.text(0) == name + " \u2014 flagged: " + ", ".join(short[c] for c in flagged)
+    assert item.toolTip(0) == "Flagged: " + ", ".join(flagged)  # in full where there is room
     for c in CLASSES:
         window.viewer.set_threshold(c, 1.0)
     assert window.browser.topLevelItem(0).child(0).text(0) == name + " \u2014 nothing flagged"
