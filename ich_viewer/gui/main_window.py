@@ -22,7 +22,7 @@ from ich_viewer.gui.dialogs import SkippedList
 from ich_viewer.gui.file_actions import NOT_FOR_DIAGNOSIS, FileActions
 from ich_viewer.gui.plot_panel import ProbabilityPlot
 from ich_viewer.gui.side_panel import SidePanel
-from ich_viewer.gui.slice_view import SliceView
+from ich_viewer.gui.slice_view import SliceView, WheelMovesSlices
 from ich_viewer.gui.threshold_panel import ThresholdPanel
 from ich_viewer.paths import models_dir
 
@@ -82,6 +82,8 @@ class MainWindow(FileActions, QMainWindow):
         thresholds_dock = self._dock("Thresholds", self.threshold_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([plot_dock], [340], Qt.Orientation.Horizontal)
         self.resizeDocks([plot_dock, thresholds_dock], [330, 350], Qt.Orientation.Vertical)
+        WheelMovesSlices(self.view).watch(self.slider, *self.threshold_panel.sliders.values(),
+                                          self.cam_controls.cam_class, self.cam_controls.cam_map)
         self.skipped = SkippedList()
         self.skipped_dock = self._dock("Skipped files", self.skipped, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.skipped_dock.hide()  # opened from the status bar's count

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.viewer_model import ViewerModel
@@ -69,7 +69,8 @@ class SliceView(pg.GraphicsLayoutWidget):
 
     def _on_series_opened(self, series) -> None:
         self.overlays.set_markers(self.viewer.orientation_markers())
-        self.overlays.set_pixel_spacing(series.pixel_spacing[1])  # across the columns: the bar is horizontal
+        # across the columns: the bar is horizontal; none where the files state no spacing (1 mm is a guess)
+        self.overlays.set_pixel_spacing(series.pixel_spacing[1] if series.pixel_spacing_known else None)
 
     def show_current(self, autorange: bool = False) -> None:
         """The viewer's current slice, once decoded (blank until then), with its overlay and corner text."""
@@ -169,6 +170,12 @@ class SliceView(pg.GraphicsLayoutWidget):
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             super().wheelEvent(event)  # zoom
             return
+        self.step_by_wheel(event)
+
+    def step_by_wheel(self, event) -> None:
+        """One slice per wheel notch: towards the feet when turned away from the user."""
+        if event.angleDelta().y() == 0:
+            return
         steps = event.angleDelta().y() // 120 or (1 if event.angleDelta().y() > 0 else -1)
         self.sliceStep.emit(-int(steps))
         event.accept()
@@ -209,3 +216,23 @@ class SliceView(pg.GraphicsLayoutWidget):
             self.hoverText.emit(f"x {col}, y {row}: {self.hu[row, col]:.0f} HU")
         else:
             self.hoverText.emit("")
+
+
+class WheelMovesSlices(QObject):
+    """Event filter for controls a plain wheel turn would change by accident on its way across the window
+    (threshold sliders, the Grad-CAM combo boxes, the slice slider, whose wheel ran the other way): the turn
+    moves slices, as over the image. A threshold is changed by dragging or clicking its slider."""
+
+    def __init__(self, view: SliceView):
+        super().__init__(view)
+        self.view = view
+
+    def watch(self, *widgets) -> None:
+        for widget in widgets:
+            widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.Wheel:
+            self.view.step_by_wheel(event)
+            return True
+        return False
