@@ -183,10 +183,12 @@ class _Scanned:
     raised NotImplementedError out of load() when it was first read while grouping."""
 
     __slots__ = ("slices", "study_uid", "series_uid", "shape", "orientation", "spacing", "study_date",
-                 "study_description", "patient", "series_description", "series_number", "file_window", "acquisition")
+                 "study_description", "patient", "series_description", "series_number", "file_window", "acquisition",
+                 "spacing_known")
 
-    def __init__(self, slices, ds, shape, orientation, spacing):
+    def __init__(self, slices, ds, shape, orientation, spacing, spacing_known=True):
         self.slices = slices
+        self.spacing_known = spacing_known
         self.study_uid = _text(ds, "StudyInstanceUID") or "unknown study"
         self.series_uid = _text(ds, "SeriesInstanceUID") or "unknown series"
         self.shape = shape
@@ -361,8 +363,9 @@ def _describe(ref: FileRef, ds: Dataset | fast_scan.ScannedHeader) -> _Scanned:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     orientation = header_checks.orientation(_vector(
         _group_item(None, shared, "PlaneOrientationSequence"), ds, "ImageOrientationPatient", 6))
-    spacing = header_checks.spacing(_vector(
-        _group_item(None, shared, "PixelMeasuresSequence"), ds, "PixelSpacing", 2)) or (1.0, 1.0)
+    measured = header_checks.spacing(_vector(
+        _group_item(None, shared, "PixelMeasuresSequence"), ds, "PixelSpacing", 2))
+    spacing = measured or (1.0, 1.0)
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     instance = _int(header_checks.first(ds.get("InstanceNumber")))
     slices = []
@@ -385,7 +388,7 @@ def _describe(ref: FileRef, ds: Dataset | fast_scan.ScannedHeader) -> _Scanned:
             )
         )
     shape = (header_checks.integer(ds, "Rows"), header_checks.integer(ds, "Columns"))
-    return _Scanned(slices, ds, shape, orientation, spacing)
+    return _Scanned(slices, ds, shape, orientation, spacing, measured is not None)
 
 
 def _vector(item: Dataset | None, ds, keyword: str, size: int) -> tuple[float, ...] | None:
@@ -539,6 +542,7 @@ def _make_series(uid: str, items: list[_Scanned], skipped: list[Skipped]) -> Ser
         geometry=geometry,
         file_window=reference.file_window,
         acquisition=reference.acquisition,
+        pixel_spacing_known=reference.spacing_known,
     )
 
 

@@ -145,6 +145,9 @@ class Series:
     geometry: Geometry
     file_window: Window | None = None
     acquisition: Acquisition = Acquisition()
+    #: False when the files state no usable PixelSpacing: ``pixel_spacing`` is then 1 mm by assumption,
+    #: so no scale bar and no distance is shown as if it were measured
+    pixel_spacing_known: bool = True
 
     def __len__(self) -> int:
         return len(self.slices)

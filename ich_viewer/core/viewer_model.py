@@ -270,6 +270,8 @@ class ViewerModel:
         if self.window_function != "linear":
             window += f" {self.window_function}"
         lines.append(f"slice {self.index + 1}/{len(self.series)}  z {self.series.z[self.index]:.1f} mm  {window}")
+        if not self.series.pixel_spacing_known:
+            lines.append("pixel spacing not stated: no scale")
         slabs = self.slab_plan()
         if slabs is not None:  # the result shown is the slab's around this slice, not the thin slice's alone
             lines.append(f"model fed {slabs.thickness_mm:g} mm slabs ({slabs.slices_per_slab:.3g} x {slabs.spacing_mm:.3g} mm)")

@@ -188,6 +188,19 @@ def test_markers_from_a_real_file_and_none_without_an_orientation(qtbot, window,
     assert not any(m.isVisible() for m in window.view.overlays.markers.values())
 
 
+def test_no_scale_bar_where_the_file_states_no_pixel_spacing(qtbot, window, tmp_path):
+    source = Path(dicom_testfile("CT_small.dcm"))
+    opened(qtbot, window, [source], classify=False)
+    assert window.viewer.series.pixel_spacing_known and window.view.overlays.scale_bar_mm is not None
+    ds = pydicom.dcmread(source)  # the same real slice without its PixelSpacing: 1 mm would be a guess
+    del ds.PixelSpacing
+    ds.save_as(tmp_path / "no-spacing.dcm")
+    opened(qtbot, window, [tmp_path / "no-spacing.dcm"], classify=False)
+    assert not window.viewer.series.pixel_spacing_known
+    assert window.view.overlays.scale_bar_mm is None
+    assert "pixel spacing not stated: no scale" in window.view.overlays.corner.toPlainText()
+
+
 # ---------------------------------------------------------------------- keys always move slices
 
 
