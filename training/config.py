@@ -39,6 +39,8 @@ class DataConfig:
     cache_dir: str = _opt("", "where `prepare` writes the int16 HU cache (default <out>/<name>/cache)")
     workers: int = _opt(2, "processes that decode DICOMs / PNGs while preparing the cache")
     train_only: list = _opt([], "source names (e.g. phantom) used only for training, never validation or thresholds")
+    train_only_share: float = _opt(-1.0, "fraction of training draws from the train_only sources, each side balanced on "
+                                         "its own (-1: no fixed share, their slices count like any other)")
 
 
 @dataclass

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from training.config import Config
 from training.data.cache import Cache
-from training.data.dataset import CachedSlices, EpochSampler, sample_weights
+from training.data.dataset import CachedSlices, EpochSampler, sample_weights, shared_sample_weights
 from training.model import build_model
 from training.splits import train_val_indices
 
@@ -232,8 +232,13 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
 def _training_data(cache: Cache, train_rows: np.ndarray, config: Config, rank: int,
                    world: int) -> tuple[EpochSampler, CachedSlices, DataLoader]:
     """The training split's sampler (this process's share of each epoch), augmenting dataset and loader."""
-    weights = sample_weights(cache.labels[train_rows], config.train.balanced_sampling) \
-        if config.train.balanced_sampling else None
+    train_only = np.array([cache.records[i].source in config.data.train_only for i in train_rows], bool)
+    if config.data.train_only_share >= 0 and train_only.any():
+        weights = shared_sample_weights(cache.labels[train_rows], config.train.balanced_sampling, train_only,
+                                        config.data.train_only_share)
+    else:
+        weights = sample_weights(cache.labels[train_rows], config.train.balanced_sampling) \
+            if config.train.balanced_sampling else None
     sampler = EpochSampler(len(train_rows), config.seed, weights, config.train.epoch_size, rank, world)
     dataset = CachedSlices(cache.images, cache.labels, train_rows, config.augment, config.seed,
                            neighbours=slice_neighbours(cache.records), window_scale=export_window_scales(cache, config))

@@ -18,7 +18,7 @@ from ich_viewer.core.contract import CLASSES
 from training.__main__ import main as training_main
 from training.config import AugmentConfig, load_config
 from training.data.cache import Cache, prepare
-from training.data.dataset import AIR_HU, EpochSampler, augment_hu, sample_weights
+from training.data.dataset import AIR_HU, EpochSampler, augment_hu, sample_weights, shared_sample_weights
 from training.experiments import comparison_markdown
 from training.export import read_card
 from training.splits import patient_folds, train_val_indices
@@ -413,3 +413,23 @@ def test_a_run_on_every_patient_takes_its_card_from_the_folds_pooled_out_of_fold
     candidate = (tmp_path / "training" / "reports" / "smoke_all" / "report.md").read_text()
     assert "## Leave one hospital out" in candidate and "pooled out-of-fold predictions" in candidate
     assert (tmp_path / "resources" / "models" / "manifest.json").read_text() == before
+
+
+def test_a_train_only_share_caps_the_phantoms_draws_and_balances_each_side_apart():
+    rng = np.random.default_rng(0)
+    real = (rng.random((200, 6)) < 0.05).astype(np.int64)
+    real[:, 0] = real[:, 1:].max(1)
+    phantom = np.zeros((100, 6), np.int64)
+    phantom[:60, [0, 5]] = 1  # a phantom rich in subdural, as the real one is
+    labels = np.concatenate([real, phantom])
+    is_phantom = np.arange(300) >= 200
+    uncapped = sample_weights(labels, 0.5)
+    assert uncapped[is_phantom].sum() > 0.25  # a third of the slices, near a third of the draws: what the share is for
+    weights = shared_sample_weights(labels, 0.5, is_phantom, 0.1)
+    assert weights.sum() == pytest.approx(1.0) and weights[is_phantom].sum() == pytest.approx(0.1)
+    # the real rows keep their own balance: the phantom's subdural no longer dilutes the real subdural
+    assert np.allclose(weights[~is_phantom], 0.9 * sample_weights(real, 0.5))
+    draws = EpochSampler(300, 0, weights, epoch_size=20_000).indices()
+    assert np.mean(np.asarray(draws) >= 200) == pytest.approx(0.1, abs=0.01)
+    with pytest.raises(ValueError, match="train_only_share"):
+        shared_sample_weights(labels, 0.5, is_phantom, 1.0)

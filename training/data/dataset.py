@@ -114,6 +114,20 @@ def sample_weights(labels: np.ndarray, power: float) -> np.ndarray:
     return weights / weights.sum()
 
 
+def shared_sample_weights(labels: np.ndarray, power: float, train_only: np.ndarray, share: float) -> np.ndarray:
+    """:func:`sample_weights` computed apart for the train-only rows (``train_only`` True: synthetic phantom
+    slices) and the real ones, then scaled so that the train-only rows get ``share`` of the draws. Without it a
+    phantom with 147 subdural slices beside 18 real ones took 29% of the draws and taught subdural almost alone
+    (real held-out subdural AUC 0.19 on one fold)."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"train_only_share must be in [0, 1), not {share}")
+    weights = np.zeros(len(labels))
+    for rows, total in ((~train_only, 1.0 - share), (train_only, share)):
+        if rows.any():
+            weights[rows] = sample_weights(labels[rows], power) * total
+    return weights / weights.sum()
+
+
 class EpochSampler(Sampler[int]):
     """Shuffled or class-balanced draws, the same on every process, then split among processes."""
 
