@@ -88,3 +88,81 @@ def test_closing_the_window_cancels_a_calibration(qtbot, config_home, tmp_path, 
     qtbot.wait(200)
     assert messages == []  # and no message box after the window has gone
     assert not (config_home / "site_presets.json").exists()  # cancelled before its first batch: nothing saved
+
+
+def answer_input_dialogs(answers: list) -> list[str]:
+    """Fill in the real QInputDialogs as they open, in order: a number, a text, or None to cancel one.
+    Returns the labels the dialogs showed."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QInputDialog
+
+    pending, labels = list(answers), []
+
+    def poll():
+        dialog = QApplication.activeModalWidget()
+        if isinstance(dialog, QInputDialog) and dialog.isVisible() and pending:
+            answer = pending.pop(0)
+            labels.append(dialog.labelText())
+            if answer is None:
+                dialog.reject()
+            else:
+                dialog.setTextValue(answer) if isinstance(answer, str) else dialog.setDoubleValue(answer)
+                dialog.accept()
+        if pending:
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(20, poll)
+    return labels
+
+
+@pytest.fixture
+def normals(tmp_path):
+    for seed in range(3):
+        write_phantom_study(make_phantom(seed=seed, subtypes=[], n_slices=36, size=64), tmp_path / "normals" / f"s{seed}",
+                            patient_id=f"N{seed}")
+    return tmp_path / "normals"
+
+
+def test_the_calibrate_menu_item_asks_folder_rate_and_name_then_saves(qtbot, config_home, tmp_path, tiny_model,
+                                                                     normals, monkeypatch):
+    window = make_window(qtbot, tmp_path, tiny_model)
+    asked = []
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory",
+                        lambda parent, caption, start: asked.append(caption) or str(normals))  # the system's chooser
+    labels = answer_input_dialogs([2.5, "ward 3"])
+    with qtbot.waitSignal(window.viewer.thresholds_changed, timeout=60000):
+        window.actions["Calibrate to this site..."].trigger()
+    qtbot.waitUntil(lambda: window.viewer.thresholds.preset == "ward 3", timeout=60000)
+    assert asked == ["Folder of studies known to be normal, from your scanners"]
+    assert "(%)" in labels[0] and labels[1] == "Preset name:"
+    saved = site_presets.load(window.viewer.model.sha256)["ward 3"]
+    assert saved.max_flag_rate == pytest.approx(0.025) and saved.slices == 108
+    assert max(saved.flag_rates.values()) <= 0.025
+
+
+def test_cancelling_a_calibrate_dialog_changes_nothing(qtbot, config_home, tmp_path, tiny_model, normals,
+                                                       monkeypatch):
+    window = make_window(qtbot, tmp_path, tiny_model)
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory", lambda *a: str(normals))
+    before = window.viewer.thresholds.preset
+    for answers in ([None], [5.0, None]):  # cancel the rate, then the name
+        labels = answer_input_dialogs(answers)
+        window.actions["Calibrate to this site..."].trigger()
+        assert len(labels) == len(answers)
+        assert not window.statusBar().currentMessage().startswith("Calibrating")
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory", lambda *a: "")
+    window.actions["Calibrate to this site..."].trigger()  # no folder chosen: no question asked
+    qtbot.wait(200)
+    assert window.viewer.thresholds.preset == before and not (config_home / "site_presets.json").exists()
+
+
+def test_the_calibrate_menu_item_without_a_model_says_so(qtbot, config_home, tmp_path, monkeypatch):
+    window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                        load_bundled=False)
+    qtbot.addWidget(window)
+    said = []
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QMessageBox.information", lambda *args: said.append(args[2]))
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory",
+                        lambda *a: pytest.fail("asked for a folder without a model"))
+    window.actions["Calibrate to this site..."].trigger()
+    assert said == ["No model is loaded."]
