@@ -1,6 +1,7 @@
 """``ich-viewer``: the GUI with no sub-command, headless tools with one.
 
     ich-viewer [PATH ...] [--demo]        open the viewer (on files/folders, or on the demo phantom)
+    ich-viewer --selftest                 check this installation offline and offscreen (exit 0: it works)
     ich-viewer phantom OUT [--seed N ...] write a synthetic head-CT study with chosen subtypes
     ich-viewer info PATH ...              list the studies and series found, and skipped files
     ich-viewer triage PATH ... [--out F]  run the model over every study, per-slice CSV + JSON summary
@@ -71,6 +72,9 @@ def build_gui_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ich-viewer", epilog=f"Sub-commands: {', '.join(SUBCOMMANDS)} (see 'ich-viewer phantom --help').")
     parser.add_argument("paths", nargs="*", type=Path, help="files, folders, zip archives or DICOMDIRs to open")
     parser.add_argument("--demo", action="store_true", help="open a synthetic phantom study with every subtype")
+    parser.add_argument("--selftest", action="store_true",
+                        help="check this installation (study, model, decoders, window) offscreen and offline; exit 0 "
+                             "only if every step passed")
     parser.add_argument("--quit-after", type=float, metavar="SECONDS",
                         help="close the window by itself after SECONDS (a smoke test of the installation)")
     return parser
@@ -160,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ich-viewer: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
     args = build_gui_parser().parse_args(argv)
+    if args.selftest:
+        from ich_viewer import selftest
+
+        return selftest.run()
     from ich_viewer.app import run_gui
 
     return run_gui(args.paths, demo=args.demo, quit_after=args.quit_after)
