@@ -77,6 +77,8 @@ def build_gui_parser() -> argparse.ArgumentParser:
                              "only if every step passed")
     parser.add_argument("--quit-after", type=float, metavar="SECONDS",
                         help="close the window by itself after SECONDS (a smoke test of the installation)")
+    parser.add_argument("--screenshot", type=Path, metavar="PNG",
+                        help="with --quit-after: save the window as a PNG just before it closes")
     return parser
 
 
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         return selftest.run()
     from ich_viewer.app import run_gui
 
-    return run_gui(args.paths, demo=args.demo, quit_after=args.quit_after)
+    return run_gui(args.paths, demo=args.demo, quit_after=args.quit_after, screenshot=args.screenshot)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ def install_excepthook() -> None:
     sys.excepthook = hook
 
 
-def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | None = None) -> int:
+def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | None = None,
+            screenshot: Path | None = None) -> int:
     """The viewer until its window closes; ``quit_after`` seconds: close it by itself then (smoke tests).
 
     Exit code 1, with one sentence on stderr, when Qt's platform plugin cannot start here (no display, or
@@ -47,12 +48,18 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | 
     from ich_viewer.core import decoder_process
     from ich_viewer.core.memory import limit_heap_retention
     from ich_viewer.gui.main_window import MainWindow
+    from ich_viewer.paths import resources_dir
 
     limit_heap_retention()  # freed studies go back to the system: a long session does not grow
     decoder_process.prestart()  # ready before the first study is opened
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ICH Viewer")
     app.setOrganizationName("ICH Viewer")
+    icon = resources_dir() / "icons" / "ich-viewer.png"
+    if icon.is_file():
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
     install_excepthook()
     window = MainWindow()
     window.show()
@@ -69,6 +76,8 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | 
             series = window.viewer.series
             print(f"ich-viewer: the window ran {quit_after:g} s on Qt's {app.platformName()} platform, "
                   + (f"a series of {len(series)} slices open" if series is not None else "no series open"))
+            if screenshot is not None and not window.grab().save(str(screenshot), "PNG"):
+                print(f"ich-viewer: could not write the screenshot {screenshot}", file=sys.stderr)
             window.close()
 
         QTimer.singleShot(int(quit_after * 1000), close)
