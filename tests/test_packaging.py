@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.xvfb import xvfb_display
+
 pytestmark = pytest.mark.packaging
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,22 +121,11 @@ def test_the_frozen_selftest_passes_offline_in_a_clean_environment(bundle, tmp_p
 
 
 def test_the_frozen_app_opens_the_demo_on_xcb_under_xvfb(bundle, tmp_path):
-    xvfb = shutil.which("Xvfb")
-    assert xvfb, "Xvfb is not installed: README set-up command 2 installs it (packaging/system-packages.sh --xvfb)"
-    read_end, write_end = os.pipe()
-    server = subprocess.Popen([xvfb, "-displayfd", str(write_end), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                              pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_end)
-    try:
-        with os.fdopen(read_end) as pipe:
-            display = ":" + pipe.readline().strip()
-        shot = tmp_path / "frozen-demo.png"
+    shot = tmp_path / "frozen-demo.png"
+    with xvfb_display() as display:
         run = subprocess.run([*clean_env(tmp_path / "home", DISPLAY=display, QT_QPA_PLATFORM="xcb"),
                               str(bundle / "ich-viewer"), "--demo", "--quit-after", "10", "--screenshot", str(shot)],
                              capture_output=True, text=True, timeout=300)
-    finally:
-        server.terminate()
-        server.wait(10)
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     assert "on Qt's xcb platform, a series of 36 slices open" in run.stdout
     from PySide6.QtGui import QImage

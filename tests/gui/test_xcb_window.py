@@ -8,34 +8,20 @@ aborted there. This test fails on such a machine; it skips only when Xvfb itself
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
+
+from tests.xvfb import xvfb_display as xvfb_display_server
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
 def xvfb_display():
-    """A fresh Xvfb server; it picks a free display number and writes it to a pipe (-displayfd)."""
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        pytest.skip("Xvfb is not installed (Debian/Ubuntu: apt-get install xvfb; the README's set-up installs it)")
-    read_end, write_end = os.pipe()
-    server = subprocess.Popen([xvfb, "-displayfd", str(write_end), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                              pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    os.close(write_end)
-    try:
-        with os.fdopen(read_end) as pipe:
-            number = pipe.readline().strip()
-        if not number:
-            pytest.fail(f"Xvfb did not start: {server.stderr.read().decode(errors='replace')[-500:]}")
-        yield f":{number}"
-    finally:
-        server.terminate()
-        server.wait(10)
+    with xvfb_display_server() as display:
+        yield display
 
 
 def test_demo_window_runs_on_xcb_and_exits_cleanly(xvfb_display, tmp_path):
