@@ -6,8 +6,10 @@ One line per step, exit 0 only if every step passed. Run from a checkout or from
 2. a synthetic phantom study written to a temporary folder and loaded back;
 3. the bundled model opened (its SHA-256 checked against the manifest) and run over the study, the
    outputs checked against the contract;
-4. one small file per compressed transfer syntax the viewer must read (JPEG Lossless, JPEG 2000, JPEG-LS,
-   RLE) decoded through the same decoder processes as a study, pixel for pixel against the slice they encode;
+4. every pixel-data plugin the build's source install had still available (GDCM, pylibjpeg's, pyjpegls,
+   Pillow, the viewer's imagecodecs plugin), and one small file per compressed transfer syntax the viewer must
+   read (JPEG Lossless, JPEG 2000, JPEG-LS, RLE) decoded through the same decoder processes as a study, pixel
+   for pixel against the slice they encode;
 5. the real window, offscreen, on the study: one frame with its Grad-CAM overlay exported to a PNG.
 
 The compressed files ship in ``resources/selftest`` (written by ``packaging/build.sh`` with
@@ -34,7 +36,8 @@ SAMPLES = {  # file name -> transfer syntax UID
     "jpeg-ls.dcm": "1.2.840.10008.1.2.4.80",
     "rle.dcm": "1.2.840.10008.1.2.5",
 }
-EXPECTED = "expected.json"  # SHA-256 of the slice's int16 HU, which every sample must decode to
+EXPECTED = "expected.json"  # SHA-256 of the slice's int16 HU, which every sample must decode to; decoders
+BASELINE_JPEG = "1.2.840.10008.1.2.4.50"  # no sample (lossy), but its decoders are checked like the others'
 
 
 class StepFailed(Exception):
@@ -72,8 +75,19 @@ def write_compressed_samples(folder: Path) -> dict[str, Path]:
             ds.save_as(folder / name, enforce_file_format=True)
             written[name] = folder / name
         hu = pixels * float(original.RescaleSlope) + float(original.RescaleIntercept)
-    (folder / EXPECTED).write_text(json.dumps({"hu_sha256": _hu_digest(hu), "shape": list(hu.shape)}) + "\n")
+    (folder / EXPECTED).write_text(json.dumps({"hu_sha256": _hu_digest(hu), "shape": list(hu.shape),
+                                               "decoders": available_decoders()}, indent=1) + "\n")
     return written
+
+
+def available_decoders() -> dict[str, list[str]]:
+    """pydicom's usable pixel-data plugins per transfer syntax here, with the viewer's imagecodecs plugin."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    from ich_viewer.core import imagecodecs_plugin
+
+    imagecodecs_plugin.register()
+    return {uid: sorted(get_decoder(uid).available_plugins) for uid in [*SAMPLES.values(), BASELINE_JPEG]}
 
 
 def _socket_guard() -> list[str]:
@@ -149,7 +163,11 @@ def _decode(work: Path) -> list[tuple[str, str]]:
     if folder != shipped:
         write_compressed_samples(folder)
     expected = json.loads((folder / EXPECTED).read_text())
-    lines = []
+    found = available_decoders()  # a frozen build must have every decoder the source install it came from had
+    missing = {uid: sorted(set(names) - set(found.get(uid, []))) for uid, names in expected["decoders"].items()}
+    _check(not any(missing.values()), "decoders missing: " + "; ".join(f"{uid}: {', '.join(names)}"
+                                                                       for uid, names in missing.items() if names))
+    lines = [("decoders", "; ".join(f"{uid}: {', '.join(names)}" for uid, names in found.items()))]
     for name, uid in SAMPLES.items():
         result = ich_viewer.load([folder / name])
         _check(not result.skipped, f"{name}: {result.skipped[0].reason if result.skipped else ''}")

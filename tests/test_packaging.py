@@ -116,7 +116,7 @@ def test_the_frozen_selftest_passes_offline_in_a_clean_environment(bundle, tmp_p
                          capture_output=True, text=True, timeout=600)
     lines = [line for line in run.stdout.splitlines() if line.startswith("selftest: ")]
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
-    assert lines[-1] == "selftest: passed" and len(lines) == 12
+    assert lines[-1] == "selftest: passed" and len(lines) == 13
     assert not list((tmp_path / "home").rglob("*.ini"))  # no settings written into the empty home
 
 

@@ -27,10 +27,13 @@ def test_selftest_passes_every_step_offline_with_an_empty_home(tmp_path):
     lines = [line for line in done.stdout.splitlines() if line.startswith("selftest: ")]
     steps = [line.split(": ")[1] for line in lines]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert steps == ["socket guard", "phantom study", "load", "model", "inference", "decode jpeg-lossless",
+    assert steps == ["socket guard", "phantom study", "load", "model", "inference", "decoders", "decode jpeg-lossless",
                      "decode jpeg-2000", "decode jpeg-ls", "decode rle", "render", "network", "passed"]
     assert all(": ok (" in line for line in lines[:-1])
     assert "SHA-256" in lines[3] and "verified" in lines[3]
+    decoders = lines[5]
+    for plugin in ("gdcm", "pylibjpeg", "pyjpegls", "pillow", "imagecodecs"):
+        assert plugin in decoders, plugin
     assert list((tmp_path / "home").rglob("*")) == []  # nothing written to the user's home
     assert [p.name for p in tmp_path.iterdir()] == ["home"]  # and its temporary folder removed
 
