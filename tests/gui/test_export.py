@@ -97,7 +97,7 @@ def test_png_is_the_slice_at_its_own_size_with_text_and_overlay_burned_in(qtbot,
     overlay = viewer.overlay()  # a flagged slice: its flagged class's Grad-CAM is shown, and is in the pixels
     assert overlay is not None and (overlay > 0.2).sum() > 100
     assert differs[overlay > 0.2].mean() > 0.9
-    assert NOTICE in drawn and any("ctich_resnet18_phantom" in line for line in drawn)
+    assert NOTICE in drawn and any(viewer.model.card.name in line and viewer.model.card.version in line for line in drawn)
     assert any(line.startswith("thresholds: balanced") for line in drawn)
     flags = viewer.slice_flags()[viewer.index]
     for c, name in enumerate(CLASSES):
