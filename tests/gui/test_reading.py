@@ -198,7 +198,9 @@ def test_no_scale_bar_where_the_file_states_no_pixel_spacing(qtbot, window, tmp_
     opened(qtbot, window, [tmp_path / "no-spacing.dcm"], classify=False)
     assert not window.viewer.series.pixel_spacing_known
     assert window.view.overlays.scale_bar_mm is None
-    assert "pixel spacing not stated: no scale" in window.view.overlays.corner.toPlainText()
+    # the corner text is redrawn with the new slice (both files hold the same patient and position)
+    qtbot.waitUntil(lambda: "pixel spacing not stated: no scale" in window.view.overlays.corner.toPlainText(),
+                    timeout=10000)
 
 
 # ---------------------------------------------------------------------- keys always move slices
