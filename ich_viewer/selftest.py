@@ -48,7 +48,7 @@ def _hu_digest(hu: np.ndarray) -> str:
     return hashlib.sha256(np.rint(hu).astype("<i2").tobytes()).hexdigest()
 
 
-def write_compressed_samples(folder: Path) -> dict[str, Path]:
+def write_compressed_samples(folder: Path) -> None:
     """One phantom slice (12-bit unsigned storage, as most scanners write) in each compressed syntax."""
     import imagecodecs
     import pydicom
@@ -63,7 +63,6 @@ def write_compressed_samples(folder: Path) -> dict[str, Path]:
                                      Path(scratch) / "study", storage="uint12")[1]
         original = pydicom.dcmread(source)
         pixels = original.pixel_array
-        written = {}
         for name, uid in SAMPLES.items():
             ds = pydicom.dcmread(source)
             if name == "jpeg-lossless.dcm":  # pydicom has no JPEG Lossless encoder; imagecodecs' uses predictor 6
@@ -73,11 +72,9 @@ def write_compressed_samples(folder: Path) -> dict[str, Path]:
             else:
                 ds.compress(UID(uid))
             ds.save_as(folder / name, enforce_file_format=True)
-            written[name] = folder / name
         hu = pixels * float(original.RescaleSlope) + float(original.RescaleIntercept)
     (folder / EXPECTED).write_text(json.dumps({"hu_sha256": _hu_digest(hu), "shape": list(hu.shape),
                                                "decoders": available_decoders()}, indent=1) + "\n")
-    return written
 
 
 def available_decoders() -> dict[str, list[str]]:
@@ -229,17 +226,15 @@ def run(out=sys.stdout) -> int:
     with tempfile.TemporaryDirectory(prefix="ich-viewer-selftest-") as scratch:
         work = Path(scratch)
         steps = [("phantom study", lambda: _study(work)), ("load", lambda: _load(work, state)),
-                 ("model", lambda: _model(state)), ("inference", lambda: _inference(state))]
+                 ("model", lambda: _model(state)), ("inference", lambda: _inference(state)),
+                 ("decode", lambda: _decode(work))]
         for step, action in steps:
             try:
-                report(step, action())
+                said = action()  # its detail, or (decoding) a (line, detail) pair per plugin list and file
+                for line, detail in ([(step, said)] if isinstance(said, str) else said):
+                    report(line, detail)
             except Exception as exc:  # noqa: BLE001 - each step says what failed; nothing is raised past here
                 report(step, f"{type(exc).__name__}: {exc}", ok=False)
-        try:
-            for step, detail in _decode(work):
-                report(step, detail)
-        except Exception as exc:  # noqa: BLE001
-            report("decode", f"{type(exc).__name__}: {exc}", ok=False)
         if "model" in state:
             try:
                 report("render", _render(work, state))

@@ -52,7 +52,6 @@ def licences(dists: list[str]) -> list[dict]:
 
 
 def model_lines(bundle: Path) -> list[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from ich_viewer.core.model import IchModel
 
     model = IchModel.bundled(bundle / "_internal" / "resources" / "models")

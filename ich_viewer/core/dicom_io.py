@@ -186,7 +186,7 @@ class _Scanned:
                  "study_description", "patient", "series_description", "series_number", "file_window", "acquisition",
                  "spacing_known")
 
-    def __init__(self, slices, ds, shape, orientation, spacing, spacing_known=True):
+    def __init__(self, slices, ds, shape, orientation, spacing, spacing_known):
         self.slices = slices
         self.spacing_known = spacing_known
         self.study_uid = _text(ds, "StudyInstanceUID") or "unknown study"

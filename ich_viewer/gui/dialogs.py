@@ -174,7 +174,9 @@ class SeriesBrowser(QTreeWidget):
         study, series = item.data(0, Qt.ItemDataRole.UserRole)
         short, full = self.flagged.get(series.uid, ("", ""))
         item.setText(0, item.data(0, self.NAME_ROLE) + (f" \u2014 {short}" if short else ""))
-        tips = [full] * bool(full) + ["Geometry: " + "; ".join(series.geometry.warnings)] * bool(series.geometry.warnings)
+        tips = [full] if full else []
+        if series.geometry.warnings:
+            tips.append("Geometry: " + "; ".join(series.geometry.warnings))
         for column in range(self.columnCount()):
             item.setToolTip(column, "\n".join(tips))
 
