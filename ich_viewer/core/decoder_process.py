@@ -36,6 +36,8 @@ MEMORY_LIMIT_BYTES = 1 << 30
 #: The argument that makes a frozen build's executable serve as a decoder process.
 SERVE_FLAG = "--decoder-process"
 READY = "ready"
+#: What a child sends as it takes a request: a child that dies before sending it never had the slice.
+TAKEN = "taken"
 #: What a child imports before it says it is ready: the decoders (by name: this module is below them).
 PRELOAD = ("ich_viewer.core.dicom_io",)
 _LENGTH = struct.Struct("<Q")
@@ -44,6 +46,10 @@ PIPE_BYTES = 1 << 20
 
 class DecoderFailure(DecodeError):
     """The decoder process died or was stopped (not an error that the decoder itself reported)."""
+
+
+class _NotTaken(Exception):
+    """The child died before it took the request (killed while idle): not the slice's fault."""
 
 
 def pool_size() -> int:
@@ -94,13 +100,18 @@ class _Child:
     def run(self, function, args, timeout: float):
         watchdog = threading.Timer(timeout, self._kill_at_limit)  # a blocked read ends when the child dies
         watchdog.start()
+        taken = reply = None
         try:
             _write_message(self.process.stdin, (function, args))
+            taken = _read_message(self.process.stdout)
             reply = _read_message(self.process.stdout)
         except Exception:  # noqa: BLE001 - a broken pipe, or a reply a dying child left unreadable
-            reply = None
+            pass
         finally:
             watchdog.cancel()
+        if taken != TAKEN and not self._killed_at_limit:
+            self.stop()
+            raise _NotTaken(_exit_reason(self.process))
         if reply is None:  # the child died: a crash, an abort, killed from outside or at the time limit
             self.stop()
             if self._killed_at_limit:
@@ -200,16 +211,22 @@ class _Pool:
         self._condition = threading.Condition()
 
     def run(self, function, args, timeout: float):
-        child = self._acquire()
-        try:
-            return child.run(function, args, timeout)
-        finally:
-            with self._condition:
-                if child.alive:
-                    self._idle.append(child)
-                else:
-                    self._children.discard(child)  # replaced when a call next needs one
-                self._condition.notify_all()
+        """On a child that died before it took the request (killed while idle, after ``_acquire`` saw it
+        alive), the call is made again once on another child."""
+        for attempt in (1, 2):
+            child = self._acquire()
+            try:
+                return child.run(function, args, timeout)
+            except _NotTaken as exc:
+                if attempt == 2:
+                    raise DecoderFailure(f"the decoder process died before decoding ({exc})") from None
+            finally:
+                with self._condition:
+                    if child.alive:
+                        self._idle.append(child)
+                    else:
+                        self._children.discard(child)  # replaced when a call next needs one
+                    self._condition.notify_all()
 
     def _acquire(self) -> _Child:
         with self._condition:
@@ -290,6 +307,7 @@ def serve() -> int:
     for module in PRELOAD:  # before the parent's first call, so that call is not held up by imports
         importlib.import_module(module)
     _cap_address_space(MEMORY_LIMIT_BYTES)
+    _no_core_files()
     _write_message(replies, READY)
     while True:
         try:
@@ -299,6 +317,10 @@ def serve() -> int:
         if request is None:
             return 0  # the parent exited or died
         function, args = request
+        try:
+            _write_message(replies, TAKEN)
+        except (OSError, ValueError):
+            return 0
         try:
             reply = ("ok", function(*args))
         except DecodeError as exc:
@@ -313,6 +335,16 @@ def serve() -> int:
             _write_message(replies, reply)
         except (OSError, ValueError, MemoryError):
             return 0
+
+
+def _no_core_files() -> None:
+    """A crashing decoder must not dump core: a core file holds the slice's pixels and would be written
+    into the user's working folder (where ``ulimit -c`` and the system allow it)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no core files
+        return
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _cap_address_space(extra: int) -> None:

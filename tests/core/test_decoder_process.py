@@ -117,6 +117,34 @@ def test_a_crashed_decoder_marks_its_slice_and_the_rest_of_the_series_loads(tmp_
     assert dicom_io.decode_slice(series.slices[0]).std() > 100  # the killed idle children were replaced
 
 
+def test_a_child_that_dies_idle_before_taking_a_request_costs_no_slice(tmp_path, monkeypatch):
+    """The race CI once hit: an idle child is killed after the pool saw it alive and before it reads the
+    next request. The request goes to a fresh child instead of failing as "the decoder crashed"."""
+    series = ich_viewer.load(_jpeg2000_series(tmp_path, 1)).series[0]
+    assert dicom_io.decode_slice(series.slices[0]).std() > 100  # at least one idle child now
+    killed = decoder_process.child_pids()
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The pool's liveness check runs before the request is written; make it see the dead children as alive,
+    # as it does when the signal lands between the check and the write.
+    monkeypatch.setattr(decoder_process._Child, "is_alive", lambda child: True)
+    assert dicom_io.decode_slice(series.slices[0]).std() > 100
+    assert not set(decoder_process.child_pids()) & set(killed)
+
+
+@pytest.mark.skipif(not LINUX, reason="reads resource limits from /proc")
+def test_a_crashing_decoder_writes_no_core_file():
+    """A core file would hold the slice's pixels, written into the user's working folder."""
+    decoder_process.prestart(1).join(60)
+    (pid,) = decoder_process.child_pids()[:1]
+    limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    core = next(line for line in limits if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"], core
+
+
 @pytest.mark.skipif(not LINUX, reason="reads parent process ids from /proc")
 def test_decoder_processes_end_with_the_application_even_when_it_is_killed(tmp_path):
     _jpeg2000_series(tmp_path, 2)
