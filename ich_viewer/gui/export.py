@@ -22,7 +22,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPageLayout, QPa
 
 import ich_viewer
 from ich_viewer.core.body_mask import body_mask
-from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.contract import ABBREVIATIONS, CLASSES
 from ich_viewer.core.errors import DecodeError, IchViewerError
 from ich_viewer.core.inference import cam_overlay, display_scale
 from ich_viewer.core.results import NOTICE
@@ -94,14 +94,15 @@ def class_cam(viewer: ViewerModel, index: int, c: int, hu: np.ndarray) -> np.nda
 # ---------------------------------------------------------------------- text
 
 
-def class_line(viewer: ViewerModel, c: int, probability: float, flagged: bool) -> str:
-    """'subdural 0.873 >= 0.420 FLAGGED', or why a class is not flagged."""
-    name = CLASSES[c]
+def class_line(viewer: ViewerModel, c: int, probability: float, flagged: bool, short: bool = False) -> str:
+    """'subdural 0.873  threshold 0.420  FLAGGED', or why a class is not flagged; ``short`` names the class
+    by its abbreviation ('SDH ...'), for a narrow image where the whole line would be cut short."""
+    name = ABBREVIATIONS[CLASSES[c]] if short else CLASSES[c]
     p = "-" if np.isnan(probability) else f"{probability:.3f}"
-    why = viewer.thresholds.not_flagged().get(name)
+    why = viewer.thresholds.not_flagged().get(CLASSES[c])
     if why:
         return f"{name} {p}  not flagged ({why.split(':')[0]})"
-    threshold = viewer.thresholds.values[name]
+    threshold = viewer.thresholds.values[CLASSES[c]]
     return f"{name} {p}  threshold {threshold:.3f}" + ("  FLAGGED" if flagged else "")
 
 
@@ -181,9 +182,11 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
         rows = []
         if prediction is not None and prediction.done[viewer.index]:
             for c in range(len(CLASSES)):
-                flagged = bool(flags[viewer.index, c])
-                rows.append((class_line(viewer, c, float(prediction.probabilities[viewer.index, c]), flagged),
-                             FLAG_RED if flagged else TEXT))
+                flagged, probability = bool(flags[viewer.index, c]), float(prediction.probabilities[viewer.index, c])
+                line = class_line(viewer, c, probability, flagged)
+                if metrics.horizontalAdvance(line) > w - 2 * margin:  # "FLAGGED" must not be cut off the end
+                    line = class_line(viewer, c, probability, flagged, short=True)
+                rows.append((line, FLAG_RED if flagged else TEXT))
         else:
             rows.append(("not classified", TEXT))
         bold = QFont(font)

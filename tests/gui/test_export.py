@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QImage
 
-from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.contract import ABBREVIATIONS, CLASSES
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.core.results import NOTICE
 from ich_viewer.gui.export import windowed_rgb
@@ -100,8 +100,9 @@ def test_png_is_the_slice_at_its_own_size_with_text_and_overlay_burned_in(qtbot,
     assert NOTICE in drawn and any(viewer.model.card.name in line and viewer.model.card.version in line for line in drawn)
     assert any(line.startswith("thresholds: balanced") for line in drawn)
     flags = viewer.slice_flags()[viewer.index]
-    for c, name in enumerate(CLASSES):
-        line = next(line for line in drawn if line.startswith(f"{name} "))
+    for c, name in enumerate(CLASSES):  # on this 200 px image, a class named in full would be cut short
+        line = next(line for line in drawn if line.startswith((f"{name} ", f"{ABBREVIATIONS[name]} ")))
+        assert "\u2026" not in line, line  # nothing elided: "FLAGGED" is never cut off
         assert f"{viewer.prediction.probabilities[viewer.index, c]:.3f}" in line
         assert line.endswith("FLAGGED") == bool(flags[c])
     assert any(NAME in line and PATIENT_ID in line for line in drawn)  # shown: the display is not anonymised
