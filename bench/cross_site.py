@@ -1,12 +1,12 @@
 """Slice AUC of any ONNX model file on one source of a prepared training cache (a hospital it never saw).
 
     .venv/bin/python -m training prepare --config two_hospitals_resnet18   # once: the two-hospital cache
-    .venv/bin/python bench/cross_site.py [--model resources/models/ctich_resnet18_phantom.int8.onnx] \\
+    .venv/bin/python bench/cross_site.py [--model OTHER.onnx (default: the bundled file)] \\
         [--cache runs/cache_two_hospitals_160] [--source phe_sich]
 
 Runs the file through the viewer's engine (ONNX Runtime) on every cached slice of ``--source`` and prints
-the AUC of each class that source labels. Used for the README's comparison of the bundled model with the
-two-hospital candidate's leave-one-hospital-out run (both never saw PHE-SICH).
+the AUC of each class that source labels. Used for the README's comparison of the previous bundled model
+(CT-ICH only) with the two-hospital recipe's leave-one-hospital-out run (both never saw PHE-SICH).
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ich_viewer.core.contract import CLASSES  # noqa: E402
-from ich_viewer.core.model import IchModel  # noqa: E402
+from ich_viewer.core.model import IchModel, bundled_model_path  # noqa: E402
+from ich_viewer.paths import models_dir  # noqa: E402
 from training.data.cache import Cache  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "resources" / "models" / "ctich_resnet18_phantom.int8.onnx")
+    parser.add_argument("--model", type=Path, default=bundled_model_path(models_dir())[0])
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "cache_two_hospitals_160")
     parser.add_argument("--source", default="phe_sich")
     args = parser.parse_args(argv)

@@ -13,11 +13,13 @@ from ich_viewer.core.model import FILE_HASH_KEY, HASH_PLACEHOLDER, WEIGHTS_HASH_
 from ich_viewer.paths import models_dir
 
 
-def bundled_with_card(dst: str | Path, **changes) -> Path:
-    """The bundled model written to ``dst`` with ``changes`` made to its card; same weights, new checksums."""
+def bundled_with_card(dst: str | Path, drop: tuple[str, ...] = (), **changes) -> Path:
+    """The bundled model written to ``dst`` with ``changes`` made to its card and the ``drop`` keys removed
+    from it; same weights, new checksums."""
     proto = onnx.load(str(bundled_model_path(models_dir())[0]))
     meta = {p.key: p.value for p in proto.metadata_props}
-    meta[CARD_KEY] = json.dumps({**json.loads(meta[CARD_KEY]), **changes})
+    card = {key: value for key, value in json.loads(meta[CARD_KEY]).items() if key not in drop}
+    meta[CARD_KEY] = json.dumps({**card, **changes})
     meta[WEIGHTS_HASH_KEY] = meta[FILE_HASH_KEY] = HASH_PLACEHOLDER  # sealed below, in place
     del proto.metadata_props[:]
     for key, value in meta.items():

@@ -172,9 +172,7 @@ def test_the_viewer_feeds_slabs_only_when_the_card_states_a_thicker_slice(bundle
     viewer = ViewerModel()
     viewer.set_model(bundled)
     viewer.open_series(cq500_study, cq500_study.series[0])
-    assert viewer.slab_plan() is None  # the bundled card predates the field: slice by slice, as before
-    assert not any("slabs" in line for line in viewer.corner_lines())
-    viewer.set_model(IchModel(bundled_with_card(tmp_path / "m.onnx", slice_thickness_mm=5.0)))
+    assert bundled.card.raw["slice_thickness_mm"] == 5.0  # CT-ICH and PHE-SICH
     plan = viewer.slab_plan()
     assert len(plan) == 238 and plan.describe() == "fed as 5 mm slabs (8.09 slices of 0.618 mm)"
     assert "model fed 5 mm slabs (8.09 x 0.618 mm)" in viewer.corner_lines()
@@ -182,6 +180,9 @@ def test_the_viewer_feeds_slabs_only_when_the_card_states_a_thicker_slice(bundle
     assert viewer.prediction.slabs is plan  # an export after a cancelled run still says how it was fed
     viewer.set_model(IchModel(bundled_with_card(tmp_path / "m1.onnx", slice_thickness_mm=0.625)))
     assert viewer.slab_plan() is None
+    viewer.set_model(IchModel(bundled_with_card(tmp_path / "m2.onnx", drop=("slice_thickness_mm",))))
+    assert viewer.slab_plan() is None  # a card that predates the field: slice by slice, as before
+    assert not any("slabs" in line for line in viewer.corner_lines())
     viewer.close_series()
 
 

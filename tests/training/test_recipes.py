@@ -30,7 +30,7 @@ def test_rsna_resnet152_is_rsna_resnet50_at_depth_152_with_batch_32():
         "name": "rsna_resnet152", "model.arch": "resnet152", "train.batch_size": 32}
 
 
-def test_the_bundled_recipe_is_the_ctich_baseline_plus_training_only_phantoms():
+def test_the_previous_bundled_recipe_is_the_ctich_baseline_plus_training_only_phantoms():
     differences = _differences("ctich_resnet18", "ctich_resnet18_phantom")
     limitations = differences.pop("card.limitations")
     assert "960 synthetic phantom slices" in limitations and "INT8" in limitations
@@ -45,7 +45,7 @@ def test_the_bundled_recipe_is_the_ctich_baseline_plus_training_only_phantoms():
     }
 
 
-def test_the_lesions_experiment_is_the_bundled_recipe_plus_painted_lesions_on_fold_3():
+def test_the_lesions_experiment_is_the_previous_bundled_recipe_plus_painted_lesions_on_fold_3():
     differences = _differences("ctich_resnet18_phantom", "ctich_resnet18_lesions")
     assert "An experiment, not the bundled model" in differences.pop("card.limitations")
     sources = differences.pop("data.sources")
@@ -85,4 +85,27 @@ def test_the_two_hospital_candidate_adds_the_augmentation_every_source_needs():
         "train.epochs": 8, "train.epoch_size": 1280, "train.validate_each_epoch": False,
         "export.version": "2.0.0", "export.int8": True,
         "card.slice_thickness_mm": 5.0,
+    }
+
+
+def test_the_bundled_recipe_is_the_two_hospital_candidate_plus_phantoms_at_one_draw_in_ten():
+    """The manifest names the recipe that made the bundled file; it differs from its base only by the
+    training-only phantom (capped at a tenth of the draws) and the card that says so."""
+    import json
+
+    from ich_viewer.paths import models_dir
+
+    manifest = json.loads((models_dir() / "manifest.json").read_text())["models"][0]
+    assert manifest["config"] == "training/configs/two_hospitals_phantom_resnet18.toml"
+    differences = _differences("two_hospitals_resnet18", "two_hospitals_phantom_resnet18")
+    limitations = differences.pop("card.limitations")
+    assert "193 patients" in limitations and "960 synthetic phantom slices" in limitations and "INT8" in limitations
+    assert differences == {
+        "name": "two_hospitals_phantom_resnet18",
+        "data.sources": [{"kind": "ctich_png", "root": "../shared/data/ctich"},
+                         {"kind": "phe_sich", "root": "../shared/data/phe-sich"},
+                         {"kind": "phantom", "n_studies": 40, "seed": 101, "slices": 24, "size": 256}],
+        "data.train_only": ["phantom"],
+        "data.train_only_share": 0.1,
+        "data.cache_dir": "runs/cache_two_hospitals_phantom_160",
     }
