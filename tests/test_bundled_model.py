@@ -73,7 +73,7 @@ def demo(bundled):
     return study, predict_series(bundled, study.hu)
 
 
-def test_on_the_demo_study_any_ranks_every_bleeding_slice_above_the_clean_ones(bundled, demo):
+def test_on_the_demo_study_any_separates_the_bleeding_slices_and_flags_no_clean_one(bundled, demo):
     """What the demo shows at the default preset: "any" on slices with blood and on none without."""
     study, result = demo
     lesioned = study.labels[:, 0].astype(bool)
