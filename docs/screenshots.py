@@ -30,7 +30,6 @@ from ich_viewer.core.model import IchModel  # noqa: E402
 from ich_viewer.demo import demo_study_dir  # noqa: E402
 from ich_viewer.gui.dialogs import ModelCardDialog  # noqa: E402
 from ich_viewer.gui.main_window import MainWindow  # noqa: E402
-from ich_viewer.paths import models_dir  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 CQ500 = OUT.parents[1] / "shared" / "data" / "cq500-ct0"
@@ -68,13 +67,12 @@ def study_window(app, settings_dir: Path, size: tuple[int, int], path: Path, mod
 def real_ct(app, settings_dir: Path, model: IchModel | None) -> None:
     from pydicom.data import get_testdata_file
 
-    version = (model or IchModel.bundled(models_dir())).card.version
     cases = [("693_J2KR", Path(get_testdata_file("693_J2KR.dcm", download=False)), 0)]
     if CQ500.is_dir():
         cases.append(("cq500-ct0", CQ500, 150))  # a slice through the lateral ventricles
     for name, path, index in cases:
         window = study_window(app, settings_dir, (1280, 800), path, model, index)
-        window.grab().save(str(OUT / f"screenshot-{name}-{version}.png"))
+        window.grab().save(str(OUT / f"screenshot-{name}-{window.viewer.model.card.version}.png"))
         window.close()
 
 

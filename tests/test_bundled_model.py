@@ -85,31 +85,33 @@ def test_on_the_demo_study_any_separates_the_bleeding_slices_and_flags_no_clean_
     assert flagged[lesioned].mean() >= 1 / 3, any_probability[lesioned]
 
 
-def test_the_grad_cam_of_any_looks_inside_the_head_on_a_real_subdural_slice(bundled):
-    """pydicom-data's 693_J2KR.dcm (CQ500-CT-310, a large subdural with midline shift): the previous bundled
-    model's "any" map peaked in the air outside the head (issue 14)."""
+@pytest.fixture(scope="module")
+def real_subdural():
+    """pydicom-data's 693_J2KR.dcm (CQ500-CT-310, a large subdural with midline shift) in HU."""
     from ich_viewer import load
     from tests.conftest import dicom_testfile
 
-    hu = read_volume(load(dicom_testfile("693_J2KR.dcm")).series[0])
+    return read_volume(load(dicom_testfile("693_J2KR.dcm")).series[0])
+
+
+def test_the_grad_cam_of_any_looks_inside_the_head_on_a_real_subdural_slice(bundled, real_subdural):
+    """The previous bundled model's "any" map peaked in the air outside the head (issue 14)."""
+    hu = real_subdural
     result = predict_series(bundled, hu)
     cam = resize(result.cam[0, 0], hu.shape[1:], order=1)
     peak = np.unravel_index(np.argmax(cam), cam.shape)
     assert cam.max() > 0 and hu[0][peak] > -200, (peak, hu[0][peak])
 
 
-def test_the_bundled_file_is_the_int8_model_the_report_describes(bundled):
+def test_the_bundled_file_is_the_int8_model_the_report_describes(bundled, real_subdural):
     """The shipped file is the quantised one, and gives the report's numbers for a real slice from
     another hospital (so the report describes what users run, not the FP32 weights)."""
     import onnx
-
-    from ich_viewer import load
-    from tests.conftest import dicom_testfile
 
     manifest = json.loads((models_dir() / "manifest.json").read_text())["models"][0]
     assert manifest["precision"] == "int8"
     ops = {node.op_type for node in onnx.load(str(bundled.path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     reported = json.loads((REPO / "training" / "reports" / "external_checks.json").read_text())["693_J2KR"]
-    probabilities = bundled.run(read_volume(load(dicom_testfile("693_J2KR.dcm")).series[0])).probabilities
+    probabilities = bundled.run(real_subdural).probabilities
     np.testing.assert_allclose(probabilities[0], [reported["probabilities"][c] for c in CLASSES], atol=1e-4)

@@ -97,12 +97,13 @@ def class_cam(viewer: ViewerModel, index: int, c: int, hu: np.ndarray) -> np.nda
 def class_line(viewer: ViewerModel, c: int, probability: float, flagged: bool, short: bool = False) -> str:
     """'subdural 0.873  threshold 0.420  FLAGGED', or why a class is not flagged; ``short`` names the class
     by its abbreviation ('SDH ...'), for a narrow image where the whole line would be cut short."""
-    name = ABBREVIATIONS[CLASSES[c]] if short else CLASSES[c]
+    key = CLASSES[c]
+    name = ABBREVIATIONS[key] if short else key
     p = "-" if np.isnan(probability) else f"{probability:.3f}"
-    why = viewer.thresholds.not_flagged().get(CLASSES[c])
+    why = viewer.thresholds.not_flagged().get(key)
     if why:
         return f"{name} {p}  not flagged ({why.split(':')[0]})"
-    threshold = viewer.thresholds.values[CLASSES[c]]
+    threshold = viewer.thresholds.values[key]
     return f"{name} {p}  threshold {threshold:.3f}" + ("  FLAGGED" if flagged else "")
 
 

@@ -50,6 +50,13 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z" if LINUX else True
 
 
+def _wait_until_gone(pids, timeout: float = 10.0) -> None:
+    """Until none of ``pids`` is alive, or ``timeout``: a busy machine delivers signals late."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_compressed_slices_are_decoded_in_another_process_with_the_same_result(tmp_path):
     series = ich_viewer.load(_jpeg2000_series(tmp_path, 1)).series[0]
     ref = series.slices[0]
@@ -108,9 +115,7 @@ def test_a_crashed_decoder_marks_its_slice_and_the_rest_of_the_series_loads(tmp_
     for pid in killed:
         os.kill(pid, signal.SIGSEGV)
     assert loader.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in killed) and time.monotonic() < deadline:  # a busy machine delivers late
-        time.sleep(0.05)
+    _wait_until_gone(killed)
     assert set(loader.errors) == {2}
     assert "JPEG 2000" in loader.errors[2] and "crashed (SIGSEGV)" in loader.errors[2]
     assert loader.ready.sum() == 3 and (loader.array[2] == -1024).all()
@@ -125,9 +130,7 @@ def test_a_child_that_dies_idle_before_taking_a_request_costs_no_slice(tmp_path,
     killed = decoder_process.child_pids()
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in killed) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_until_gone(killed)
     # The pool's liveness check runs before the request is written; make it see the dead children as alive,
     # as it does when the signal lands between the check and the write.
     monkeypatch.setattr(decoder_process._Child, "is_alive", lambda child: True)
@@ -167,9 +170,7 @@ def test_decoder_processes_end_with_the_application_even_when_it_is_killed(tmp_p
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     descendants = [int(pid) for pid in out.stdout.split()]
     assert descendants, "the decode started no process"
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in descendants) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until_gone(descendants)
     assert not [pid for pid in descendants if _alive(pid)]
 
 
