@@ -1,4 +1,4 @@
-"""python -m training {prepare,train,evaluate,export,all,bundle,report} --config RECIPE [--set section.key=value ...]"""
+"""python -m training {prepare,pretrain,train,evaluate,export,all,bundle,report} --config RECIPE [--set section.key=value ...]"""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ log = logging.getLogger("training")
 
 STEPS = {
     "prepare": "decode every source into the int16 HU cache at the model's size (parallel, resumable)",
+    "pretrain": "self-supervised (SimCLR) pretraining of the trunk on unlabelled slices (an experiment; see pretrain.py)",
     "train": "train on the training patients (resumes from <out>/<name>/checkpoint.pt; torchrun for DDP)",
     "evaluate": "predict the validation patients; write metrics, thresholds, curves, model card and report",
     "export": "write <out>/<name>/model.onnx per the model contract (and an INT8 copy if export.int8)",
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             from training.data.cache import prepare
             cache = prepare(config, progress=not args.no_progress)
             result = f"{len(cache.records)} slices in {cache.root}"
+        elif step == "pretrain":
+            from training.pretrain import pretrain
+            result = pretrain(config, progress=not args.no_progress)
         elif step == "train":
             from training.train import train
             result = train(config, resume=not args.no_resume, progress=not args.no_progress)

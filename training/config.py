@@ -108,6 +108,17 @@ class TrainConfig:
 
 
 @dataclass
+class PretrainConfig:
+    steps: int = _opt(240, "`pretrain`: optimiser steps of self-supervised (SimCLR) pretraining")
+    batch_size: int = _opt(64, "`pretrain`: slices per step, each seen as two augmented views")
+    size: int = _opt(112, "`pretrain`: working size in pixels (smaller than model.size: the trunk is convolutional)")
+    lr: float = _opt(1e-3, "`pretrain`: peak learning rate (AdamW, one-cycle)")
+    temperature: float = _opt(0.2, "`pretrain`: NT-Xent temperature")
+    dicom_folders: list = _opt([], "`pretrain`: folders of unlabelled DICOM added to the cache's slices "
+                                   "(e.g. ../shared/data/rsna-unlabelled)")
+
+
+@dataclass
 class ExportConfig:
     opset: int = _opt(18, "ONNX opset")
     int8: bool = _opt(False, "also write an INT8 statically quantised copy (ONNX Runtime)")
@@ -137,6 +148,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     card: CardConfig = field(default_factory=CardConfig)
 
@@ -157,7 +169,7 @@ class Config:
 
 
 _SECTION_TYPES = {"data": DataConfig, "split": SplitConfig, "model": ModelConfig, "augment": AugmentConfig,
-                  "train": TrainConfig, "export": ExportConfig, "card": CardConfig}
+                  "train": TrainConfig, "pretrain": PretrainConfig, "export": ExportConfig, "card": CardConfig}
 
 
 def from_dict(raw: dict) -> Config:

@@ -71,9 +71,7 @@ class IchResNet(nn.Module):
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {m.arch!r}")
         windows = config.windows
         pretrained = m.pretrained != "none"
-        # ImageNet statistics only mean something with ImageNet weights; else centre [0,1] windows.
-        mean, std = (0.449, 0.226) if pretrained else (0.5, 0.25)
-        self.preprocess = Preprocess(m.size, windows, m.clip, mean, std)
+        self.preprocess = Preprocess(m.size, windows, m.clip, *input_statistics(m.pretrained))
         net = getattr(torchvision.models, m.arch)(weights=None)
         if pretrained:
             net.load_state_dict(_imagenet_state(m.arch, m.pretrained))
@@ -105,6 +103,12 @@ class IchResNet(nn.Module):
 
     def forward(self, hu: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(hu).mean(dim=(2, 3)))
+
+
+def input_statistics(pretrained: str) -> tuple[float, float]:
+    """The windows' normalisation: ImageNet's with pretrained weights (ImageNet's, or ``training.pretrain``'s,
+    which uses these same statistics so that its trunk fits), else centred [0, 1] windows."""
+    return (0.449, 0.226) if pretrained != "none" else (0.5, 0.25)
 
 
 def build_model(config: Config) -> IchResNet:
