@@ -94,7 +94,7 @@ def ensemble(recipe: str) -> None:
     results["mean of the folds"] = tuple(np.mean([r[i] for r in results.values()], axis=0) for i in (0, 1))
     results["every patient (bundled, FP32)"] = (external_probabilities(every, normals),
                                                external_probabilities(every, subdural)[0])
-    print(f"\n`rsna-unlabelled` ({len(normals)} slices): share flagged at the bundled balanced thresholds; "
+    print(f"\n`rsna-unlabelled` ({sum(map(len, normals))} slices): share flagged at the bundled balanced thresholds; "
           "then `693_J2KR.dcm`'s probabilities (flagged in bold)\n")
     print("| model | " + " | ".join(CLASSES) + " | 693_J2KR: " + " | ".join(CLASSES) + " |")
     print("|---|" + "---:|" * (2 * len(CLASSES)))

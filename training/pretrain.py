@@ -117,7 +117,10 @@ def unlabelled_slices(config: Config) -> tuple[np.ndarray, dict[str, int]]:
         counts[cache.records[i].source] = counts.get(cache.records[i].source, 0) + 1
     arrays = [np.asarray(cache.images[keep])]
     size = cache.images.shape[-1]
-    for folder in config.pretrain.dicom_folders:
+    folders = config.pretrain.dicom_folders
+    if not isinstance(folders, list):  # a string would be read one character at a time
+        raise ValueError(f"pretrain.dicom_folders must be a list of folders, not {folders!r}")
+    for folder in folders:
         loaded = ich_viewer.load(Path(folder))
         slices = [read_volume(series) for series in loaded.series]
         if not slices:

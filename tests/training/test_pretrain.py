@@ -79,3 +79,12 @@ def test_a_recipe_whose_windows_do_not_fit_a_torchvision_trunk_is_refused(tmp_pa
     config = load_config("phantom_smoke", ['model.windows=[{name="brain", center=40, width=80}]'])
     with pytest.raises(ValueError, match="three windows"):
         Encoder(config)
+
+
+def test_dicom_folders_given_as_one_string_are_refused_rather_than_read_letter_by_letter(tmp_path):
+    config = load_config("phantom_smoke", [f'out="{tmp_path}"', "model.size=32",
+                                           'data.sources=[{kind="phantom", n_studies=2, seed=3, slices=4, size=64}]',
+                                           'pretrain.dicom_folders="../shared/data/rsna-unlabelled"'])
+    prepare(config, progress=False)
+    with pytest.raises(ValueError, match="must be a list"):
+        unlabelled_slices(config)
