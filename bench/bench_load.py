@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 OURS = r"""
 import json, resource, sys, time
 import ich_viewer
-from ich_viewer.core import decoder_process, dicom_io
+from ich_viewer.core import decoder_process, dicom_pixels
 from ich_viewer.core.volume import VolumeLoader
 mode = sys.argv[2]
 if mode == "warm":  # as the viewer and triage do: decoder processes started with the application
     decoder_process.prestart().join()
 elif mode == "in-process":  # the loader before decoder processes: every decoder in this process
-    dicom_io.decoder_process.run = lambda function, *args, **kwargs: function(*args)
+    dicom_pixels.decoder_process.run = lambda function, *args, **kwargs: function(*args)
 t0 = time.perf_counter()
 series = ich_viewer.load(sys.argv[1]).series[0]
 loader = VolumeLoader(series)

@@ -31,7 +31,7 @@ def test_importing_the_package_changes_nothing_global_and_loads_no_decoder():
         "import sys\n"
         "import ich_viewer, ich_viewer.core.windows, ich_viewer.core.contract, ich_viewer.core.series\n"
         "print(sorted(m for m in ('pydicom', 'gdcm', 'imagecodecs', 'onnxruntime', 'PySide6') if m in sys.modules))\n"
-        "import ich_viewer.core.dicom_io\n"
+        "import ich_viewer.core.dicom_io, ich_viewer.core.dicom_pixels\n"
         "from pydicom import config\n"
         "from pydicom.pixels.decoders import JPEGLosslessDecoder\n"
         "print('imagecodecs' in JPEGLosslessDecoder.available_plugins, config.settings.reading_validation_mode)\n"

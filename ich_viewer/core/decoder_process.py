@@ -39,7 +39,7 @@ READY = "ready"
 #: What a child sends as it takes a request: a child that dies before sending it never had the slice.
 TAKEN = "taken"
 #: What a child imports before it says it is ready: the decoders (by name: this module is below them).
-PRELOAD = ("ich_viewer.core.dicom_io",)
+PRELOAD = ("ich_viewer.core.dicom_pixels",)
 _LENGTH = struct.Struct("<Q")
 PIPE_BYTES = 1 << 20
 

@@ -1,40 +1,34 @@
-"""Reading DICOM: find files, scan headers, group into studies/series, decode pixels to HU.
+"""Opening CT: scan each file's header, keep the usable CT images, group them into studies and series.
 
-The only module that reads DICOM with pydicom. Headers first (``stop_before_pixels``), pixels later
-and in parallel (:class:`~ich_viewer.core.volume.VolumeLoader`). One bad file never stops a load:
-it is reported in :attr:`LoadResult.skipped` with a one-line reason.
+Headers first (``stop_before_pixels``), pixels later and in parallel (:mod:`~ich_viewer.core.dicom_pixels`
+through :class:`~ich_viewer.core.volume.VolumeLoader`). One bad file never stops a load: it is reported in
+:attr:`LoadResult.skipped` with a one-line reason. Files are found by :mod:`~ich_viewer.core.dicom_files`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
-import math
 import logging
+import math
 import mmap
 import os
-import stat
 import struct
-import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 import pydicom
-from pydicom import config as pydicom_config
 from pydicom import uid as dicom_uid
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.fileset import FileSet
 from pydicom.tag import Tag
-from pydicom.pixels import pixel_array
-from pydicom.pixels.decoders.base import get_decoder
 
-from ich_viewer.core import archives, decoder_process, fast_scan, header_checks, imagecodecs_plugin
-from ich_viewer.core.errors import DecodeError, NoImagesFoundError
-from ich_viewer.core.geometry import natural_key, order_slices
+from ich_viewer.core import archives, fast_scan, header_checks
+from ich_viewer.core.dicom_files import iter_candidates
+from ich_viewer.core.dicom_pixels import configure_pydicom, decoder_problem
+from ich_viewer.core.errors import NoImagesFoundError, one_line
+from ich_viewer.core.geometry import order_slices
 from ich_viewer.core.series import (
     AIR_HU,
     Acquisition,
@@ -51,31 +45,8 @@ from ich_viewer.core.windows import Window
 
 log = logging.getLogger(__name__)
 
-
-
-@functools.cache
-def configure_pydicom() -> None:
-    """pydicom as the loader needs it, done by the first scan or decode rather than at import (importing
-    this module changes nothing global): the imagecodecs plugin in its JPEG decoders, and reading-time
-    validation off (RSNA 2019 files store "ID_..." in UI fields; pydicom would warn once per file; we
-    validate what we use ourselves)."""
-    imagecodecs_plugin.register()
-    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-
 PIXEL_DATA_TAG = (0x7FE0, 0x0010)
 CT_STORAGE = {dicom_uid.CTImageStorage, dicom_uid.EnhancedCTImageStorage, "1.2.840.10008.5.1.4.1.1.2.2"}
-#: What would decode each compressed syntax, for the message when nothing installed can.
-DECODER_ADVICE = {
-    dicom_uid.JPEGLossless: "imagecodecs or python-gdcm",
-    dicom_uid.JPEGLosslessSV1: "imagecodecs or python-gdcm",
-    dicom_uid.JPEGBaseline8Bit: "imagecodecs, Pillow or python-gdcm",
-    dicom_uid.JPEGExtended12Bit: "imagecodecs (12-bit) or Pillow (8-bit)",
-    dicom_uid.JPEGLSLossless: "imagecodecs, pyjpegls or python-gdcm",
-    dicom_uid.JPEGLSNearLossless: "imagecodecs, pyjpegls or python-gdcm",
-    dicom_uid.JPEG2000Lossless: "pylibjpeg-openjpeg or python-gdcm",
-    dicom_uid.JPEG2000: "pylibjpeg-openjpeg or python-gdcm",
-    dicom_uid.RLELossless: "pydicom itself (or pylibjpeg-rle)",
-}
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -97,81 +68,6 @@ NOT_DICOM = "not a DICOM file"
 SIDECAR_SUFFIXES = (".csv", ".txt")
 # pydicom converts keywords to tags on every call; passing tags saves ~20% of each header read.
 _SCAN_TAG_NUMBERS = [Tag(keyword) for keyword in SCAN_TAGS]
-
-
-# --------------------------------------------------------------------------- finding files
-
-
-def _iter_candidates(paths: Iterable[str | os.PathLike]) -> Iterator[FileRef | Skipped]:
-    """Every file under ``paths`` (folders recursively, zip members, files a DICOMDIR lists), or why
-    one was passed over: unreadable folders, pipes and devices, refused archives and members."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            folder_errors: list[OSError] = []
-            for root, dirs, files in os.walk(path, onerror=folder_errors.append):
-                yield from _unreadable_folders(folder_errors)
-                dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
-                for name in sorted(files, key=natural_key):
-                    if name.upper() == "DICOMDIR":
-                        continue  # an index of files that this walk finds anyway
-                    yield from _expand_file(Path(root) / name)
-            yield from _unreadable_folders(folder_errors)
-        elif path.exists():
-            yield from _expand_file(path, explicit=True)
-        else:
-            yield Skipped(str(path), "does not exist")
-
-
-def _unreadable_folders(errors: list[OSError]) -> Iterator[Skipped]:
-    """The folders os.walk could not list since the last call (it reports them through ``onerror``)."""
-    while errors:
-        error = errors.pop(0)
-        yield Skipped(str(error.filename), f"folder could not be read ({error.strerror or error})")
-
-
-def _expand_file(path: Path, explicit: bool = False) -> Iterator[FileRef | Skipped]:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        yield Skipped(str(path), f"could not be read ({exc.strerror or type(exc).__name__})")
-        return
-    if not stat.S_ISREG(mode):  # a pipe or device would block or never end
-        yield Skipped(str(path), "not a regular file (a pipe, socket or device)")
-    elif path.suffix.lower() == ".zip":
-        try:
-            members, refused = archives.list_members(str(path))
-        except archives.ArchiveError as exc:
-            yield Skipped(str(path), str(exc))
-            return
-        for member, reason in refused:
-            yield Skipped(str(FileRef(str(path), member)), reason)
-        for member in sorted(members, key=natural_key):
-            if Path(member).name.upper() != "DICOMDIR" and not Path(member).name.startswith("."):
-                yield FileRef(str(path), member)
-    elif explicit and path.name.upper() == "DICOMDIR":
-        yield from _dicomdir_files(path)
-    else:
-        yield FileRef(str(path))
-
-
-def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
-    try:
-        fileset = FileSet(pydicom.dcmread(path))
-        instances = list(fileset)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is "unreadable", reported
-        yield Skipped(str(path), f"unreadable DICOMDIR ({_short(exc)})")
-        return
-    for instance in instances:
-        try:
-            ref = Path(instance.path)
-        except Exception as exc:  # noqa: BLE001 - a record pointing nowhere sensible
-            yield Skipped(str(path), f"a DICOMDIR record with an unusable file reference ({_short(exc)})")
-            continue
-        if ref.is_file():
-            yield from _expand_file(ref)
-        else:
-            yield Skipped(str(ref), "listed in the DICOMDIR but missing")
 
 
 # --------------------------------------------------------------------------- scanning headers
@@ -229,7 +125,7 @@ def scan_file(ref: FileRef) -> _Scanned | Skipped:
     except MemoryError:
         return Skipped(str(ref), "unreadable DICOM file (its header claims more memory than it can have)")
     except Exception as exc:  # noqa: BLE001 - a broken file is a skip reason, not a crash
-        return Skipped(str(ref), f"unreadable DICOM file ({_short(exc)})")
+        return Skipped(str(ref), f"unreadable DICOM file ({one_line(exc)})")
     except BaseException as exc:  # a Rust decoder's panic is a BaseException; exits still propagate
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -245,7 +141,7 @@ def _describe_checked(ref: FileRef, ds) -> _Scanned | Skipped:
     except header_checks.HeaderError as exc:
         return Skipped(str(ref), f"invalid header: {exc}")
     except Exception as exc:  # noqa: BLE001
-        return Skipped(str(ref), f"invalid image geometry tags ({_short(exc)})")
+        return Skipped(str(ref), f"invalid image geometry tags ({one_line(exc)})")
 
 
 def _open_mapped(ref: FileRef):
@@ -303,24 +199,10 @@ def _check_image(ds: Dataset, fp) -> str | None:
     if problem:
         return problem
     tsuid = _transfer_syntax(ds)
-    problem = _decoder_problem(tsuid)
+    problem = decoder_problem(tsuid)
     if problem or tsuid == dicom_uid.DeflatedExplicitVRLittleEndian:
         return problem  # a deflated stream is compressed: its size checks happen when decoding
     return _check_pixel_bytes(ds, fp, tsuid)
-
-
-def _decoder_problem(tsuid: dicom_uid.UID) -> str | None:
-    """Why no installed decoder reads this transfer syntax, or None."""
-    if not tsuid.is_valid or not tsuid.is_transfer_syntax:
-        return f"its transfer syntax UID ({str(tsuid)[:64]!r}) is not a transfer syntax"
-    try:
-        decoder = get_decoder(tsuid)
-    except NotImplementedError:
-        return f"uses transfer syntax {tsuid.name} ({tsuid}), which pydicom cannot decode"
-    if not decoder.is_available:
-        advice = DECODER_ADVICE.get(tsuid, "a decoder plugin for pydicom")
-        return f"uses {tsuid.name} ({tsuid}); no installed decoder reads it (install {advice})"
-    return None
 
 
 def _check_pixel_bytes(ds: Dataset, fp, tsuid: dicom_uid.UID) -> str | None:
@@ -433,12 +315,6 @@ def _int(value) -> int | None:
         return None
 
 
-def _short(exc: BaseException) -> str:
-    """One line: pydicom puts each plugin's own message (the useful part) on the lines after the first."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text.replace("Unable to decode as exceptions were raised by all available plugins: ", "")[:200]
-
-
 # --------------------------------------------------------------------------- grouping
 
 
@@ -453,7 +329,7 @@ def load(
     configure_pydicom()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    found = list(_iter_candidates(paths))
+    found = list(iter_candidates(paths))
     numbers = {str(item) if isinstance(item, FileRef) else item.path: n for n, item in enumerate(found, 1)}
     skipped: list[Skipped] = [item for item in found if isinstance(item, Skipped)]
     candidates = [item for item in found if isinstance(item, FileRef)]
@@ -493,7 +369,7 @@ def load(
 
 def _fast_result(ref: FileRef, header: fast_scan.ScannedHeader) -> _Scanned | Skipped:
     """A header the fast scan vouched for still passes the same limits as the pydicom path."""
-    problem = _decoder_problem(header.file_meta["TransferSyntaxUID"]) or header_checks.image_problem(header)
+    problem = decoder_problem(header.file_meta["TransferSyntaxUID"]) or header_checks.image_problem(header)
     return Skipped(str(ref), problem) if problem else _describe_checked(ref, header)
 
 
@@ -557,91 +433,3 @@ def _file_window(ds: Dataset) -> Window | None:
     except Exception:  # noqa: BLE001 - absent, malformed or of an unknown VR: no stored window
         return None
     return Window("file", center, width) if width > 0 and math.isfinite(center + width) else None
-
-
-# --------------------------------------------------------------------------- decoding to HU
-
-
-#: Decoders that report hostile data as Python exceptions, preferred over GDCM (which throws through C++
-#: into std::terminate on some malformed JPEG 2000, killing the process): OpenJPEG through its pylibjpeg
-#: plugin; the JPEG family goes to imagecodecs after its marker checks (imagecodecs_plugin), and to these
-#: only where imagecodecs is missing.
-SAFE_PLUGINS = {
-    dicom_uid.JPEGBaseline8Bit: "pillow",
-    dicom_uid.JPEG2000Lossless: "pylibjpeg",
-    dicom_uid.JPEG2000: "pylibjpeg",
-    dicom_uid.JPEGLSLossless: "pyjpegls",
-    dicom_uid.JPEGLSNearLossless: "pyjpegls",
-}
-
-
-def _plugin(transfer_syntax: str) -> str:
-    label = imagecodecs_plugin.plugin_for(transfer_syntax)
-    if label:
-        return label
-    safe = SAFE_PLUGINS.get(transfer_syntax, "")
-    return safe if safe and safe in get_decoder(dicom_uid.UID(transfer_syntax)).available_plugins else ""
-
-
-def decode_slice(ref: SliceRef, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode one slice to float32 HU [H, W]. Raises :class:`DecodeError` with the syntax's name (never
-    the file's: file names may carry patients' names) when it cannot be decoded, has another size than
-    ``shape``, or gives values that are not finite. Compressed data is decoded in a separate process
-    (:mod:`~ich_viewer.core.decoder_process`), so a decoder that crashes or loops costs this slice only."""
-    tsuid = dicom_uid.UID(ref.transfer_syntax)
-    if tsuid not in dicom_uid.UncompressedTransferSyntaxes:  # native and deflated data: numpy and zlib
-        try:
-            stored = decoder_process.run(decode_stored, ref)
-        except decoder_process.DecoderFailure as exc:
-            raise DecodeError(f"could not decode its {tsuid.name} data: {exc}") from None
-    else:
-        stored = decode_stored(ref)
-    if not isinstance(stored, np.ndarray):
-        raise DecodeError(f"its {tsuid.name} decoder gave no image")
-    if stored.ndim != 2 or (shape is not None and stored.shape != tuple(shape)):
-        raise DecodeError(f"its decoded image is {'x'.join(map(str, stored.shape))} pixels, not the "
-                          f"{'x'.join(map(str, shape or ()))} its header and series give")
-    hu = stored_to_hu(stored, ref.hu)
-    if not np.isfinite(hu).all():
-        raise DecodeError("its values are not finite numbers after the rescale")
-    return hu
-
-
-def decode_stored(ref: SliceRef) -> np.ndarray:
-    """The slice's stored values as the decoder gives them, in this process; :func:`decode_slice` is
-    what callers want."""
-    configure_pydicom()
-    tsuid = dicom_uid.UID(ref.transfer_syntax)
-    try:
-        with ref.file.open() as fp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid-UID and VR chatter from odd files
-            if ref.transfer_syntax == dicom_uid.DeflatedExplicitVRLittleEndian:
-                # pixel_array() reads raw file offsets, which a deflated stream does not have.
-                stored = pydicom.dcmread(fp).pixel_array
-                return stored[ref.frame] if ref.frame is not None else stored
-            return pixel_array(fp, index=ref.frame, decoding_plugin=_plugin(ref.transfer_syntax))
-    except archives.ArchiveError as exc:
-        raise DecodeError(str(exc)) from exc
-    except MemoryError as exc:
-        raise DecodeError(f"{tsuid.name} data that would not fit in memory") from exc
-    except BaseException as exc:  # every decoder raises its own types; a Rust panic is a BaseException
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise DecodeError(
-            f"could not decode its {tsuid.name} ({tsuid}) data ({_short(exc)}); "
-            f"it decodes with {DECODER_ADVICE.get(tsuid, 'pydicom')} when the data is intact"
-        ) from exc
-
-
-def stored_to_hu(stored: np.ndarray, transform: HuTransform) -> np.ndarray:
-    """Stored values -> float32 HU: RSNA wrap fix, padding and out-of-field pixels to air."""
-    values = stored.astype(np.int32)
-    padding = values == transform.padding_value if transform.padding_value is not None else None
-    if transform.wrap_12bit:
-        values = (values + 1000) % 4096 - 1000
-    hu = values.astype(np.float32) * np.float32(transform.slope) + np.float32(transform.intercept)
-    if padding is not None:
-        hu[padding] = AIR_HU
-    # -2000 / -3024 mark pixels outside the reconstruction circle; nothing real is below air.
-    np.maximum(hu, np.float32(AIR_HU), out=hu)
-    return hu

@@ -30,3 +30,10 @@ class ModelError(IchViewerError):
 class CalibrationError(IchViewerError):
     """A site calibration that cannot be done: too few normal slices or studies, a bad flag rate or name, or
     a site presets file that cannot be read."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line for a skip reason or message: pydicom puts each plugin's own message
+    (the useful part) on the lines after the first."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.replace("Unable to decode as exceptions were raised by all available plugins: ", "")[:200]

@@ -64,7 +64,7 @@ class VolumeLoader:
     """
 
     def __init__(self, series: "Series", workers: int | None = None, first: int | None = None):
-        from ich_viewer.core.dicom_io import decode_slice  # the only pydicom importer
+        from ich_viewer.core.dicom_pixels import decode_slice  # imports pydicom: only when a series is read
 
         self._decode = decode_slice
         # The slices, not the Series: the Series caches its loader, and a loader pointing back at it made a

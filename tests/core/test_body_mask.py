@@ -38,7 +38,7 @@ def test_nothing_above_air_gives_an_empty_mask():
 
 def test_real_cq500_slice_keeps_the_head_and_drops_the_table(cq500_dir):
     series = ich_viewer.load(cq500_dir).studies[0].series[0]
-    from ich_viewer.core.dicom_io import decode_slice
+    from ich_viewer.core.dicom_pixels import decode_slice
 
     hu = decode_slice(series.slices[len(series) // 2], (series.rows, series.columns))
     mask = body_mask(hu)
@@ -50,7 +50,7 @@ def test_real_cq500_slice_keeps_the_head_and_drops_the_table(cq500_dir):
 
 
 def test_real_rsna_slice_never_reaches_outside_the_field_of_view(rsna_dir):
-    from ich_viewer.core.dicom_io import decode_slice
+    from ich_viewer.core.dicom_pixels import decode_slice
     import pydicom
 
     path = rsna_dir / "ID_000012eaf.dcm"  # stores -3024 outside its round field of view

@@ -23,7 +23,7 @@ import pytest
 from pydicom.pixels import pixel_array
 
 import ich_viewer
-from ich_viewer.core import decoder_process, dicom_io
+from ich_viewer.core import decoder_process, dicom_pixels
 from ich_viewer.core.errors import DecodeError
 from ich_viewer.core.volume import VolumeLoader
 from tests import dicom_factory as make
@@ -60,8 +60,8 @@ def _wait_until_gone(pids, timeout: float = 10.0) -> None:
 def test_compressed_slices_are_decoded_in_another_process_with_the_same_result(tmp_path):
     series = ich_viewer.load(_jpeg2000_series(tmp_path, 1)).series[0]
     ref = series.slices[0]
-    isolated = dicom_io.decode_slice(ref, (series.rows, series.columns))
-    in_process = dicom_io.stored_to_hu(dicom_io.decode_stored(ref), ref.hu)
+    isolated = dicom_pixels.decode_slice(ref, (series.rows, series.columns))
+    in_process = dicom_pixels.stored_to_hu(dicom_pixels.decode_stored(ref), ref.hu)
     np.testing.assert_array_equal(isolated, in_process)
     assert isolated.std() > 100  # a real head, not air
     children = decoder_process.child_pids()
@@ -78,7 +78,7 @@ def test_a_real_native_abort_costs_one_call_and_the_next_decodes(tmp_path):
         decoder_process.run(functools.partial(pixel_array, decoding_plugin="gdcm"), str(tmp_path / "colour.dcm"))
     (tmp_path / "good").mkdir()
     good = ich_viewer.load(_jpeg2000_series(tmp_path / "good", 1)).series[0]
-    assert dicom_io.decode_slice(good.slices[0]).std() > 100
+    assert dicom_pixels.decode_slice(good.slices[0]).std() > 100
 
 
 def test_a_decoder_that_does_not_answer_is_killed_at_the_time_limit():
@@ -119,14 +119,14 @@ def test_a_crashed_decoder_marks_its_slice_and_the_rest_of_the_series_loads(tmp_
     assert set(loader.errors) == {2}
     assert "JPEG 2000" in loader.errors[2] and "crashed (SIGSEGV)" in loader.errors[2]
     assert loader.ready.sum() == 3 and (loader.array[2] == -1024).all()
-    assert dicom_io.decode_slice(series.slices[0]).std() > 100  # the killed idle children were replaced
+    assert dicom_pixels.decode_slice(series.slices[0]).std() > 100  # the killed idle children were replaced
 
 
 def test_a_child_that_dies_idle_before_taking_a_request_costs_no_slice(tmp_path, monkeypatch):
     """The race CI once hit: an idle child is killed after the pool saw it alive and before it reads the
     next request. The request goes to a fresh child instead of failing as "the decoder crashed"."""
     series = ich_viewer.load(_jpeg2000_series(tmp_path, 1)).series[0]
-    assert dicom_io.decode_slice(series.slices[0]).std() > 100  # at least one idle child now
+    assert dicom_pixels.decode_slice(series.slices[0]).std() > 100  # at least one idle child now
     killed = decoder_process.child_pids()
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
@@ -134,7 +134,7 @@ def test_a_child_that_dies_idle_before_taking_a_request_costs_no_slice(tmp_path,
     # The pool's liveness check runs before the request is written; make it see the dead children as alive,
     # as it does when the signal lands between the check and the write.
     monkeypatch.setattr(decoder_process._Child, "is_alive", lambda child: True)
-    assert dicom_io.decode_slice(series.slices[0]).std() > 100
+    assert dicom_pixels.decode_slice(series.slices[0]).std() > 100
     assert not set(decoder_process.child_pids()) & set(killed)
 
 
@@ -154,9 +154,9 @@ def test_decoder_processes_end_with_the_application_even_when_it_is_killed(tmp_p
     script = textwrap.dedent(f"""
         import os, signal, sys
         import ich_viewer
-        from ich_viewer.core import decoder_process, dicom_io
+        from ich_viewer.core import decoder_process, dicom_pixels
         series = ich_viewer.load({str(tmp_path)!r}).series[0]
-        dicom_io.decode_slice(series.slices[0])
+        dicom_pixels.decode_slice(series.slices[0])
         mine = [int(p) for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())]
         def parent(pid):
             try:
@@ -184,7 +184,7 @@ def test_uncompressed_slices_stay_in_this_process(tmp_path, monkeypatch):
         raise AssertionError("uncompressed data was sent to a decoder process")
 
     monkeypatch.setattr(decoder_process, "run", refuse)
-    np.testing.assert_array_equal(dicom_io.decode_slice(ref), np.full((16, 16), 40.0, dtype=np.float32))
+    np.testing.assert_array_equal(dicom_pixels.decode_slice(ref), np.full((16, 16), 40.0, dtype=np.float32))
 
 
 def test_the_applications_entry_point_serves_as_a_decoder_process(monkeypatch):
@@ -196,7 +196,7 @@ def test_the_applications_entry_point_serves_as_a_decoder_process(monkeypatch):
     try:
         assert child.run(os.getpid, (), timeout=30) == child.process.pid
         with pytest.raises(DecodeError, match="could not decode"):
-            child.run(dicom_io.decode_stored, (_unreadable_ref(),), timeout=30)
+            child.run(dicom_pixels.decode_stored, (_unreadable_ref(),), timeout=30)
         assert "PySide6" not in child.run(_loaded_modules, (), timeout=30)
     finally:
         child.stop()

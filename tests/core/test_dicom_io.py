@@ -127,12 +127,12 @@ def test_undecodable_syntax_names_the_syntax(tmp_path):
 
 
 def test_missing_decoder_message_says_what_would_decode_it(tmp_path, monkeypatch):
-    from ich_viewer.core import dicom_io
+    from ich_viewer.core import dicom_pixels
 
     class Unavailable:
         is_available = False
 
-    monkeypatch.setattr(dicom_io, "get_decoder", lambda tsuid: Unavailable())
+    monkeypatch.setattr(dicom_pixels, "get_decoder", lambda tsuid: Unavailable())
     with pytest.raises(NoImagesFoundError) as error:
         ich_viewer.load(dicom_testfile("693_J2KR.dcm"))
     reason = reasons(error.value)["693_J2KR.dcm"]

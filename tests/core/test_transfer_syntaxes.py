@@ -19,7 +19,7 @@ from pydicom import uid
 from pydicom.encaps import encapsulate
 
 import ich_viewer
-from ich_viewer.core import dicom_io
+from ich_viewer.core import dicom_pixels
 from ich_viewer.core.volume import read_volume
 from tests import dicom_factory as make
 from tests.conftest import dicom_testfile
@@ -114,4 +114,4 @@ def test_truncated_compressed_slice_names_syntax_and_decoder(tmp_path):
     path = make.truncated_copy(dicom_testfile("693_J2KR.dcm"), tmp_path / "cut.dcm", keep_fraction=0.5)
     series = ich_viewer.load(path).series[0]
     with pytest.raises(ich_viewer.core.errors.DecodeError, match=r"JPEG 2000 .*1\.2\.840\.10008\.1\.2\.4\.90.*openjpeg"):
-        dicom_io.decode_slice(series.slices[0])
+        dicom_pixels.decode_slice(series.slices[0])

@@ -34,7 +34,7 @@ def test_integral_rescale_is_stored_as_int16_and_read_back_as_float32_hu(cq500_d
     assert volume.dtype == np.float32 and loader.slice(150).dtype == np.float32
     np.testing.assert_array_equal(loader.slice(150), volume[150])
     reference = ich_viewer.load(series.files[150]).series[0]  # a lone slice takes the float32 route of decode
-    from ich_viewer.core.dicom_io import decode_slice
+    from ich_viewer.core.dicom_pixels import decode_slice
     np.testing.assert_array_equal(volume[150], decode_slice(reference.slices[0]))
 
 
@@ -131,13 +131,13 @@ def test_a_slice_whose_decoder_never_returns_is_given_up_and_the_rest_finishes(t
     """A decoder caught in a loop held the series (and triage) forever; past the limit the slice is failed."""
     import threading
 
-    from ich_viewer.core import dicom_io, volume
+    from ich_viewer.core import dicom_pixels, volume
 
     for i in range(4):
         make.ct_slice_from_hu(np.full((8, 8), 40.0), tmp_path / f"s{i}.dcm", z=i * 5.0,
                               series_uid="1.2.7.2", study_uid="1.2.7", instance=i + 1)
     series = ich_viewer.load(tmp_path).series[0]
-    stuck, release, real_decode = series.slices[2], threading.Event(), dicom_io.decode_slice
+    stuck, release, real_decode = series.slices[2], threading.Event(), dicom_pixels.decode_slice
 
     def decode(ref, shape=None):
         if ref is stuck:
@@ -145,7 +145,7 @@ def test_a_slice_whose_decoder_never_returns_is_given_up_and_the_rest_finishes(t
         return real_decode(ref, shape)
 
     monkeypatch.setattr(volume, "SLICE_TIME_LIMIT_S", 0.5)
-    monkeypatch.setattr(dicom_io, "decode_slice", decode)
+    monkeypatch.setattr(dicom_pixels, "decode_slice", decode)
     loader = VolumeLoader(series, workers=2)
     try:
         assert loader.wait(timeout=10)
@@ -163,13 +163,13 @@ def test_slices_queued_behind_stuck_decoders_are_still_decoded(tmp_path, monkeyp
     """With every decoding thread stuck, the rest of the series would wait behind them forever."""
     import threading
 
-    from ich_viewer.core import dicom_io, volume
+    from ich_viewer.core import dicom_pixels, volume
 
     for i in range(6):
         make.ct_slice_from_hu(np.full((8, 8), 40.0), tmp_path / f"s{i}.dcm", z=i * 5.0,
                               series_uid="1.2.7.3", study_uid="1.2.7", instance=i + 1)
     series = ich_viewer.load(tmp_path).series[0]
-    stuck, release, real_decode = set(series.slices[2:4]), threading.Event(), dicom_io.decode_slice
+    stuck, release, real_decode = set(series.slices[2:4]), threading.Event(), dicom_pixels.decode_slice
 
     def decode(ref, shape=None):
         if ref in stuck:
@@ -177,7 +177,7 @@ def test_slices_queued_behind_stuck_decoders_are_still_decoded(tmp_path, monkeyp
         return real_decode(ref, shape)
 
     monkeypatch.setattr(volume, "SLICE_TIME_LIMIT_S", 0.5)
-    monkeypatch.setattr(dicom_io, "decode_slice", decode)
+    monkeypatch.setattr(dicom_pixels, "decode_slice", decode)
     loader = VolumeLoader(series, workers=2, first=2)  # slices 2 and 3 first: both threads get stuck
     try:
         assert loader.wait(timeout=10)

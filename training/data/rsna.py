@@ -28,7 +28,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ich_viewer.core.contract import CLASSES
-from ich_viewer.core.dicom_io import decode_slice, scan_file
+from ich_viewer.core.dicom_io import scan_file
+from ich_viewer.core.dicom_pixels import decode_slice
 from ich_viewer.core.phantom import RSNA_ORDER
 from ich_viewer.core.series import FileRef, HuTransform, Skipped, SliceRef
 from training.data.base import SliceRecord

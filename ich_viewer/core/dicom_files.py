@@ -1,0 +1,91 @@
+"""Finding the files a user opened: folders (recursively, in natural order), zip members and the files a
+DICOMDIR lists, or the one-line reason each thing was passed over (an unreadable folder, a pipe, a refused
+archive member). Nothing here reads a header: :mod:`~ich_viewer.core.dicom_io` does.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pydicom
+from pydicom.fileset import FileSet
+
+from ich_viewer.core import archives
+from ich_viewer.core.errors import one_line
+from ich_viewer.core.geometry import natural_key
+from ich_viewer.core.series import FileRef, Skipped
+
+
+def iter_candidates(paths: Iterable[str | os.PathLike]) -> Iterator[FileRef | Skipped]:
+    """Every file under ``paths`` (folders recursively, zip members, files a DICOMDIR lists), or why
+    one was passed over: unreadable folders, pipes and devices, refused archives and members."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            folder_errors: list[OSError] = []
+            for root, dirs, files in os.walk(path, onerror=folder_errors.append):
+                yield from _unreadable_folders(folder_errors)
+                dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+                for name in sorted(files, key=natural_key):
+                    if name.upper() == "DICOMDIR":
+                        continue  # an index of files that this walk finds anyway
+                    yield from _expand_file(Path(root) / name)
+            yield from _unreadable_folders(folder_errors)
+        elif path.exists():
+            yield from _expand_file(path, explicit=True)
+        else:
+            yield Skipped(str(path), "does not exist")
+
+
+def _unreadable_folders(errors: list[OSError]) -> Iterator[Skipped]:
+    """The folders os.walk could not list since the last call (it reports them through ``onerror``)."""
+    while errors:
+        error = errors.pop(0)
+        yield Skipped(str(error.filename), f"folder could not be read ({error.strerror or error})")
+
+
+def _expand_file(path: Path, explicit: bool = False) -> Iterator[FileRef | Skipped]:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        yield Skipped(str(path), f"could not be read ({exc.strerror or type(exc).__name__})")
+        return
+    if not stat.S_ISREG(mode):  # a pipe or device would block or never end
+        yield Skipped(str(path), "not a regular file (a pipe, socket or device)")
+    elif path.suffix.lower() == ".zip":
+        try:
+            members, refused = archives.list_members(str(path))
+        except archives.ArchiveError as exc:
+            yield Skipped(str(path), str(exc))
+            return
+        for member, reason in refused:
+            yield Skipped(str(FileRef(str(path), member)), reason)
+        for member in sorted(members, key=natural_key):
+            if Path(member).name.upper() != "DICOMDIR" and not Path(member).name.startswith("."):
+                yield FileRef(str(path), member)
+    elif explicit and path.name.upper() == "DICOMDIR":
+        yield from _dicomdir_files(path)
+    else:
+        yield FileRef(str(path))
+
+
+def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
+    try:
+        fileset = FileSet(pydicom.dcmread(path))
+        instances = list(fileset)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is "unreadable", reported
+        yield Skipped(str(path), f"unreadable DICOMDIR ({one_line(exc)})")
+        return
+    for instance in instances:
+        try:
+            ref = Path(instance.path)
+        except Exception as exc:  # noqa: BLE001 - a record pointing nowhere sensible
+            yield Skipped(str(path), f"a DICOMDIR record with an unusable file reference ({one_line(exc)})")
+            continue
+        if ref.is_file():
+            yield from _expand_file(ref)
+        else:
+            yield Skipped(str(ref), "listed in the DICOMDIR but missing")
