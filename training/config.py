@@ -96,6 +96,9 @@ class TrainConfig:
     class_weights: list = _opt([2, 1, 1, 1, 1, 1], "BCE weight per class (any first); RSNA's metric weights any x2")
     pos_weight: list | None = _opt(None, "BCE positive weight per class, or null")
     balanced_sampling: float = _opt(0.0, "0 = plain shuffle; a > 0 draws slices with weight (1/class frequency)^a")
+    position_match: float = _opt(0.0, "0 = off; m in (0, 1]: per source, the negatives' draws over five bands of "
+                                      "slice level move toward the positives' (m = 1: the same), so that the level "
+                                      "of a slice in its study no longer predicts blood")
     epoch_size: int | None = _opt(None, "slices drawn per epoch (default: the training split size)")
     amp: str = _opt("none", "autocast dtype: none | bf16 | fp16 (fp16 only on CUDA)")
     channels_last: bool = _opt(True, "channels_last memory format (faster convolutions)")

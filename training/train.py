@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from training.config import Config
 from training.data.cache import Cache
-from training.data.dataset import CachedSlices, EpochSampler, sample_weights, shared_sample_weights
+from training.data.dataset import (CachedSlices, EpochSampler, position_matched, sample_weights,
+                                   shared_sample_weights, slice_levels)
 from training.model import build_model
 from training.splits import train_val_indices
 
@@ -239,6 +240,11 @@ def _training_data(cache: Cache, train_rows: np.ndarray, config: Config, rank: i
     else:
         weights = sample_weights(cache.labels[train_rows], config.train.balanced_sampling) \
             if config.train.balanced_sampling else None
+    if config.train.position_match:
+        records = [cache.records[i] for i in train_rows]
+        weights = position_matched(np.full(len(train_rows), 1.0) if weights is None else weights,
+                                   cache.labels[train_rows, 0], slice_levels(records),
+                                   np.array([r.source for r in records]), config.train.position_match)
     sampler = EpochSampler(len(train_rows), config.seed, weights, config.train.epoch_size, rank, world)
     dataset = CachedSlices(cache.images, cache.labels, train_rows, config.augment, config.seed,
                            neighbours=slice_neighbours(cache.records), window_scale=export_window_scales(cache, config))

@@ -128,6 +128,50 @@ def shared_sample_weights(labels: np.ndarray, power: float, train_only: np.ndarr
     return weights / weights.sum()
 
 
+def slice_levels(records, bands: int = 5) -> np.ndarray:
+    """int [N]: each slice's band of level in its study, 0 (lowest) .. bands - 1 (highest)."""
+    ends: dict[tuple, list[int]] = {}
+    for r in records:
+        low_high = ends.setdefault((r.source, r.study), [r.index, r.index])
+        low_high[0], low_high[1] = min(low_high[0], r.index), max(low_high[1], r.index)
+    out = np.zeros(len(records), int)
+    for i, r in enumerate(records):
+        low, high = ends[(r.source, r.study)]
+        out[i] = min(int((r.index - low) / max(high - low, 1) * bands), bands - 1)
+    return out
+
+
+def position_matched(weights: np.ndarray, any_labels: np.ndarray, levels: np.ndarray, groups: np.ndarray,
+                     match: float) -> np.ndarray:
+    """``weights`` with each group's negative ("any" = 0) draws moved across slice levels toward its positives'.
+
+    Head CT bleeds sit mostly at the level of the basal ganglia and ventricles (PHE-SICH: 72% of its positive
+    slices in the middle fifth of a study, against 5% of its negatives), so a model can score a slice by its
+    anatomy instead of its blood: trained without CT-ICH, 76% of the middle slices of CT-ICH's patients with no
+    bleed at all scored P(any) > 0.5. With ``match`` = 1 a group's negatives are drawn over levels exactly as
+    its positives are, so the level carries no information about the label; the negatives' total share and
+    every weight within a (level, label) cell keep their proportions. A level with negatives but no positives
+    keeps (1 - match) of its share."""
+    out = np.asarray(weights, float).copy()
+    for group in np.unique(groups):
+        mine = groups == group
+        positive, negative = mine & (any_labels == 1), mine & (any_labels == 0)
+        if not positive.any() or not negative.any():
+            continue
+        total = out[negative].sum()
+        wanted = {}
+        for level in np.unique(levels[mine]):
+            cell = negative & (levels == level)
+            if cell.any():
+                wanted[level] = (match * out[positive & (levels == level)].sum() / out[positive].sum()
+                                 + (1 - match) * out[cell].sum() / total)
+        scale = total / sum(wanted.values())
+        for level, share in wanted.items():
+            cell = negative & (levels == level)
+            out[cell] *= share * scale / out[cell].sum()
+    return out / out.sum()
+
+
 class EpochSampler(Sampler[int]):
     """Shuffled or class-balanced draws, the same on every process, then split among processes."""
 
