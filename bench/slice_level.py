@@ -68,11 +68,32 @@ def band_scores(y: np.ndarray, prob: np.ndarray, band: np.ndarray, clean: np.nda
     return rows, (weighted / weight if weight else None)
 
 
+def paired_stratified(patients: np.ndarray, y: np.ndarray, band: np.ndarray, a: np.ndarray, b: np.ndarray,
+                      n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Level-stratified AUC of b minus a, with a 95% interval over resamples of whole patients (both runs)."""
+    clean = np.zeros(len(y), bool)
+    base = band_scores(y, b, band, clean)[1] - band_scores(y, a, band, clean)[1]
+    _, group = np.unique(patients, return_inverse=True)
+    rows_of = [np.flatnonzero(group == g) for g in range(group.max() + 1)]
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(n_boot):
+        rows = np.concatenate([rows_of[g] for g in rng.integers(0, len(rows_of), len(rows_of))])
+        sa = band_scores(y[rows], a[rows], band[rows], clean[rows])[1]
+        sb = band_scores(y[rows], b[rows], band[rows], clean[rows])[1]
+        if sa is not None and sb is not None:
+            differences.append(sb - sa)
+    low, high = np.quantile(differences, [0.025, 0.975])
+    return base, float(low), float(high)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--label", nargs="*", default=None, help="a short name per run for the table")
     parser.add_argument("--source", default="ctich", help="record-key prefix of the scored source")
+    parser.add_argument("--boot", type=int, default=0, help="with two runs: resamples of patients for a paired "
+                                                            "interval of the second's stratified AUC minus the first's")
     args = parser.parse_args(argv)
     names = args.label or args.runs
     bands = [f"{b / BANDS:.1f}-{(b + 1) / BANDS:.1f}" for b in range(BANDS)]
@@ -88,6 +109,16 @@ def main(argv=None) -> None:
         cells = [("-" if alarms is None else f"{alarms:.0%}") + " / " + ("-" if auc is None else f"{auc:.3f} ({n})")
                  for alarms, auc, n in rows]
         print(f"| {name} | " + " | ".join(cells) + f" | {roc_auc(y, prob):.3f} | {stratified:.3f} |", flush=True)
+    if args.boot and len(args.runs) == 2:
+        first, second = (pooled(spec, args.source) for spec in args.runs)
+        if not np.array_equal(first["key"], second["key"]):
+            sys.exit("the two runs did not score the same slices in the same order")
+        y = first["label_any"].astype(int)
+        band, _ = levels_and_clean(first["study"], first["index"].astype(int), y)
+        difference, low, high = paired_stratified(first["patient"], y, band, first["prob_any"].astype(float),
+                                                  second["prob_any"].astype(float), args.boot)
+        print(f"\n{names[1]} minus {names[0]}, level-stratified AUC: {difference:+.3f} [{low:+.3f}, {high:+.3f}] "
+              f"(95% interval over {args.boot} resamples of patients)")
 
 
 if __name__ == "__main__":

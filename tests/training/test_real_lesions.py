@@ -90,3 +90,31 @@ def test_synthetic_slices_of_validating_patients_never_train():
     assert validating and all(records[i].source == "ctich" for i in val_rows)
     trained_synthetic = {records[i].patient for i in train_rows if records[i].source == "ctich_lesions"}
     assert trained_synthetic == {f"p{p}" for p in range(10)} - validating
+
+
+def test_phe_sichs_negative_slices_host_every_subtype_with_all_six_labels_known(phe_sich_dir):
+    subtypes = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]
+    source = RealLesionSource(str(phe_sich_dir), subtypes=subtypes, every=30, seed=7, host="phe_sich",
+                              name="phe_sich_lesions")
+    records = source.records()
+    labels = labels_array(records)
+    assert len(records) >= 15 and (labels >= 0).all()  # PHE-SICH leaves four classes unknown; a painted slice none
+    assert set(np.flatnonzero(labels[:, 1:].any(0))) == set(range(5))  # every subtype painted somewhere
+    hosts = {r.key: r for r in source.host.records()}
+    for record in records[:6]:
+        host = hosts[record.extra["host"]]
+        assert host.source == "phe_sich" and host.labels[0] == 0 and host.patient == record.patient
+        assert record.key.startswith("phe_sich_lesions/") and record.source == "phe_sich_lesions"
+        hu, original, masks = source.read_hu(record), source.host.read_hu(host), source.read_mask(record)
+        painted = np.logical_or.reduce(list(masks.values()))
+        assert len(masks) == 1 and (hu[painted] != original[painted]).mean() > 0.5  # one lesion, painted in
+    assert source.hu_range == source.host.hu_range  # the painted slice keeps its host's export
+    assert source.export_window_scale == source.host.export_window_scale  # and its window uncertainty
+    with pytest.raises(ValueError, match="host must be one of"):
+        RealLesionSource(str(phe_sich_dir), host="rsna")
+    # subtype_labels=False: the same painted slices say only "blood here"; their subtype is unknown
+    blood_only = RealLesionSource(str(phe_sich_dir), subtypes=subtypes, every=30, seed=7, host="phe_sich",
+                                  name="phe_sich_lesions", subtype_labels=False)
+    unlabelled = labels_array(blood_only.records())
+    assert [r.key for r in blood_only.records()] == [r.key for r in records]
+    assert (unlabelled[:, 0] == 1).all() and (unlabelled[:, 1:] == -1).all()

@@ -109,3 +109,16 @@ def test_the_bundled_recipe_is_the_two_hospital_candidate_plus_phantoms_at_one_d
         "data.train_only_share": 0.1,
         "data.cache_dir": "runs/cache_two_hospitals_phantom_160",
     }
+
+
+def test_the_painted_trauma_experiment_is_the_bundled_recipe_plus_phe_sich_hosts_for_every_subtype():
+    differences = _differences("two_hospitals_phantom_resnet18", "two_hospitals_phantom_lesions_resnet18")
+    assert "An experiment, not the bundled model" in differences.pop("card.limitations")
+    sources = differences.pop("data.sources")
+    assert sources[:3] == load_config("two_hospitals_phantom_resnet18").data.sources
+    assert sources[3] == {"kind": "ctich_lesions", "root": "../shared/data/phe-sich", "host": "phe_sich",
+                          "name": "phe_sich_lesions", "seed": 7,
+                          "subtypes": ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]}
+    assert differences == {"name": "two_hospitals_phantom_lesions_resnet18",
+                           "data.train_only": ["phantom", "phe_sich_lesions"], "data.train_only_share": 0.2,
+                           "data.cache_dir": "runs/cache_two_hospitals_phantom_lesions_160", "export.int8": False}

@@ -98,3 +98,29 @@ def test_ctich_misses_reads_each_slices_bleed_area_under_the_training_readers_ke
     assert set(areas) == {r.key for r in records}  # every slice the cache holds has its area, no other
     assert all(areas[r.key] > 0 for r in records if r.labels[0] == 1)  # every bleed has a mask
     assert sum(areas[r.key] > 0 for r in records) == sum(r.labels[0] == 1 for r in records)
+
+
+def test_the_threshold_at_a_recall_is_the_highest_that_still_finds_that_share():
+    spec = importlib.util.spec_from_file_location("normal_flags",
+                                                  Path(__file__).resolve().parents[2] / "bench" / "normal_flags.py")
+    normal_flags = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(normal_flags)
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+    probabilities = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.85, 0.5, 0.3, 0.1, 0.0])
+    assert normal_flags.threshold_at_recall(labels, probabilities, 0.8) == 0.6  # 4 of 5 at >= 0.6
+    assert normal_flags.threshold_at_recall(labels, probabilities, 0.81) == 0.2  # 0.81 needs all 5
+    assert normal_flags.threshold_at_recall(labels, probabilities, 0.2) == 0.9
+    with pytest.raises(ValueError, match="no positive"):
+        normal_flags.threshold_at_recall(np.zeros(3, int), probabilities[:3], 0.8)
+
+
+def test_the_paired_stratified_difference_is_zero_for_one_run_and_positive_for_a_better_one():
+    rng = np.random.default_rng(2)
+    patients = np.repeat(np.arange(50), 20).astype(str)
+    band = np.tile(np.repeat(np.arange(5), 4), 50)
+    y = (rng.random(1000) < np.where(band == 2, 0.6, 0.1)).astype(int)
+    by_level = np.where(band == 2, 0.8, 0.1) + rng.normal(0, 0.3, 1000) * 0.1
+    by_blood = by_level + y * 0.5
+    assert slice_level.paired_stratified(patients, y, band, by_level, by_level.copy(), n_boot=50) == (0.0, 0.0, 0.0)
+    difference, low, high = slice_level.paired_stratified(patients, y, band, by_level, by_blood, n_boot=100)
+    assert 0.3 < difference and 0 < low <= difference <= high

@@ -1,4 +1,5 @@
-"""Synthetic blood on real anatomy: the phantom's lesion painters applied to negative CT-ICH slices.
+"""Synthetic blood on real anatomy: the phantom's lesion painters applied to negative slices of a real
+hospital (CT-ICH by default, or PHE-SICH: ``host = "phe_sich"``).
 
 For each negative host slice, :func:`real_slice_geometry` segments what the painters need (the
 inner table from saturated bone, intracranial space, ventricles and sulcal CSF from their HU) and
@@ -22,8 +23,9 @@ from scipy import ndimage as ndi
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.lesions import LesionSpec, SliceGeometry, ct_noise, fast_atan2, paste_lesions
 from ich_viewer.core.phantom import SUBTYPES, min_lesion_pixels
-from training.data.base import CachedReader, SliceRecord
+from training.data.base import UNKNOWN, CachedReader, SliceRecord
 from training.data.ctich import CtichPngSource
+from training.data.phe_sich import PheSichSource
 
 __all__ = ["RealLesionSource", "plan_real_lesion", "real_slice_geometry"]
 
@@ -33,6 +35,8 @@ BONE_HU = 99.0
 MIN_INTRACRANIAL_MM2 = 6000.0
 #: The PNG export stores no spacing; its 256-pixel slices are the scans' ~230 mm field of view.
 CTICH_FIELD_OF_VIEW_MM = 230.0
+#: Readers whose negative slices can host a lesion: both PNG exports keep -20..100 HU, so bone saturates.
+HOSTS = {"ctich_png": CtichPngSource, "phe_sich": PheSichSource}
 
 
 def real_slice_geometry(hu: np.ndarray, pixel_spacing: float | None = None) -> SliceGeometry | None:
@@ -101,7 +105,10 @@ def plan_real_lesion(subtype: str, rng: np.random.Generator, geom: SliceGeometry
 
 
 class RealLesionSource(CachedReader):
-    """Negative CT-ICH PNG slices, each with one synthetic lesion of ``subtypes`` (taken in turn).
+    """Negative slices of a host hospital's PNG export, each with one synthetic lesion of ``subtypes`` (in turn).
+
+    A host slice is negative when its "any" label is 0; PHE-SICH leaves four subtypes unknown, but a slice
+    without blood has none of them, so a painted slice's six labels are all known.
 
     Deterministic by ``seed``: host ``k`` gets the k-th subtype of the rotation and its own random
     stream. Hosts whose anatomy has no place for that subtype, or whose painted lesion covers fewer
@@ -109,18 +116,26 @@ class RealLesionSource(CachedReader):
     """
 
     name = "ctich_lesions"
-    hu_range = CtichPngSource.hu_range
     classes = CLASSES  # labels all six
 
     def __init__(self, root: str, subtypes: Sequence[str] = ("intraventricular", "subarachnoid", "subdural"),
-                 seed: int = 0, every: int = 1, name: str | None = None, cache_size: int = 8):
+                 seed: int = 0, every: int = 1, name: str | None = None, cache_size: int = 8,
+                 host: str = "ctich_png", subtype_labels: bool = True):
         self.name = name or type(self).name
+        # False: a painted slice says only "blood here" (any = 1) and leaves its subtype unknown, so the
+        # painters' shapes teach detection without teaching the subtype heads what each subtype looks like
+        self.subtype_labels = bool(subtype_labels)
         unknown = sorted(set(subtypes) - set(SUBTYPES))
         if unknown or not subtypes:
             raise ValueError(f"subtypes must be a non-empty subset of {', '.join(SUBTYPES)}; got {list(subtypes)}")
-        self.host = CtichPngSource(root)
+        if host not in HOSTS:
+            raise ValueError(f"host must be one of {', '.join(HOSTS)}; got {host!r}")
+        self.host = HOSTS[host](root)
+        self.hu_range = self.host.hu_range
+        # the painted slice keeps its host's export: PHE-SICH's window uncertainty applies to it as well
+        self.export_window_scale = getattr(self.host, "export_window_scale", (0.0, 0.0, 1.0, 1.0))
         self.subtypes, self.seed, self.every, self.cache_size = tuple(subtypes), int(seed), int(every), cache_size
-        negatives = [r for r in self.host.records() if r.labels is not None and not any(r.labels)]
+        negatives = [r for r in self.host.records() if r.labels is not None and r.labels[0] == 0]
         # Host k (its place among the kept negatives) takes subtype k of the rotation and random stream k.
         self._by_key = {r.key: SliceRecord(r.key, r.patient, r.study, r.index, r.labels, r.source,
                                            {**r.extra, "host_number": k})
@@ -148,7 +163,8 @@ class RealLesionSource(CachedReader):
             painted = self._cached(key)
             if painted is None:
                 continue
-            labels = tuple(int(c == "any" or c in painted[1]) for c in CLASSES)
+            labels = tuple(int(c == "any" or c in painted[1]) if self.subtype_labels or c == "any" else UNKNOWN
+                           for c in CLASSES)
             out.append(SliceRecord(key=f"{self.name}/{key.split('/', 1)[1]}", patient=host.patient,
                                    study=f"{host.study}/{self.name}", index=host.index, labels=labels,
                                    source=self.name, extra={"host": key}))
