@@ -26,6 +26,15 @@ from ich_viewer.core.contract import CLASSES  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
 
 
+def patient_resamples(patients: np.ndarray, n_boot: int, seed: int = 0):
+    """``n_boot`` arrays of row indices, each a resample of whole patients with replacement."""
+    _, group = np.unique(patients, return_inverse=True)
+    rows_of = [np.flatnonzero(group == g) for g in range(group.max() + 1)]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield np.concatenate([rows_of[g] for g in rng.integers(0, len(rows_of), len(rows_of))])
+
+
 def paired_difference(patients: np.ndarray, labels: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int = 1000,
                       seed: int = 0) -> tuple[float, float, float] | None:
     """AUC(b) - AUC(a) over the known rows, and its 95% interval over resamples of whole patients."""
@@ -34,12 +43,8 @@ def paired_difference(patients: np.ndarray, labels: np.ndarray, a: np.ndarray, b
     base_a, base_b = roc_auc(labels, a), roc_auc(labels, b)
     if base_a is None or base_b is None:
         return None
-    _, group = np.unique(patients, return_inverse=True)
-    rows_of = [np.flatnonzero(group == g) for g in range(group.max() + 1)]
-    rng = np.random.default_rng(seed)
     differences = []
-    for _ in range(n_boot):
-        rows = np.concatenate([rows_of[g] for g in rng.integers(0, len(rows_of), len(rows_of))])
+    for rows in patient_resamples(patients, n_boot, seed):
         auc_a, auc_b = roc_auc(labels[rows], a[rows]), roc_auc(labels[rows], b[rows])
         if auc_a is not None and auc_b is not None:
             differences.append(auc_b - auc_a)

@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.paired_auc import read_predictions  # noqa: E402
+from bench.paired_auc import patient_resamples, read_predictions  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
 
 BANDS = 5
@@ -73,12 +73,8 @@ def paired_stratified(patients: np.ndarray, y: np.ndarray, band: np.ndarray, a: 
     """Level-stratified AUC of b minus a, with a 95% interval over resamples of whole patients (both runs)."""
     clean = np.zeros(len(y), bool)
     base = band_scores(y, b, band, clean)[1] - band_scores(y, a, band, clean)[1]
-    _, group = np.unique(patients, return_inverse=True)
-    rows_of = [np.flatnonzero(group == g) for g in range(group.max() + 1)]
-    rng = np.random.default_rng(seed)
     differences = []
-    for _ in range(n_boot):
-        rows = np.concatenate([rows_of[g] for g in rng.integers(0, len(rows_of), len(rows_of))])
+    for rows in patient_resamples(patients, n_boot, seed):
         sa = band_scores(y[rows], a[rows], band[rows], clean[rows])[1]
         sb = band_scores(y[rows], b[rows], band[rows], clean[rows])[1]
         if sa is not None and sb is not None:
