@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.paired_auc import read_predictions  # noqa: E402
+from bench.paired_auc import pooled  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
 
 LABELS_CSV = REPO.parent / "shared" / "data" / "ctich" / "labels.csv"
@@ -37,14 +37,6 @@ def mask_areas(path: Path = LABELS_CSV) -> dict[str, int]:
     with open(path, newline="") as f:
         return {f"ctich/{int(r['patient_id'].split('_')[-1])}/{int(r['slice_number'])}": int(r["mask_pixels"])
                 for r in csv.DictReader(f)}
-
-
-def pooled(spec: str) -> dict[str, np.ndarray]:
-    """The CT-ICH rows of one run's predictions, or of several runs' joined with '+'."""
-    parts = [read_predictions(Path(p)) for p in spec.split("+")]
-    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    keep = np.char.startswith(columns["key"].astype(str), "ctich/")
-    return {k: v[keep] for k, v in columns.items()}
 
 
 def main(argv=None) -> None:
@@ -60,7 +52,7 @@ def main(argv=None) -> None:
     print("| run | class | small third | middle third | large third | all |")
     print("|---|---|---|---|---|---|")
     for name, spec in zip(names, args.runs):
-        p = pooled(spec)
+        p = pooled(spec, "ctich")
         area = np.array([areas[k] for k in p["key"]])
         for c in CLASSES:
             y = p[f"label_{c}"].astype(int)
@@ -75,12 +67,12 @@ def main(argv=None) -> None:
                 auc = roc_auc(y[rows], prob[rows])
                 sizes = area[mine]
                 cells.append(f"{auc:.3f} (n={len(mine)}, {int(sizes.min())}-{int(sizes.max())} px)")
-            cells.append(f"{roc_auc(y[np.concatenate([positive, negative])], prob[np.concatenate([positive, negative])]):.3f}")
+            cells.append(f"{roc_auc(y, prob):.3f}")  # roc_auc leaves out unknown labels itself
             print(f"| {name} | {c} | " + " | ".join(cells) + " |", flush=True)
     print("\n| run | subtype | against slices with no blood | against slices with another subtype only |")
     print("|---|---|---|---|")
     for name, spec in zip(names, args.runs):
-        p = pooled(spec)
+        p = pooled(spec, "ctich")
         blood = p["label_any"].astype(int) == 1
         for c in CLASSES[1:]:
             y = p[f"label_{c}"].astype(int)

@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import ich_viewer  # noqa: E402
 from bench.paired_auc import read_predictions  # noqa: E402
+from bench.tta_ensemble import external_probabilities  # noqa: E402
 from ich_viewer.core.volume import read_volume  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.evaluate import load_trained  # noqa: E402
@@ -37,12 +37,6 @@ def threshold_at_recall(labels: np.ndarray, probabilities: np.ndarray, recall: f
     if not positives.size:
         raise ValueError("no positive slice to set a recall on")
     return float(positives[int(np.ceil(recall * positives.size)) - 1])
-
-
-@torch.no_grad()
-def any_probabilities(model: torch.nn.Module, volumes: list[np.ndarray]) -> np.ndarray:
-    model.eval()
-    return np.concatenate([torch.sigmoid(model(torch.from_numpy(v)[:, None]))[:, 0].numpy() for v in volumes])
 
 
 def main(argv=None) -> None:
@@ -64,7 +58,7 @@ def main(argv=None) -> None:
             config = load_config(args.recipe, [f'name="{name}"', f'split.held_out_source="{source}"'])
             held_out = read_predictions(REPO / "runs" / name)
             labels, probabilities = held_out["label_any"].astype(int), held_out["prob_any"].astype(float)
-            normal = any_probabilities(load_trained(config)[0], normals)
+            normal = external_probabilities(load_trained(config)[0], normals)[:, 0]
             cells = []
             for recall in args.recall:
                 threshold = threshold_at_recall(labels, probabilities, recall)

@@ -59,6 +59,15 @@ def read_predictions(run: Path) -> dict[str, np.ndarray]:
     return {key: np.array([r[key] for r in rows]) for key in rows[0]} if rows else {}
 
 
+def pooled(spec: str, source: str) -> dict[str, np.ndarray]:
+    """One source's rows (record keys ``<source>/...``) of one run's predictions, or of several runs' joined with
+    '+' (``runs/A_f0+runs/A_f1``: fold runs' out-of-fold predictions pooled)."""
+    parts = [read_predictions(Path(p)) for p in spec.split("+")]
+    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    keep = np.char.startswith(columns["key"].astype(str), f"{source}/")
+    return {k: v[keep] for k, v in columns.items()}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_a", type=Path)

@@ -28,29 +28,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.paired_auc import patient_resamples, read_predictions  # noqa: E402
+from bench.paired_auc import patient_resamples, pooled  # noqa: E402
+from training.data.dataset import slice_levels  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
 
 BANDS = 5
 
 
-def pooled(spec: str, source: str) -> dict[str, np.ndarray]:
-    """One source's rows of one run's predictions, or of several runs' joined with '+'."""
-    parts = [read_predictions(Path(p)) for p in spec.split("+")]
-    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    keep = np.char.startswith(columns["key"].astype(str), f"{source}/")
-    return {k: v[keep] for k, v in columns.items()}
-
-
 def levels_and_clean(study: np.ndarray, index: np.ndarray, any_label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each slice's level band in its study, and whether its study has no positive slice."""
-    band, clean = np.zeros(len(study), int), np.zeros(len(study), bool)
+    """Each slice's level band in its study (as ``train.position_match`` draws them), and whether its study has
+    no positive slice."""
+    clean = np.zeros(len(study), bool)
     for s in np.unique(study):
         mine = study == s
-        low, high = index[mine].min(), index[mine].max()
-        band[mine] = np.minimum(((index[mine] - low) / max(high - low, 1) * BANDS).astype(int), BANDS - 1)
         clean[mine] = any_label[mine].max() == 0
-    return band, clean
+    return slice_levels(study, index, BANDS), clean
 
 
 def band_scores(y: np.ndarray, prob: np.ndarray, band: np.ndarray, clean: np.ndarray):

@@ -243,7 +243,8 @@ def _training_data(cache: Cache, train_rows: np.ndarray, config: Config, rank: i
     if config.train.position_match:
         records = [cache.records[i] for i in train_rows]
         weights = position_matched(np.full(len(train_rows), 1.0) if weights is None else weights,
-                                   cache.labels[train_rows, 0], slice_levels(records),
+                                   cache.labels[train_rows, 0],
+                                   slice_levels([(r.source, r.study) for r in records], [r.index for r in records]),
                                    np.array([r.source for r in records]), config.train.position_match)
     sampler = EpochSampler(len(train_rows), config.seed, weights, config.train.epoch_size, rank, world)
     dataset = CachedSlices(cache.images, cache.labels, train_rows, config.augment, config.seed,

@@ -128,16 +128,17 @@ def shared_sample_weights(labels: np.ndarray, power: float, train_only: np.ndarr
     return weights / weights.sum()
 
 
-def slice_levels(records, bands: int = 5) -> np.ndarray:
-    """int [N]: each slice's band of level in its study, 0 (lowest) .. bands - 1 (highest)."""
-    ends: dict[tuple, list[int]] = {}
-    for r in records:
-        low_high = ends.setdefault((r.source, r.study), [r.index, r.index])
-        low_high[0], low_high[1] = min(low_high[0], r.index), max(low_high[1], r.index)
-    out = np.zeros(len(records), int)
-    for i, r in enumerate(records):
-        low, high = ends[(r.source, r.study)]
-        out[i] = min(int((r.index - low) / max(high - low, 1) * bands), bands - 1)
+def slice_levels(studies, indices, bands: int = 5) -> np.ndarray:
+    """int [N]: each slice's band of level in its study (``studies[i]``, any hashable), 0 (its lowest slice)
+    .. bands - 1 (its highest), from the slice indices."""
+    ends: dict = {}
+    for study, index in zip(studies, indices):
+        low, high = ends.get(study, (index, index))
+        ends[study] = (min(low, index), max(high, index))
+    out = np.zeros(len(indices), int)
+    for i, (study, index) in enumerate(zip(studies, indices)):
+        low, high = ends[study]
+        out[i] = min(int((index - low) / max(high - low, 1) * bands), bands - 1)
     return out
 
 
