@@ -308,7 +308,8 @@ def serve() -> int:
         importlib.import_module(module)
     _cap_address_space(MEMORY_LIMIT_BYTES)
     _no_core_files()
-    _write_message(replies, READY)
+    if not _send(replies, READY):
+        return 0  # the parent finished before this spare process was needed
     while True:
         try:
             request = _read_message(requests)
@@ -317,9 +318,7 @@ def serve() -> int:
         if request is None:
             return 0  # the parent exited or died
         function, args = request
-        try:
-            _write_message(replies, TAKEN)
-        except (OSError, ValueError):
+        if not _send(replies, TAKEN):
             return 0
         try:
             reply = ("ok", function(*args))
@@ -331,10 +330,22 @@ def serve() -> int:
             if isinstance(exc, SystemExit):
                 raise
             reply = ("error", f"the decoder failed ({type(exc).__name__})")
-        try:
-            _write_message(replies, reply)
-        except (OSError, ValueError, MemoryError):
+        if not _send(replies, reply):
             return 0
+
+
+def _send(replies, message) -> bool:
+    """Write one message; False, quietly, when the parent has gone (a broken pipe is how a spare process
+    learns that a short triage run is over, and its traceback would land after the user's shell prompt)."""
+    try:
+        _write_message(replies, message)
+        return True
+    except (OSError, ValueError, MemoryError):
+        try:
+            replies.close()  # drops the unsent bytes now, not in a second flush at interpreter exit
+        except (OSError, ValueError):
+            pass
+        return False
 
 
 def _no_core_files() -> None:

@@ -211,3 +211,15 @@ def _unreadable_ref():
 
 def _loaded_modules() -> str:
     return " ".join(sys.modules)
+
+
+def test_a_spare_decoder_whose_parent_has_gone_exits_quietly():
+    """A short triage run exits before its spare decoder processes have said they are ready: each then
+    finds the pipe broken and must end with exit code 0 and nothing on stderr (a traceback there landed after
+    the user's shell prompt)."""
+    child = subprocess.Popen(decoder_process._command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=decoder_process._environment())
+    child.stdout.close()  # the parent is gone before the child's first message
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0
+    assert stderr.decode() == ""
