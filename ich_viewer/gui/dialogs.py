@@ -132,7 +132,8 @@ class SeriesBrowser(QTreeWidget):
         self.clear()
         for study in result.studies:
             who = "anonymised" if anonymised else (study.patient.name or study.patient.id or "unknown patient")
-            top = QTreeWidgetItem([f"{who}: {study.description or 'study'}", study.date, ""])
+            date = "" if anonymised else study.date
+            top = QTreeWidgetItem([f"{who}: {study.description or 'study'}", date, ""])
             self.addTopLevelItem(top)
             for series in study.series:
                 name = series.description or f"series {series.number or ''}"

@@ -56,9 +56,12 @@ class FileActions:
         self._update_recent_menu()
 
     def _update_recent_menu(self) -> None:
+        """One entry per recent item; with the anonymised display a number, since folder and file names often
+        carry the patient's name or ID."""
         self.recent_menu.clear()
-        for item in self._recent():
-            action = self.recent_menu.addAction(item)
+        anonymised = self.viewer.anonymised
+        for number, item in enumerate(self._recent(), start=1):
+            action = self.recent_menu.addAction(f"Recent item {number} (name hidden)" if anonymised else item)
             action.triggered.connect(lambda _=False, p=item: self.open_paths([Path(p)]))
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override

@@ -205,6 +205,7 @@ class MainWindow(FileActions, QMainWindow):
             super().keyPressEvent(event)
 
     def _on_anonymised_changed(self, anonymised: bool) -> None:
+        self._update_recent_menu()
         result = self.viewer.result
         if result is not None:  # the anonymised display hides names here too
             self.browser.show_result(result, anonymised)

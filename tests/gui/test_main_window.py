@@ -163,6 +163,21 @@ def test_exports_png_and_results_anonymised(qtbot, window, study, tmp_path):
     assert "PAT-GUI" in window.view.corner.toPlainText()
 
 
+def test_anonymised_display_hides_the_study_date_and_recent_paths(qtbot, window, study):
+    """The study tree's date column and File > Open recent (folder names often carry the patient's name)
+    are on screen too: an outside tester found both still showing with the anonymised display on."""
+    opened(qtbot, window, study, classify=False)
+    date = window.viewer.result.studies[0].date
+    tree_texts = lambda: [window.browser.topLevelItem(0).text(c) for c in range(3)]  # noqa: E731
+    recent = lambda: [a.text() for a in window.recent_menu.actions()]  # noqa: E731
+    assert date and date in tree_texts() and recent() == [str(study)]
+    window.actions["anonymise"].trigger()
+    assert date not in " ".join(tree_texts()) and "PAT-GUI" not in " ".join(tree_texts())
+    assert recent() == ["Recent item 1 (name hidden)"] and str(study) not in " ".join(recent())
+    window.actions["anonymise"].trigger()
+    assert date in tree_texts() and recent() == [str(study)]
+
+
 def test_junk_folder_and_bad_model_are_messages(qtbot, window, tmp_path, monkeypatch):
     shown = []
     monkeypatch.setattr(main_window.QMessageBox, "warning", lambda parent, title, text: shown.append(text))
