@@ -5,8 +5,10 @@ archive member). Nothing here reads a header: :mod:`~ich_viewer.core.dicom_io` d
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -72,13 +74,22 @@ def _expand_file(path: Path, explicit: bool = False) -> Iterator[FileRef | Skipp
         yield FileRef(str(path))
 
 
+MISSING_RECORD = "does not exist: "  # how pydicom's FileSet words a record whose file is missing
+
+
 def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
     try:
-        fileset = FileSet(pydicom.dcmread(path))
+        with _pydicom_warnings_caught() as caught:
+            fileset = FileSet(pydicom.dcmread(path))
         instances = list(fileset)
     except Exception as exc:  # noqa: BLE001 - any parse failure is "unreadable", reported
         yield Skipped(str(path), f"unreadable DICOMDIR ({one_line(exc)})")
         return
+    # FileSet drops a record whose file is missing with a warning (full path, on stderr); it is a skipped
+    # file like any other, listed with the rest and anonymised with them.
+    for message in caught:
+        if MISSING_RECORD in message:
+            yield Skipped(message.rsplit(MISSING_RECORD, 1)[1], "listed in the DICOMDIR but missing")
     for instance in instances:
         try:
             ref = Path(instance.path)
@@ -89,3 +100,22 @@ def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
             yield from _expand_file(ref)
         else:
             yield Skipped(str(ref), "listed in the DICOMDIR but missing")
+
+
+class _pydicom_warnings_caught:
+    """Collects the texts of the warnings pydicom raises and logs inside the block, instead of printing them.
+    (``warnings.catch_warnings`` is process-wide: another thread's warnings in that moment are collected too.)"""
+
+    def __enter__(self) -> list[str]:
+        self._warnings = warnings.catch_warnings(record=True)
+        self._caught = self._warnings.__enter__()
+        warnings.simplefilter("always")
+        self._logger = logging.getLogger("pydicom")
+        self._was_disabled, self._logger.disabled = self._logger.disabled, True
+        self.texts: list[str] = []
+        return self.texts
+
+    def __exit__(self, *exc_info) -> None:
+        self._logger.disabled = self._was_disabled
+        self._warnings.__exit__(*exc_info)
+        self.texts.extend(str(w.message) for w in self._caught)

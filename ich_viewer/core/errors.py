@@ -34,6 +34,9 @@ class CalibrationError(IchViewerError):
 
 def one_line(exc: BaseException) -> str:
     """An exception as one short line for a skip reason or message: pydicom puts each plugin's own message
-    (the useful part) on the lines after the first."""
+    (the useful part) on the lines after the first. An operating-system error keeps its reason and drops the file
+    name it carries, which is the user's path (and anonymised output must not show it)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return exc.strerror
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text.replace("Unable to decode as exceptions were raised by all available plugins: ", "")[:200]

@@ -77,6 +77,40 @@ def test_dicomdir_follows_its_records_and_reports_non_ct(tmp_path):
     assert any("not CT (modality MR)" == r for r in reasons(result).values())
 
 
+def test_a_dicomdir_record_whose_file_is_missing_is_a_skipped_file_not_a_warning(tmp_path, capfd):
+    """pydicom's FileSet drops such a record with a warning that printed the full path on stderr, even with
+    triage's --anonymise, and the file was counted nowhere: it is now a skipped file with its reason."""
+    from pydicom.fileset import FileSet
+
+    fileset = FileSet()
+    for i in range(3):
+        ds = make.read("CT_small.dcm")
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.91.{i + 1}"
+        ds.InstanceNumber, ds.ImagePositionPatient = i + 1, [0.0, 0.0, 5.0 * i]
+        fileset.add(ds)
+    fileset.write(tmp_path / "Doe_Jane_CD")
+    images = sorted(p for p in (tmp_path / "Doe_Jane_CD").rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    images[1].unlink()
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping the loader fails the test
+        result = ich_viewer.load(tmp_path / "Doe_Jane_CD" / "DICOMDIR")
+    assert sum(len(s) for s in result.series) == 2 and result.files_found == 3
+    assert reasons(result) == {images[1].name: "listed in the DICOMDIR but missing"}
+    assert capfd.readouterr().err == ""
+
+
+def test_an_operating_system_error_leaves_the_path_out_of_the_reason(tmp_path):
+    """The error's text carries the file's path ("[Errno 2] No such file or directory: '/.../Doe_Jane.dcm'"),
+    which the anonymised reason ("file 1 of 1: ...") must not show; the reason keeps what happened."""
+    from ich_viewer.core.dicom_io import scan_file
+    from ich_viewer.core.series import FileRef
+
+    skipped = scan_file(FileRef(str(tmp_path / "Doe_Jane_MRN1.dcm")))
+    assert skipped.reason == "unreadable DICOM file (No such file or directory)"
+    assert "Doe_Jane" not in skipped.anonymous(1)
+
+
 def test_bad_files_among_good_ones_are_skipped_with_a_reason_each(tmp_path):
     make.copy(dicom_testfile("CT_small.dcm"), tmp_path / "good.dcm")
     make.truncated_copy(dicom_testfile("CT_small.dcm"), tmp_path / "truncated.dcm")
