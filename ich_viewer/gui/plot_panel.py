@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.viewer_model import ViewerModel
 
+FIRST_SLICE = 1  # the x axis numbers slices as the window and triage do (the viewer's index + 1)
 COLOURS = ((230, 230, 230), (255, 140, 0), (220, 50, 50), (80, 160, 255), (120, 220, 120), (200, 120, 255))
 
 
@@ -67,7 +68,7 @@ class ProbabilityPlot(pg.PlotWidget):
                 curve.setData([], [])
             return
         self.n_slices = len(probabilities)
-        x = np.arange(len(probabilities))
+        x = np.arange(len(probabilities)) + FIRST_SLICE
         for c, (name, colour) in enumerate(zip(CLASSES, COLOURS)):
             column = probabilities[:, c]
             if len(x) == 1:  # a single slice is a dot (a line needs two), once it is computed
@@ -79,20 +80,20 @@ class ProbabilityPlot(pg.PlotWidget):
         self.fit_slices(len(probabilities))
 
     def fit_slices(self, n: int) -> None:
-        """x from the first slice to the last, half a slice beyond each (one slice: one tick; none: 0 and 1)."""
-        self.setXRange(-0.5, max(n, 1) - 0.5 if n else 1.5, padding=0)
+        """x from the first slice to the last, half a slice beyond each (one slice or none: the one tick 1)."""
+        self.setXRange(FIRST_SLICE - 0.5, max(n, 1) + FIRST_SLICE - 0.5, padding=0)
 
     def show_thresholds(self, values: dict[str, float]) -> None:
         for name, line in self.lines.items():
             line.setValue(values[name])
 
     def set_cursor(self, index: int) -> None:
-        self.cursor.setValue(index)
+        self.cursor.setValue(index + FIRST_SLICE)
 
     def _on_click(self, event) -> None:
         if not self.n_slices:
             return
         point = self.plotItem.vb.mapSceneToView(event.scenePos())
-        index = int(round(point.x()))
+        index = int(round(point.x())) - FIRST_SLICE
         if 0 <= index < self.n_slices:
             self.sliceClicked.emit(index)

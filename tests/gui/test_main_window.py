@@ -134,7 +134,12 @@ def test_plot_click_and_next_flagged(qtbot, window, study):
         back.append(viewer.index)
     assert back == starts[::-1]
     window.plot.sliceClicked.emit(5)
-    assert window.viewer.index == 5 and window.plot.cursor.value() == 5
+    assert window.viewer.index == 5 and window.plot.cursor.value() == 6  # the window's "6/8": numbered from 1
+    assert window.plot.curves["any"].getData()[0][0] == 1
+    at_slice_3 = window.plot.plotItem.vb.mapViewToScene(QPointF(3, 0.5))  # a real click on the plot's slice 3
+    qtbot.mouseClick(window.plot.viewport(), Qt.MouseButton.LeftButton,
+                     pos=window.plot.mapFromScene(at_slice_3))
+    qtbot.waitUntil(lambda: window.viewer.index == 2, timeout=5000)
 
 
 def test_drop_a_file_onto_the_window(qtbot, window, study):

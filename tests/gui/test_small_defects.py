@@ -86,17 +86,17 @@ def test_series_tree_shows_every_column_whole_at_the_default_size(qtbot, tmp_pat
 def test_plot_legend_is_beside_the_curves_and_axes_are_sane_for_zero_and_one_slice(qtbot, window, study):
     plot = window.plot
     axis = plot.getAxis("bottom")
-    # Nothing open: a slice axis from 0, not "slice (x0.001)" from -400 to 400.
-    assert axis.range == [-0.5, 1.5] and axis.autoSIPrefixScale == 1 and "x0" not in axis.labelString()
+    # Nothing open: a slice axis at 1, not "slice (x0.001)" from -400 to 400.
+    assert axis.range == [0.5, 1.5] and axis.autoSIPrefixScale == 1 and "x0" not in axis.labelString()
     opened(qtbot, window, [sorted(study.glob("*.dcm"))[0]])
     assert len(window.viewer.series) == 1
-    assert axis.range == [-0.5, 0.5] and axis.autoSIPrefixScale == 1
+    assert axis.range == [0.5, 1.5] and axis.autoSIPrefixScale == 1
     ticks = [value for _spacing, values in axis.tickValues(*axis.range, axis.width()) for value in values]
-    assert ticks == [0.0]  # one slice, one tick: no 0.2 steps
+    assert ticks == [1.0]  # one slice, one tick (numbered from 1, as in the window): no 0.2 steps
     assert plot.curves["any"].opts["symbol"] == "o"  # its probabilities show as dots, a line needs two slices
     opened(qtbot, window, [study])
     ticks = [value for _spacing, values in axis.tickValues(*axis.range, axis.width()) for value in values]
-    assert axis.range == [-0.5, 5.5] and ticks and all(value == int(value) and 0 <= value <= 5 for value in ticks)
+    assert axis.range == [0.5, 6.5] and ticks and all(value == int(value) and 1 <= value <= 6 for value in ticks)
     legend, curves = plot.legend.sceneBoundingRect(), plot.plotItem.vb.sceneBoundingRect()
     assert legend.left() >= curves.right() - 1  # beside the curves (their rectangles share at most an edge)
     assert plot.rect().contains(plot.mapFromScene(legend).boundingRect())  # all six names on screen
