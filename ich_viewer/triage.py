@@ -40,8 +40,9 @@ def preset_help() -> str:
             + (f", and this site's {', '.join(site)} (ich-viewer calibrate)" if site else ""))
 
 
-def output_problem(flag: str, path: Path | None, anonymise: bool) -> str | None:
-    """Why ``path`` cannot be written to, in one sentence, or None: checked before any work is done."""
+def output_problem(flag: str, path: Path | None, anonymise: bool, inputs: list[Path] = ()) -> str | None:
+    """Why ``path`` cannot be written to, in one sentence, or None: checked before any work is done. Triage
+    writes only its own files: it never replaces an input or an image (a mistyped ``--out scan.dcm``)."""
     if path is None:
         return None
     shown = "" if anonymise else f" ({path.parent if not path.is_dir() else path})"
@@ -49,6 +50,29 @@ def output_problem(flag: str, path: Path | None, anonymise: bool) -> str | None:
         return f"{flag} names a folder{shown}, not a file: add a file name."
     if not path.parent.is_dir():
         return f"the folder for {flag} does not exist{shown}: create it first or choose another path."
+    kind = _users_file_kind(path, inputs)
+    if kind:
+        named = "" if anonymise else f" ({path})"
+        return f"{flag} would overwrite {kind}{named}: choose another file name."
+    return None
+
+
+def _users_file_kind(path: Path, inputs: list[Path]) -> str | None:
+    """What an existing file at ``path`` is when triage must not replace it: an input, a DICOM file, a zip or a
+    DICOMDIR; None for a new file or a previous run's output."""
+    if not path.is_file():
+        return None
+    if any(path.resolve() == Path(given).resolve() for given in inputs):
+        return "one of the inputs"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return None  # opening it for writing will say why
+    if head[128:132] == b"DICM" or path.name.upper() == "DICOMDIR":
+        return "a DICOM file"
+    if head[:4] == b"PK\x03\x04":
+        return "a zip archive"
     return None
 
 
@@ -72,10 +96,14 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         json_path: Path | None = None, anonymise: bool = False, stream=None, flag_outside_use: bool = False) -> int:
     stream = stream or sys.stderr  # looked up per call: tests and callers may swap sys.stderr
     for flag, path in (("--out", out), ("--json", json_path)):  # before the minutes of inference, not after
-        problem = output_problem(flag, path, anonymise)
+        problem = output_problem(flag, path, anonymise, paths)
         if problem:
             stream.write(f"ich-viewer triage: {problem}\n")
             return 2
+    if out is not None and json_path is not None and out.resolve() == json_path.resolve():
+        stream.write("ich-viewer triage: --out and --json name the same file: the summary would replace the "
+                     "table. Give each its own file.\n")
+        return 2
     decoder_process.prestart()  # while the model loads
     viewer = ViewerModel()  # the window's own state and rules, driven headlessly
     viewer.flag_outside_use = flag_outside_use

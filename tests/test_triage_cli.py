@@ -57,3 +57,35 @@ def test_an_output_that_is_a_folder_is_refused_and_anonymised_names_no_path(tiny
     assert main(["triage", str(study), "--model", str(tiny_model), "--json", str(tmp_path), "--anonymise"]) == 2
     sentence = one_sentence(capsys.readouterr().err)
     assert "--json names a folder, not a file" in sentence and str(tmp_path) not in sentence
+
+
+def test_an_empty_preset_name_is_refused_not_read_as_the_default(tiny_model, study, capsys):
+    assert main(["triage", str(study), "--model", str(tiny_model), "--preset", "", "--json", "/dev/null"]) == 2
+    assert "unknown preset ''" in one_sentence(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("target", ["an input", "a dicom file elsewhere", "the other output"])
+def test_triage_never_overwrites_an_input_an_image_or_its_own_other_output(tiny_model, study, tmp_path, capsys,
+                                                                          target):
+    """Found by an outside tester: ``--out`` naming a DICOM file replaced it with the CSV (exit 0), and
+    ``--out x --json x`` replaced the table with the summary."""
+    image = sorted(study.glob("*.dcm"))[0]
+    before = image.read_bytes()
+    elsewhere = tmp_path / "scan.dcm"
+    elsewhere.write_bytes(before)
+    out = {"an input": image, "a dicom file elsewhere": elsewhere, "the other output": tmp_path / "x.out"}[target]
+    args = ["triage", str(study) if target != "an input" else str(image), "--model", str(tiny_model),
+            "--out", str(out), "--json", str(tmp_path / "x.out") if target == "the other output" else "/dev/null"]
+    assert main(args) == 2
+    sentence = one_sentence(capsys.readouterr().err)
+    expected = {"an input": "--out would overwrite one of the inputs", "a dicom file elsewhere":
+                "--out would overwrite a DICOM file", "the other output": "--out and --json name the same file"}
+    assert expected[target] in sentence
+    assert image.read_bytes() == before and elsewhere.read_bytes() == before
+
+
+def test_triage_replaces_its_own_previous_output(tiny_model, study, tmp_path):
+    out = tmp_path / "slices.csv"
+    out.write_text("an earlier run's table\n")
+    assert main(["triage", str(study), "--model", str(tiny_model), "--out", str(out)]) == 0
+    assert out.read_text().startswith("path,")

@@ -30,7 +30,7 @@ class Thresholds:
             self.add_preset(site_preset)
         #: Classes flagged at all: every class but those the card marks not calibrated, until the user says.
         self.enabled = {c: card.calibration[c] != NOT_CALIBRATED for c in CLASSES}
-        self.apply_preset(preset or card.default_preset)
+        self.apply_preset(card.default_preset if preset is None else preset)  # "" is a name, and unknown
 
     @property
     def presets(self) -> dict[str, dict[str, float]]:
