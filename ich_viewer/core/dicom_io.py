@@ -379,6 +379,7 @@ def _group(scanned: list[_Scanned], skipped: list[Skipped]) -> list[Study]:
         by_study[item.study_uid][item.series_uid].append(item)
     studies = []
     for study_uid, series_map in by_study.items():
+        series_map = _one_patient(series_map, skipped)
         first = next(iter(series_map.values()))[0]
         series = [_make_series(uid, items, skipped) for uid, items in series_map.items()]
         series = sorted((s for s in series if s is not None), key=lambda s: (s.number or 0, s.description))
@@ -386,6 +387,28 @@ def _group(scanned: list[_Scanned], skipped: list[Skipped]) -> list[Study]:
             studies.append(Study(uid=study_uid, date=first.study_date, description=first.study_description,
                                  patient=first.patient, series=tuple(series)))
     return sorted(studies, key=lambda s: (s.date, s.uid))
+
+
+def _one_patient(series_map: dict[str, list[_Scanned]], skipped: list[Skipped]) -> dict[str, list[_Scanned]]:
+    """One patient per study: files of another patient that reuse the study's UIDs (a copy edited by hand, an
+    anonymiser that kept the UIDs) must never be read as the same head. The patient with most files keeps the
+    study; the others' files are reported."""
+    def patient_of(item: _Scanned):
+        return item.patient.id, item.patient.name
+
+    counts = Counter(patient_of(i) for items in series_map.values() for i in items)
+    if len(counts) == 1:
+        return series_map
+    majority = counts.most_common(1)[0][0]
+    kept: dict[str, list[_Scanned]] = {}
+    for uid, items in series_map.items():
+        for item in items:
+            if patient_of(item) == majority:
+                kept.setdefault(uid, []).append(item)
+            else:
+                skipped.append(Skipped(str(item.slices[0].file),
+                                       "another patient's image under the same study UID as the study opened"))
+    return kept
 
 
 def _make_series(uid: str, items: list[_Scanned], skipped: list[Skipped]) -> Series | None:

@@ -111,6 +111,24 @@ def test_an_operating_system_error_leaves_the_path_out_of_the_reason(tmp_path):
     assert "Doe_Jane" not in skipped.anonymous(1)
 
 
+def test_another_patients_files_under_the_same_uids_are_reported_not_merged(tmp_path):
+    """Found by an outside tester: one patient's slices re-tagged with another's study and series UIDs were read
+    as one 60-slice head of the first patient, "complete", with no word. The majority keeps the study."""
+    from ich_viewer.core.phantom import make_phantom, write_phantom_study
+
+    write_phantom_study(make_phantom(seed=1, subtypes=[], n_slices=6, size=64), tmp_path / "a", patient_id="PAT-A")
+    write_phantom_study(make_phantom(seed=2, subtypes=[], n_slices=4, size=64), tmp_path / "b", patient_id="PAT-B")
+    first = pydicom.dcmread(next((tmp_path / "a").glob("*.dcm")))
+    for path in sorted((tmp_path / "b").glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = first.StudyInstanceUID, first.SeriesInstanceUID
+        ds.save_as(path)
+    result = ich_viewer.load(tmp_path)
+    assert [s.patient.id for s in result.studies] == ["PAT-A"] and [len(s) for s in result.series] == [6]
+    assert sorted(reasons(result)) == sorted(p.name for p in (tmp_path / "b").glob("*.dcm"))
+    assert set(reasons(result).values()) == {"another patient's image under the same study UID as the study opened"}
+
+
 def test_bad_files_among_good_ones_are_skipped_with_a_reason_each(tmp_path):
     make.copy(dicom_testfile("CT_small.dcm"), tmp_path / "good.dcm")
     make.truncated_copy(dicom_testfile("CT_small.dcm"), tmp_path / "truncated.dcm")
