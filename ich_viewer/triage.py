@@ -149,7 +149,7 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
             flagged += f"; {len([s for s in summary['series'] if not s['intended_use']['within']])} series outside " \
                        f"the model's intended use ({', '.join(outside)})" + ("" if flag_outside_use else ", not flagged")
         slices = sum(s["slices"] for s in summary["series"])
-        stream.write(f"study {number} of {len(summaries)}: {slices} slices, {flagged}\n")
+        stream.write(f"study {number} of {len(summaries)}: {slices} slice{'s' * (slices != 1)}, {flagged}\n")
     unreadable = sum(len(r.prediction.failed) for r in results)
     if unreadable:
         stream.write(f"{unreadable} slice(s) could not be decoded: marked in the results, never flagged\n")

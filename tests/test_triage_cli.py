@@ -89,3 +89,11 @@ def test_triage_replaces_its_own_previous_output(tiny_model, study, tmp_path):
     out.write_text("an earlier run's table\n")
     assert main(["triage", str(study), "--model", str(tiny_model), "--out", str(out)]) == 0
     assert out.read_text().startswith("path,")
+
+
+def test_the_per_study_line_counts_slices_in_english(tiny_model, study, tmp_path, capsys):
+    one = sorted(study.glob("*.dcm"))[0]
+    assert main(["triage", str(one), "--model", str(tiny_model), "--json", str(tmp_path / "one.json")]) == 0
+    assert "study 1 of 1: 1 slice, " in capsys.readouterr().err
+    assert main(["triage", str(study), "--model", str(tiny_model), "--json", str(tmp_path / "four.json")]) == 0
+    assert "study 1 of 1: 4 slices, " in capsys.readouterr().err

@@ -66,7 +66,9 @@ def _expand_file(path: Path, explicit: bool = False) -> Iterator[FileRef | Skipp
         for member, reason in refused:
             yield Skipped(str(FileRef(str(path), member)), reason)
         for member in sorted(members, key=natural_key):
-            if Path(member).name.upper() != "DICOMDIR" and not Path(member).name.startswith("."):
+            if Path(member).suffix.lower() == ".zip":  # not opened: archives in archives multiply a bomb's reach
+                yield Skipped(str(FileRef(str(path), member)), "a zip archive inside a zip archive: unzip the outer one")
+            elif Path(member).name.upper() != "DICOMDIR" and not Path(member).name.startswith("."):
                 yield FileRef(str(path), member)
     elif explicit and path.name.upper() == "DICOMDIR":
         yield from _dicomdir_files(path)

@@ -180,8 +180,11 @@ class IchModel:
         self.path = Path(path)
         name = self.path.name
         if not self.path.is_file():
-            raise ModelError(f"The model file {name} was not found. Reinstall ICH Viewer or choose "
-                             "another model file.")
+            # the bundled file missing means a damaged installation; a file the user named, a wrong path
+            advice = "Reinstall ICH Viewer or choose another model file." if expected_sha256 else \
+                "Check the path, or choose another model file (.onnx)."
+            what = "is a folder, not a model file" if self.path.is_dir() else "was not found"
+            raise ModelError(f"The model file {name} {what}. {advice}")
         try:
             data = self.path.read_bytes()  # hashed and handed to ONNX Runtime as one buffer: what is checked runs
         except OSError as exc:

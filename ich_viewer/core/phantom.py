@@ -38,6 +38,8 @@ SUBTYPES = CLASSES[1:]
 RSNA_ORDER = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")
 MIN_LESION_AREA_MM2 = 2.5
 FIELD_OF_VIEW_MM = 240.0
+#: Head CT is 512 px, sometimes 1024; 400 slices is 0.625 mm over 25 cm. Larger asks only exhaust memory.
+MAX_SIZE, MAX_SLICES = 1024, 400
 NOISE_SIGMA_HU = 4.0
 MANUFACTURER, MODEL_NAME = "ICH Viewer", "Synthetic head CT phantom"
 
@@ -122,8 +124,9 @@ def _generate(seed, subtypes, n_slices, size, slice_thickness, debug):
         raise ValueError(f"unknown subtype(s) {', '.join(map(repr, unknown))}; valid: {', '.join(SUBTYPES)}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if n_slices < 1 or size < 32 or not slice_thickness > 0:
-        raise ValueError("a phantom needs n_slices >= 1, size >= 32 and slice_thickness > 0")
+    if not (1 <= n_slices <= MAX_SLICES and 32 <= size <= MAX_SIZE and slice_thickness > 0):
+        raise ValueError(f"a phantom needs 1 to {MAX_SLICES} slices, a size of 32 to {MAX_SIZE} pixels and "
+                         "a slice thickness above 0")
     seed = int(seed)
     px = FIELD_OF_VIEW_MM / size
     # Independent streams: the head and noise do not change when the lesion list does.

@@ -69,6 +69,17 @@ def test_the_bundled_model_is_verified_against_its_manifest(tiny_model, tmp_path
         IchModel.bundled(tmp_path)
 
 
+def test_a_model_path_the_user_named_wrongly_is_not_answered_with_reinstall(tmp_path):
+    with pytest.raises(ModelError, match=r"^The model file nothing.onnx was not found. Check the path") as missing:
+        IchModel(tmp_path / "nothing.onnx")
+    (tmp_path / "folder.onnx").mkdir()
+    with pytest.raises(ModelError, match="is a folder, not a model file") as folder:
+        IchModel(tmp_path / "folder.onnx")
+    assert "Reinstall" not in str(missing.value) + str(folder.value)
+    with pytest.raises(ModelError, match="was not found. Reinstall ICH Viewer"):  # the bundled file: installation
+        IchModel(tmp_path / "nothing.onnx", expected_sha256="0" * 64)
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "was not found"),
     ("corrupt", "not a readable ONNX model"),

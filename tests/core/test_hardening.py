@@ -244,6 +244,19 @@ def test_zip_bombs_and_escaping_paths_are_refused_member_by_member(tmp_path):
     assert len(read_volume(result.series[0])) == GOOD
 
 
+def test_a_zip_inside_the_zip_is_named_as_such_not_called_not_dicom(tmp_path):
+    import io
+    import zipfile
+
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("slice.dcm", _ct_small())
+    result = ich_viewer.load(_zip_of_good_slices(tmp_path, extra=[("more/inner.zip", inner.getvalue())]))
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert reasons == {"inner.zip": "a zip archive inside a zip archive: unzip the outer one"}
+    assert len(read_volume(result.series[0])) == GOOD
+
+
 def test_an_archive_with_too_many_members_is_refused_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(archives, "MAX_MEMBERS", 10)
     archive = _zip_of_good_slices(tmp_path, extra=[(f"{i}.txt", b"x") for i in range(20)])

@@ -160,6 +160,12 @@ def test_tiny_series_work():
         assert series.labels[:, 0].any()
 
 
+@pytest.mark.parametrize("n, size", [(0, 64), (1, 16), (401, 64), (4, 1025), (4, 100_000)])
+def test_a_phantom_too_small_or_too_large_for_memory_is_refused_before_allocating(n, size):
+    with pytest.raises(ValueError, match="1 to 400 slices, a size of 32 to 1024 pixels"):
+        make_phantom(seed=2, n_slices=n, size=size)
+
+
 def _arc_profile(mask, theta, depth, bins=20):
     """Thickness (max depth, mm) in equal angle bins across the lesion's arc, and the arc (rad)."""
     t, d = theta[mask], depth[mask]
