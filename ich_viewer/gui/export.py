@@ -283,8 +283,8 @@ def draw_summary(painter: QPainter, page: QRectF, viewer: ViewerModel, lut: np.n
         y = text.line(x, y, line, black, width)
     card = viewer.model.card
     rule = viewer.thresholds.rule
-    y = text.line(x, y + 1.5 * mm, f"model {card.name} {card.version}; thresholds: "
-                  f"{viewer.thresholds.preset.replace('_', ' ')} preset" + (f" ({rule})" if rule else ""), black, width)
+    y = text.paragraph(x, y + 1.5 * mm, width, f"model {card.name} {card.version}; thresholds: "  # a rule is long:
+                       f"{viewer.thresholds.preset.replace('_', ' ')} preset" + (f" ({rule})" if rule else ""), black)
     font(7, family="DejaVu Sans Mono")
     y = text.line(x, y, f"model SHA-256 {viewer.model.sha256}", grey, width)
     font(8.5)

@@ -131,6 +131,8 @@ def test_pdf_summary_is_one_page_with_model_disclaimer_and_each_class(qtbot, win
     worst = viewer.worst_slice("subdural")
     assert f"maximum {viewer.maxima()[CLASSES.index('subdural')]:.3f} on slice {worst + 1} of 10" in drawn
     assert f"threshold {viewer.thresholds.values['any']:.3f} (balanced)" in drawn
+    rule = viewer.thresholds.rule  # the preset's whole rule, wrapped, not cut off at the page's width
+    assert rule and squeeze(rule) in text
 
     window.actions["anonymise"].trigger()
     drawn = window.export_summary_pdf(path)
