@@ -136,6 +136,19 @@ def cam_overlay(cam: np.ndarray, shape: tuple[int, int], scale: float, probabili
     return np.clip(values / max(scale, 1e-12), 0.0, 1.0).astype(np.float32)
 
 
+#: An overlay whose peak is under one step of its 256-colour table draws nothing at all.
+CAM_VISIBLE = 1 / 255
+#: What the viewer and the exports say beside a shown class whose Grad-CAM draws nothing on this slice.
+CAM_BLANK_NOTE = "blank: no positive evidence on this slice"
+
+
+def cam_blank(values: np.ndarray | None) -> bool:
+    """Is this shown overlay (``cam_overlay`` inside the head) empty to the eye? Grad-CAM keeps only what raised
+    the class's score, so a flagged slice can have none, e.g. when the probability comes from the whole
+    image's context rather than one place."""
+    return values is not None and not float(values.max(initial=0.0)) >= CAM_VISIBLE
+
+
 def display_scale(prediction: SeriesPrediction, class_index: int, model_scale: float) -> float:
     """The CAM value shown at full colour for one class in one series: the model card's scale, or the
     series' own 99th-percentile peak when that is larger. Fixed across the series (never per image),

@@ -24,7 +24,7 @@ import ich_viewer
 from ich_viewer.core.body_mask import body_mask
 from ich_viewer.core.contract import ABBREVIATIONS, CLASSES
 from ich_viewer.core.errors import DecodeError, IchViewerError
-from ich_viewer.core.inference import cam_overlay, display_scale
+from ich_viewer.core.inference import CAM_BLANK_NOTE, cam_blank, cam_overlay, display_scale
 from ich_viewer.core.results import NOTICE
 from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.core.windows import apply_window, composite_rgb, to_uint8
@@ -172,8 +172,10 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
         left = viewer.corner_lines()
         for line in left:
             y = text.line(margin, y, line, width=w - 2 * margin, box=shade)
-        right = model_lines(viewer) + ([f"Grad-CAM: {CLASSES[viewer.cam_class_index()]}"]
-                                       if viewer.overlay() is not None else [])
+        shown = viewer.overlay()
+        right = model_lines(viewer) + ([f"Grad-CAM: {CLASSES[viewer.cam_class_index()]}"
+                                        + (f" ({CAM_BLANK_NOTE})" if cam_blank(shown) else "")]
+                                       if shown is not None else [])
         metrics = QFontMetricsF(font)
         widest = [max((metrics.horizontalAdvance(t) for t in lines), default=0.0) for lines in (left, right)]
         y = margin if sum(widest) + 3 * margin <= w else y  # side by side, or under each other on a narrow image
@@ -314,8 +316,10 @@ def draw_summary(painter: QPainter, page: QRectF, viewer: ViewerModel, lut: np.n
                 painter.drawImage(QRectF(cx + (thumb - scaled.width()) / 2, cy + (thumb - scaled.height()) / 2,
                                          scaled.width(), scaled.height()), image)
                 font(6.5)
-                text.line(cx + 1 * mm, cy + thumb - 4 * mm, f"slice {worst + 1}" + ("" if cam is not None else
-                          "; no Grad-CAM: under threshold"), QColor(230, 230, 230), thumb - 2 * mm)
+                caption = "; no Grad-CAM: under threshold" if cam is None else \
+                    "; Grad-CAM blank: no positive evidence" if cam_blank(cam) else ""
+                text.line(cx + 1 * mm, cy + thumb - 4 * mm, f"slice {worst + 1}{caption}", QColor(230, 230, 230),
+                          thumb - 2 * mm)
         tx, ty, tw = cx + thumb + 3 * mm, cy, cell_w - thumb - 3 * mm
         for i, line in enumerate(class_cell_lines(viewer, c, maxima, bool(flags[c]))):
             font(10 if i < 2 else 8, bold=i < 2)

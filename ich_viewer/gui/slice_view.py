@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 
 from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.inference import cam_blank
 from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.core.windows import Window, WindowFunction, apply_window, composite_rgb
 from ich_viewer.gui.view_overlays import ViewportOverlays
@@ -85,7 +86,8 @@ class SliceView(pg.GraphicsLayoutWidget):
     def refresh_overlay(self) -> None:
         values = self.viewer.overlay()
         self.set_overlay(values)
-        self.overlays.colour_bar.set_class(None if values is None else CLASSES[self.viewer.cam_class_index()])
+        self.overlays.colour_bar.set_class(None if values is None else CLASSES[self.viewer.cam_class_index()],
+                                           blank=cam_blank(values))
 
     def _on_window_changed(self) -> None:
         if self.viewer.window_function != self.function:
