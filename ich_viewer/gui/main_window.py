@@ -28,6 +28,7 @@ from ich_viewer.paths import models_dir
 
 #: The saved dock layout's version: a layout saved before the plot moved into a dock is not restored.
 LAYOUT_VERSION = 2
+MIN_IMAGE_PX = 300  # the smallest the central image may become; the docks give way first
 STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1,
              Qt.Key.Key_PageUp: -10, Qt.Key.Key_PageDown: 10}
 
@@ -64,6 +65,8 @@ class MainWindow(FileActions, QMainWindow):
         """The image takes the whole centre (a screen is wider than tall, so nothing goes under it): the
         series and classes on the left, the probability plot over the thresholds on the right."""
         self.view = SliceView()
+        # The image is what the window is for: a small window narrows the docks, never the image to a strip.
+        self.view.setMinimumSize(MIN_IMAGE_PX, MIN_IMAGE_PX)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # its own arrow keys would run against the window's
         self.plot = ProbabilityPlot()

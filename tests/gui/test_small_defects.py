@@ -160,3 +160,13 @@ def test_the_wheel_over_a_threshold_slider_or_combo_moves_slices_not_the_control
         QApplication.sendEvent(widget, wheel)
         assert window.viewer.index == expected, widget  # as over the image: away from the user is the next slice
     assert (slider.value(), window.viewer.thresholds.values["subdural"], combo.currentIndex()) == before
+
+
+def test_a_small_window_narrows_the_docks_not_the_image_to_a_strip(qtbot, tmp_path, tiny_model, study):
+    """Found by an outside tester: at 700 x 500 the docks left the image about 70 px wide."""
+    from ich_viewer.gui.main_window import MIN_IMAGE_PX
+
+    window = new_window(qtbot, tmp_path / "small.ini", IchModel(tiny_model), size=(700, 500))
+    opened(qtbot, window, [study], classify=False)
+    QApplication.processEvents()
+    assert window.view.width() >= MIN_IMAGE_PX and window.view.height() >= MIN_IMAGE_PX
