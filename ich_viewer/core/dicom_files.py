@@ -5,6 +5,7 @@ archive member). Nothing here reads a header: :mod:`~ich_viewer.core.dicom_io` d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -104,20 +105,19 @@ def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
             yield Skipped(str(ref), "listed in the DICOMDIR but missing")
 
 
-class _pydicom_warnings_caught:
-    """Collects the texts of the warnings pydicom raises and logs inside the block, instead of printing them.
-    (``warnings.catch_warnings`` is process-wide: another thread's warnings in that moment are collected too.)"""
-
-    def __enter__(self) -> list[str]:
-        self._warnings = warnings.catch_warnings(record=True)
-        self._caught = self._warnings.__enter__()
-        warnings.simplefilter("always")
-        self._logger = logging.getLogger("pydicom")
-        self._was_disabled, self._logger.disabled = self._logger.disabled, True
-        self.texts: list[str] = []
-        return self.texts
-
-    def __exit__(self, *exc_info) -> None:
-        self._logger.disabled = self._was_disabled
-        self._warnings.__exit__(*exc_info)
-        self.texts.extend(str(w.message) for w in self._caught)
+@contextlib.contextmanager
+def _pydicom_warnings_caught() -> Iterator[list[str]]:
+    """The texts of the warnings pydicom raises (and logs) inside the block, collected instead of printed.
+    ``warnings.catch_warnings`` is process-wide: another thread's warning in that moment is collected too."""
+    texts: list[str] = []
+    logger = logging.getLogger("pydicom")
+    was_disabled, logger.disabled = logger.disabled, True
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield texts
+            finally:
+                texts.extend(str(w.message) for w in caught)
+    finally:
+        logger.disabled = was_disabled
