@@ -81,7 +81,9 @@ def scan_headers(paths: Iterable[str], keywords: list[str]) -> dict[str, Scanned
     """``{path: header}`` for the files this fast path vouches for (see the module doc); others are absent."""
     # GDCM allocates whatever an element's length claims (a corrupt length took 4-5 GB); only files whose
     # lengths all fit inside them are handed to it, the rest take pydicom's path (66 MB on the same file).
-    paths = [path for path in paths if lengths_fit(path)]
+    # GDCM's binding takes only names that are valid UTF-8: a Latin-1 name from an old CD (held by Python as
+    # surrogate escapes) made Scan raise for the whole folder. Such files take pydicom's path too.
+    paths = [path for path in paths if _utf8_name(path) and lengths_fit(path)]
     if gdcm is None or not paths:
         return {}
     keywords = [k for k in keywords if not k.endswith("Sequence")]
@@ -90,7 +92,10 @@ def scan_headers(paths: Iterable[str], keywords: list[str]) -> dict[str, Scanned
     scanner = gdcm.Scanner()
     for tag in (*tags.values(), ts_tag):
         scanner.AddTag(tag)
-    if not scanner.Scan(paths):
+    try:
+        if not scanner.Scan(paths):
+            return {}
+    except Exception:  # noqa: BLE001 - the fast path is an optimisation: any refusal leaves pydicom's path
         return {}
     out = {}
     for path in paths:
@@ -101,6 +106,14 @@ def scan_headers(paths: Iterable[str], keywords: list[str]) -> dict[str, Scanned
         if header is not None:
             out[path] = header
     return out
+
+
+def _utf8_name(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _vouched(scanner, path: str, tags: dict, ts_tag) -> ScannedHeader | None:

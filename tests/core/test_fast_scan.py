@@ -83,6 +83,24 @@ def test_non_ascii_names_go_through_pydicom(tmp_path, monkeypatch):
     assert ich_viewer.load(tmp_path).studies[0].patient.name == "Müller^Jürgen"
 
 
+def test_a_file_name_that_is_not_utf8_costs_nothing_but_the_fast_path(tmp_path):
+    """Found by an outside tester: one Latin-1 file name (b"Ren\\xe9e.dcm", from an old CD) made GDCM's scanner
+    raise a TypeError for the whole folder, so nothing opened. That file now takes pydicom's path."""
+    import os
+
+    for i in range(3):
+        ds = make.read("CT_small.dcm")
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.92.{i + 1}"
+        ds.InstanceNumber, ds.ImagePositionPatient = i + 1, [0.0, 0.0, 5.0 * i]
+        name = b"Ren\xe9e.dcm" if i == 1 else f"slice{i}.dcm".encode()
+        ds.save_as(os.fsdecode(os.path.join(os.fsencode(tmp_path), name)))
+    latin1 = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"Ren\xe9e.dcm"))
+    found = fast_scan.scan_headers(sorted(str(p) for p in tmp_path.iterdir()), dicom_io.SCAN_TAGS)
+    assert latin1 not in found  # and no exception for the other two
+    result = ich_viewer.load(tmp_path)
+    assert [len(s) for s in result.series] == [3] and not result.skipped
+
+
 def test_fast_scan_matches_pydicom_on_the_real_cq500_series(cq500_dir, monkeypatch):
     paths = sorted(str(p) for p in cq500_dir.glob("*.dcm"))
     assert len(fast_scan.scan_headers(paths, dicom_io.SCAN_TAGS)) == len(paths)
