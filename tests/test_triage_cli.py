@@ -97,3 +97,19 @@ def test_the_per_study_line_counts_slices_in_english(tiny_model, study, tmp_path
     assert "study 1 of 1: 1 slice, " in capsys.readouterr().err
     assert main(["triage", str(study), "--model", str(tiny_model), "--json", str(tmp_path / "four.json")]) == 0
     assert "study 1 of 1: 4 slices, " in capsys.readouterr().err
+
+
+def test_a_file_name_that_is_not_utf8_is_written_escaped(tiny_model, study, tmp_path, capsys):
+    """A Latin-1 name from an old CD ("Ren\\xe9e.dcm" as bytes) reaches the CSV and JSON as readable UTF-8 text,
+    instead of failing the whole write."""
+    import os
+    import shutil
+
+    folder = tmp_path / "cd"
+    folder.mkdir()
+    for i, source in enumerate(sorted(study.glob("*.dcm"))):
+        name = b"Ren\xe9e.dcm" if i == 1 else source.name.encode()
+        shutil.copy(source, os.fsdecode(os.path.join(os.fsencode(folder), name)))
+    out, summary = tmp_path / "slices.csv", tmp_path / "summary.json"
+    assert main(["triage", str(folder), "--model", str(tiny_model), "--out", str(out), "--json", str(summary)]) == 0
+    assert "Ren\\xe9e.dcm" in out.read_text(encoding="utf-8") and len(out.read_text().splitlines()) == 5

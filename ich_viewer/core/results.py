@@ -43,7 +43,7 @@ def slice_rows(results: list[SeriesResult], thresholds: np.ndarray, anonymise: b
         flags = (np.nan_to_num(probabilities, nan=-1.0) >= thresholds) & r.flags_shown
         z = r.series.z
         for i, ref in enumerate(r.series.slices):
-            row = {"path": "" if anonymise else str(ref.file), "patient": "" if anonymise else r.study.patient.id,
+            row = {"path": "" if anonymise else printable(str(ref.file)), "patient": "" if anonymise else r.study.patient.id,
                    "study_uid": r.study.uid, "series_uid": r.series.uid, "sop_instance_uid": ref.sop_uid,
                    "slice_index": i + 1, "z": "" if z is None else f"{z[i]:.3f}"}
             for c, name in enumerate(CLASSES):
@@ -119,11 +119,17 @@ def results_payload(model, thresholds, results: list[SeriesResult], loaded: Load
     if loaded is not None:
         # "file 17 of 238" says which file without its name (names often carry the patient's name)
         payload["files_found"] = loaded.files_found
-        payload["skipped"] = [{"path": "" if anonymise else s.path, "file_number": s.number, "reason": s.reason}
+        payload["skipped"] = [{"path": "" if anonymise else printable(s.path), "file_number": s.number, "reason": s.reason}
                               for s in loaded.skipped]
         payload["other_files"] = len(loaded.other_files)  # CSV/TXT beside the studies: counted, not listed
     payload["notice"] = NOTICE
     return payload
+
+
+def printable(path: str) -> str:
+    """A path as text any UTF-8 reader takes: a name that is not valid UTF-8 (a Latin-1 name from an old CD,
+    held by Python as surrogate escapes) shows its odd bytes as \\xe9 instead of failing the whole write."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def write_json(path: str | Path, payload: dict) -> None:
