@@ -41,6 +41,7 @@ class MainWindow(FileActions, QMainWindow):
         self.settings = settings or QSettings()
         self.viewer = ViewerModel()
         self.jobs = workers.Jobs()
+        self.load_job: workers.Job | None = None  # the latest open's scan
         self.classify: workers.Job | None = None  # the classification in progress
         self._build_widgets()
         self._build_menus()
@@ -141,9 +142,14 @@ class MainWindow(FileActions, QMainWindow):
         self.progress.setRange(0, 0)
         self.progress.show()
         job = workers.load_job(paths, self)
-        job.finished.connect(self.viewer.set_result)
+        self.load_job = job  # the latest open wins: a slower earlier scan must not replace it when it ends
+        job.finished.connect(self._on_load_finished)
         job.failed.connect(self._on_load_failed)
         self.jobs.start(job)
+
+    def _on_load_finished(self, result: LoadResult) -> None:
+        if self.sender() is self.load_job:
+            self.viewer.set_result(result)
 
     def _on_loaded(self, result: LoadResult) -> None:
         self.browser.show_result(result, self.viewer.anonymised)
@@ -161,6 +167,8 @@ class MainWindow(FileActions, QMainWindow):
         self.open_series(result.studies[0], result.studies[0].series[0])
 
     def _on_load_failed(self, message: str) -> None:
+        if self.sender() is not self.load_job:
+            return
         self.progress.hide()
         QMessageBox.warning(self, "ICH Viewer", message)
         self.statusBar().showMessage("Nothing opened", 5000)

@@ -78,3 +78,38 @@ def test_finished_jobs_are_released(qtbot, tmp_path, tiny_model, study):
     qtbot.waitUntil(lambda: not window.jobs, timeout=5000)
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert window.findChildren(Job) == []
+
+
+def test_a_slower_earlier_open_does_not_replace_the_latest(qtbot, tmp_path, tiny_model, study, monkeypatch):
+    """Found by an outside tester: open a large folder, then another before the first is scanned, and the
+    first replaced the second when its scan ended. Here the first scan is held back until the second is on
+    screen (a real load, only delayed)."""
+    import threading
+
+    import ich_viewer
+    from ich_viewer.core.phantom import make_phantom, write_phantom_study
+
+    slow = tmp_path / "slow"
+    write_phantom_study(make_phantom(seed=5, subtypes=["subdural"], n_slices=4, size=64), slow, patient_id="PAT-SLOW")
+    release, real_load = threading.Event(), ich_viewer.load
+
+    def load(paths, *args, **kwargs):
+        if list(paths) == [slow]:
+            release.wait(30)
+        return real_load(paths, *args, **kwargs)
+
+    monkeypatch.setattr(ich_viewer, "load", load)
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        model=IchModel(tiny_model), load_bundled=False)
+    qtbot.addWidget(window)
+    window.show()
+    window.open_paths([slow])
+    window.open_paths([study])
+    qtbot.waitUntil(lambda: window.viewer.loader is not None and window.viewer.loader.finished
+                    and window.view.hu is not None, timeout=30000)
+    latest = window.viewer.series
+    assert any(job.thread.isRunning() for job in window.jobs)  # the first scan is still held back
+    release.set()
+    qtbot.waitUntil(lambda: not any(job.thread.isRunning() for job in window.jobs), timeout=30000)
+    QCoreApplication.processEvents()
+    assert window.viewer.series is latest and window.viewer.result.studies[0].patient.id != "PAT-SLOW"
