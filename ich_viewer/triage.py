@@ -152,7 +152,8 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         stream.write(f"study {number} of {len(summaries)}: {slices} slice{'s' * (slices != 1)}, {flagged}\n")
     unreadable = sum(len(r.prediction.failed) for r in results)
     if unreadable:
-        stream.write(f"{unreadable} slice(s) could not be decoded: marked in the results, never flagged\n")
+        stream.write(f"{unreadable} slice(s) could not be decoded or classified: marked in the results, never "
+                     "flagged\n")
     if loaded.skipped:
         reasons: dict[str, int] = {}
         for s in loaded.skipped:

@@ -100,11 +100,29 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
             continue
         if slabs is not None:
             hu = slabs.average(indices, wanted, hu)
-        batch = model.run(hu, indices)
+        batch = _valid_rows(model.run(hu, indices), result.failed)
+        if not len(batch.indices):
+            continue
         result.add(batch)
         if on_batch is not None:
             on_batch(batch)
     return result
+
+
+INVALID_OUTPUT = "the model gave no valid result for it (NaN, or a probability outside 0..1): the model file is faulty"
+
+
+def _valid_rows(batch: BatchResult, failed: dict[int, str]) -> BatchResult:
+    """The batch without slices whose probabilities are not numbers in [0, 1] or whose CAM is not finite; those
+    go into ``failed``, as an undecodable slice does. A broken model must not read as a study with nothing in it
+    (NaN is never above a threshold) nor flag with a "probability" of 1.9."""
+    p, cam = batch.probabilities, batch.cam
+    valid = (np.isfinite(p) & (p >= 0) & (p <= 1)).all(1) & np.isfinite(cam.reshape(len(cam), -1)).all(1)
+    if valid.all():
+        return batch
+    for i in batch.indices[~valid]:
+        failed[int(i)] = INVALID_OUTPUT
+    return BatchResult(batch.indices[valid], p[valid], cam[valid], None if batch.logits is None else batch.logits[valid])
 
 
 def _decoded(loader, indices: np.ndarray, failed: dict[int, str]) -> tuple[np.ndarray, np.ndarray | None]:

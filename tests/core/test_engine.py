@@ -198,3 +198,38 @@ def test_display_scale_is_fixed_per_series_and_never_below_the_models():
     assert 0.38 < scale <= 0.4  # a series far hotter than the validation data: its own peak
     prediction.cam[2, 5] = 0.01
     assert display_scale(prediction, 5, 0.05) == 0.05  # a quiet series keeps the model's scale
+
+
+def _scaled_output(src, dst, factor: float):
+    """The model with its probabilities multiplied by ``factor`` in the graph: NaN or 3 stand for a faulty
+    export that still meets the contract's shapes."""
+    from onnx import helper, numpy_helper
+
+    from training.export import save_sealed
+
+    proto = onnx.load(str(src))
+    for node in proto.graph.node:
+        node.output[:] = ["probabilities_raw" if o == "probabilities" else o for o in node.output]
+    proto.graph.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "faulty_factor"))
+    proto.graph.node.append(helper.make_node("Mul", ["probabilities_raw", "faulty_factor"], ["probabilities"]))
+    return save_sealed(proto, dst)  # sealed as the exporter seals: the viewer refuses an unsealed change
+
+
+@pytest.mark.parametrize("factor", [float("nan"), 3.0], ids=["NaN", "above 1"])
+def test_a_model_giving_invalid_probabilities_marks_its_slices_instead_of_a_clean_study(tiny_model, tmp_path,
+                                                                                        factor):
+    """Found by an outside tester: a model whose outputs were NaN read as "nothing flagged" (NaN is never above
+    a threshold), and one multiplying by 3 flagged with "probabilities" of 1.9."""
+    from ich_viewer.core.inference import INVALID_OUTPUT
+
+    model = IchModel(_scaled_output(tiny_model, tmp_path / "faulty.onnx", factor))
+    hu = make_phantom(seed=1, subtypes=["subdural"], n_slices=3, size=64).hu
+    result = predict_series(model, hu)
+    if np.isnan(factor):
+        assert result.failed == {0: INVALID_OUTPUT, 1: INVALID_OUTPUT, 2: INVALID_OUTPUT}
+        assert np.isnan(result.probabilities).all()
+    else:  # the tiny model's sigmoids times 3: the slices whose outputs stay in [0, 1] keep them
+        fine = predict_series(IchModel(tiny_model), hu).probabilities * 3
+        over = (fine > 1).any(1)
+        assert over.any() and set(result.failed) == set(np.flatnonzero(over).tolist())
+        assert not np.any(result.probabilities > 1)
