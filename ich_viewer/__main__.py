@@ -104,8 +104,9 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"study {study.uid}  date {study.date or '-'}  {study.description or '(no description)'}")
         for series in study.series:
             spacing = series.spacing
-            print(f"  series {series.uid}: {len(series)} slices {series.rows}x{series.columns}, "
-                  f"spacing {spacing[0]:.3g}/{spacing[1]:.3g}/{spacing[2]:.3g} mm, "
+            between = f"{spacing[0]:.3g}" if len(series) > 1 else "-"  # one slice: no distance between slices
+            print(f"  series {series.uid}: {len(series)} slice{'s' * (len(series) != 1)} {series.rows}x{series.columns}, "
+                  f"spacing {between}/{spacing[1]:.3g}/{spacing[2]:.3g} mm, "
                   f"{series.description or '(no description)'}")
             for warning in series.geometry.warnings:
                 print(f"    warning: {warning}")

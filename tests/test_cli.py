@@ -23,6 +23,8 @@ def test_phantom_writes_a_study_that_info_reads(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "6 slices 128x128" in printed and "1 other file (CSV/TXT) not read" in printed
     assert "skipped" not in printed  # its labels.csv is beside the study, not a broken image
+    assert main(["info", str(files[0])]) == 0  # one slice: "1 slice", and no distance between slices
+    assert "1 slice 128x128, spacing -/1.88/1.88 mm" in capsys.readouterr().out
 
 
 def test_bad_arguments_give_a_message_and_exit_2(tmp_path, capsys):

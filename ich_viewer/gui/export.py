@@ -317,7 +317,7 @@ def draw_summary(painter: QPainter, page: QRectF, viewer: ViewerModel, lut: np.n
                                          scaled.width(), scaled.height()), image)
                 font(6.5)
                 caption = "; no Grad-CAM: under threshold" if cam is None else \
-                    "; Grad-CAM blank: no positive evidence" if cam_blank(cam) else ""
+                    "; Grad-CAM blank" if cam_blank(cam) else ""  # the thumbnail is narrow
                 text.line(cx + 1 * mm, cy + thumb - 4 * mm, f"slice {worst + 1}{caption}", QColor(230, 230, 230),
                           thumb - 2 * mm)
         tx, ty, tw = cx + thumb + 3 * mm, cy, cell_w - thumb - 3 * mm

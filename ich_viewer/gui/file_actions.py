@@ -24,13 +24,18 @@ MAX_RECENT = 8
 class FileActions:
     # ------------------------------------------------------------------ opening
 
+    def _start_folder(self) -> str:
+        """Where the open dialogs start: the last folder opened, or with the anonymised display the home folder
+        (the dialog would show the last study's folder and file names, which often carry the patient's)."""
+        return str(Path.home()) if self.viewer.anonymised else self.settings.value("last_folder", "")
+
     def ask_open_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a study folder", self.settings.value("last_folder", ""))
+        folder = QFileDialog.getExistingDirectory(self, "Open a study folder", self._start_folder())
         if folder:
             self.open_paths([Path(folder)])
 
     def ask_open_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files", self.settings.value("last_folder", ""),
+        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files", self._start_folder(),
                                                 "DICOM, zip or DICOMDIR (*)")
         if files:
             self.open_paths([Path(f) for f in files])
@@ -160,7 +165,7 @@ class FileActions:
             QMessageBox.information(self, "ICH Viewer", "No model is loaded.")
             return
         folder = QFileDialog.getExistingDirectory(self, "Folder of studies known to be normal, from your scanners",
-                                                  self.settings.value("last_folder", ""))
+                                                  self._start_folder())
         if not folder:
             return
         rate, ok = QInputDialog.getDouble(self, "Calibrate to this site", "Largest share of these normal slices a "

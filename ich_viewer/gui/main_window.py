@@ -93,6 +93,7 @@ class MainWindow(FileActions, QMainWindow):
         self.skipped_dock.hide()  # opened from the status bar's count
         self.progress = QProgressBar(maximumWidth=220, visible=False)
         self.hover_label, self.model_label, notice = QLabel(""), QLabel(""), QLabel(NOT_FOR_DIAGNOSIS)
+        self.model_label.setTextFormat(Qt.TextFormat.PlainText)  # a card's name is the file's text, not markup
         self.other_files_label = QLabel("")  # CSV/TXT beside the study: a count, not "skipped" (names in its tooltip)
         self.skipped_button = QPushButton("", flat=True, visible=False, toolTip="show or hide the skipped files")
         self.skipped_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)

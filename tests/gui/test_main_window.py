@@ -17,7 +17,7 @@ from ich_viewer.core.model import IchModel
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.core.windows import PRESETS
-from ich_viewer.gui import main_window
+from ich_viewer.gui import file_actions, main_window
 from ich_viewer.gui.dialogs import card_html
 from ich_viewer.gui.main_window import NOT_FOR_DIAGNOSIS, MainWindow
 from ich_viewer.core.volume import read_volume
@@ -168,7 +168,7 @@ def test_exports_png_and_results_anonymised(qtbot, window, study, tmp_path):
     assert "PAT-GUI" in window.view.corner.toPlainText()
 
 
-def test_anonymised_display_hides_the_study_date_and_recent_paths(qtbot, window, study):
+def test_anonymised_display_hides_the_study_date_and_recent_paths(qtbot, window, study, monkeypatch):
     """The study tree's date column and File > Open recent (folder names often carry the patient's name)
     are on screen too: an outside tester found both still showing with the anonymised display on."""
     opened(qtbot, window, study, classify=False)
@@ -179,8 +179,15 @@ def test_anonymised_display_hides_the_study_date_and_recent_paths(qtbot, window,
     window.actions["anonymise"].trigger()
     assert date not in " ".join(tree_texts()) and "PAT-GUI" not in " ".join(tree_texts())
     assert recent() == ["Recent item 1 (name hidden)"] and str(study) not in " ".join(recent())
+    captured = []  # where File > Open starts: not in the last study's folder, whose names show in the dialog
+    monkeypatch.setattr(file_actions.QFileDialog,
+                        "getExistingDirectory", lambda parent, title, start: captured.append(start) or "")
+    window.ask_open_folder()
+    assert captured == [str(Path.home())]
     window.actions["anonymise"].trigger()
     assert date in tree_texts() and recent() == [str(study)]
+    window.ask_open_folder()
+    assert captured[-1] == str(study)
 
 
 def test_junk_folder_and_bad_model_are_messages(qtbot, window, tmp_path, monkeypatch):

@@ -170,3 +170,14 @@ def test_a_small_window_narrows_the_docks_not_the_image_to_a_strip(qtbot, tmp_pa
     opened(qtbot, window, [study], classify=False)
     QApplication.processEvents()
     assert window.view.width() >= MIN_IMAGE_PX and window.view.height() >= MIN_IMAGE_PX
+
+
+def test_a_model_cards_name_is_shown_as_text_not_markup(qtbot, tmp_path):
+    """Found by an outside tester: a card named '<b>...' or '<img src=file:...>' was rendered as rich text in
+    the status bar."""
+    from tests.model_cards import bundled_with_card
+
+    model = IchModel(bundled_with_card(tmp_path / "markup.onnx", name="<b>bold</b><img src='file:///etc/x.png'>"))
+    window = new_window(qtbot, tmp_path / "markup.ini", model)
+    assert window.model_label.textFormat() == Qt.TextFormat.PlainText
+    assert window.model_label.text().startswith("model: <b>bold</b><img")
