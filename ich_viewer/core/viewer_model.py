@@ -84,11 +84,16 @@ class ViewerModel:
         """Make ``series`` current and start decoding it (``first``, default the middle slice, first)."""
         self.close_series()
         self.study, self.series, self.prediction = study, series, None
+        own_window = self.window.name == "file"  # "the file's own window": this series' own, or brain without one
+        if own_window:
+            self.window = series.file_window or PRESETS["brain"]
         self.use_check = intended_use.check(series, study.description)
         self.index = len(series) // 2 if first is None else int(np.clip(first, 0, len(series) - 1))
         # Our own loader: its decoding threads stop and its array goes when the next series opens.
         self.loader = VolumeLoader(series, first=self.index)
         self.series_opened.emit(study, series)
+        if own_window:
+            self.window_changed.emit()
 
     def close_series(self) -> None:
         if self.loader is not None:

@@ -165,3 +165,30 @@ def test_orientation_markers_follow_the_series(viewer):
     study = viewer.result.studies[0]
     viewer.open_series(study, study.series[0])
     assert viewer.orientation_markers() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+
+
+def test_the_files_own_window_follows_each_series_opened(tmp_path):
+    """Found by an outside tester: key 7 on a series storing 50/350, then another series storing 40/80, and
+    the corner still said "file 50/350"."""
+    import pydicom
+
+    for name, (center, width) in {"a": (50, 350), "b": (40, 80), "c": (None, None)}.items():
+        write_phantom_study(make_phantom(seed=1, subtypes=[], n_slices=2, size=64), tmp_path / name,
+                            patient_id=f"PAT-{name}")
+        for path in (tmp_path / name).glob("*.dcm"):
+            ds = pydicom.dcmread(path)
+            if center is None:
+                del ds.WindowCenter, ds.WindowWidth
+            else:
+                ds.WindowCenter, ds.WindowWidth = center, width
+            ds.save_as(path)
+    viewer = ViewerModel()
+    shown = []
+    for name in "abc":
+        result = ich_viewer.load(tmp_path / name)
+        viewer.open_series(result.studies[0], result.series[0])
+        if name == "a":
+            viewer.set_window(viewer.series.file_window)
+        shown.append((viewer.window.name, viewer.window.center, viewer.window.width))
+        viewer.close_series()
+    assert shown == [("file", 50, 350), ("file", 40, 80), ("brain", PRESETS["brain"].center, PRESETS["brain"].width)]
