@@ -213,6 +213,8 @@ class MainWindow(FileActions, QMainWindow):
             viewer.go_to(viewer.index + STEP_KEYS[event.key()])
         elif event.key() in (Qt.Key.Key_Home, Qt.Key.Key_End) and viewer.series is not None:
             viewer.go_to(0 if event.key() == Qt.Key.Key_Home else len(viewer.series) - 1)
+        elif event.key() == Qt.Key.Key_Escape:  # from a control reached with Tab: the keys go back to the slices
+            self.view.setFocus(Qt.FocusReason.ShortcutFocusReason)
         else:
             super().keyPressEvent(event)
 

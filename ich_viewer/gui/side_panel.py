@@ -36,9 +36,10 @@ class CamControls(QWidget):
         form.addRow("opacity", self.cam_opacity)
         form.addRow("colours", self.cam_map)
         form.addRow("", self.cam_below)
-        # Clicked, never focused: after choosing here, arrow keys and Page keys still move slices.
+        # Focused by Tab only, never by a click: after clicking here, arrow and Page keys still move slices,
+        # and without a mouse Tab reaches them (Escape gives the keys back to the image).
         for widget in (self.cam_class, self.cam_opacity, self.cam_map, self.cam_below):
-            widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            widget.setFocusPolicy(Qt.FocusPolicy.TabFocus)
 
 
 class _WrappedFirstColumn(QStyledItemDelegate):
@@ -87,7 +88,7 @@ class SidePanel(QWidget):
         self.browser, self.classes, self.cam_controls = SeriesBrowser(), ClassPanel(), CamControls(viewer, view)
         self.classes.bind(viewer)
         fit_columns(self.browser)
-        self.browser.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # clicked to open a series; the keys stay with the slices
+        self.browser.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # clicked to open a series; the keys stay with the slices
         layout = QVBoxLayout(self)
         for title, widget, stretch in (("<b>Studies and series</b>", self.browser, 1),
                                        ("<b>Model output</b> (probabilities)", self.classes, 0)):

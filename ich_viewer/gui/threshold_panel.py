@@ -53,8 +53,8 @@ class ThresholdPanel(QWidget):
             value, readout = QLabel("-"), QLabel("")
             value.setMinimumWidth(40)
             readout.setStyleSheet("color: gray;")
-            for widget in (box, slider):
-                widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            for widget in (box, slider):  # Tab reaches them; a click leaves the keys with the slices
+                widget.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             grid.addWidget(box, 2 * row, 0)
             grid.addWidget(slider, 2 * row, 1)
             grid.addWidget(value, 2 * row, 2)
@@ -79,7 +79,7 @@ class ThresholdPanel(QWidget):
             button = QPushButton(name.replace("_", " "))
             button.setObjectName(f"preset_{name}")
             button.setToolTip(thresholds.card.preset_rules.get(name) or thresholds.extra_rules.get(name, ""))
-            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             button.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
             self.preset_row.addWidget(button)
         self._sync()

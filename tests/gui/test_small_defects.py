@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, QPointF, QRect, QSettings, Qt
 from PySide6.QtGui import QWheelEvent
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QSlider
 
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.model import IchModel
@@ -181,3 +181,25 @@ def test_a_model_cards_name_is_shown_as_text_not_markup(qtbot, tmp_path):
     window = new_window(qtbot, tmp_path / "markup.ini", model)
     assert window.model_label.textFormat() == Qt.TextFormat.PlainText
     assert window.model_label.text().startswith("model: <b>bold</b><img")
+
+
+def test_without_a_mouse_tab_reaches_a_threshold_slider_and_escape_returns_to_the_slices(qtbot, window, study):
+    """Found by an outside tester: every control but the image and the plot refused focus, so a threshold
+    could not be changed without a mouse. Tab now reaches them (a click still leaves the keys with the slices)."""
+    opened(qtbot, window, [study], classify=False)
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    window.view.setFocus()
+    slider = window.threshold_panel.findChild(QSlider, "threshold_any")
+    for _ in range(40):  # Tab through the window until the "any" slider has the focus
+        if QApplication.focusWidget() is slider:
+            break
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is slider
+    before, index = window.viewer.thresholds.values["any"], window.viewer.index
+    qtbot.keyClick(slider, Qt.Key.Key_Right)  # the arrow moves the threshold, not the slice
+    assert window.viewer.thresholds.values["any"] > before and window.viewer.index == index
+    qtbot.keyClick(slider, Qt.Key.Key_Escape)
+    assert QApplication.focusWidget() is window.view
+    qtbot.keyClick(window.view, Qt.Key.Key_Down)
+    assert window.viewer.index == index + 1
