@@ -156,3 +156,14 @@ def test_anonymised_triage_names_no_patient_file_or_date_anywhere(tiny_model, pr
     report = json.loads(summary.read_text())
     assert {(s["file_number"], s["reason"]) for s in report["skipped"]} >= {(1, "not a DICOM file")}
     assert "could not be decoded" in run.stderr
+
+
+def test_the_json_carries_each_series_geometry_warnings(tiny_model, tmp_path):
+    """A gap in the series (a slice missing from the folder) is said in the JSON as `info` says it."""
+    write_phantom_study(make_phantom(seed=6, subtypes=[], n_slices=8, size=64), tmp_path / "gap", patient_id="PAT-G")
+    sorted((tmp_path / "gap").glob("*.dcm"), key=lambda p: pydicom.dcmread(p).InstanceNumber)[4].unlink()
+    summary = tmp_path / "studies.json"
+    assert main(["triage", str(tmp_path / "gap"), "--model", str(tiny_model), "--json", str(summary)]) == 0
+    series = json.loads(summary.read_text())["studies"][0]["series"][0]
+    expected = list(ich_viewer.load(tmp_path / "gap").series[0].geometry.warnings)
+    assert expected and series["geometry_warnings"] == expected

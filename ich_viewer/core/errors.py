@@ -39,4 +39,6 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         return exc.strerror
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if " " not in text and text != type(exc).__name__:  # a bare key or number ("3126") says nothing alone
+        text = f"{type(exc).__name__} {text}"
     return text.replace("Unable to decode as exceptions were raised by all available plugins: ", "")[:200]

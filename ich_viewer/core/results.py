@@ -90,6 +90,7 @@ def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymi
             "intended_use": {**r.use_check.as_dict(), "flags_shown": r.flags_shown},
             # null: fed slice by slice; else the slab thickness and how many of the series' slices make one
             "slabs": r.prediction.slabs.as_dict() if r.prediction.slabs is not None else None,
+            "geometry_warnings": list(r.series.geometry.warnings),  # a gap, shared positions: as `info` prints them
             "classes": summary})
     for entry in studies.values():
         entry["flagged_classes"] = sorted({c for s in entry["series"] for c in s["flagged_classes"]},

@@ -100,6 +100,15 @@ def test_a_dicomdir_record_whose_file_is_missing_is_a_skipped_file_not_a_warning
     assert capfd.readouterr().err == ""
 
 
+def test_a_bare_key_or_number_in_an_error_is_named_by_its_type():
+    """A broken DICOMDIR was reported as "unreadable DICOMDIR (3126)": a KeyError's whole text."""
+    from ich_viewer.core.errors import one_line
+
+    assert one_line(KeyError(3126)) == "KeyError 3126"
+    assert one_line(ValueError("the file ends early")) == "the file ends early"
+    assert one_line(ValueError()) == "ValueError"
+
+
 def test_an_operating_system_error_leaves_the_path_out_of_the_reason(tmp_path):
     """The error's text carries the file's path ("[Errno 2] No such file or directory: '/.../Doe_Jane.dcm'"),
     which the anonymised reason ("file 1 of 1: ...") must not show; the reason keeps what happened."""
