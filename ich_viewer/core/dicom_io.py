@@ -455,4 +455,6 @@ def _file_window(ds: Dataset) -> Window | None:
         width = float(header_checks.first(ds.get("WindowWidth")))
     except Exception:  # noqa: BLE001 - absent, malformed or of an unknown VR: no stored window
         return None
-    return Window("file", center, width) if width > 0 and math.isfinite(center + width) else None
+    # CT values span at most 16 bits: a wider "window" (1e30 was seen) would show one flat grey
+    plausible = 0 < width <= 65536 and abs(center) <= 65536 and math.isfinite(center + width)
+    return Window("file", center, width) if plausible else None

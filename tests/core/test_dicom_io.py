@@ -265,3 +265,13 @@ def test_rsna_12bit_intercept_wrap_is_corrected(tmp_path, rsna_dir):
     assert naive.max() > 3000 and (naive > 3000).mean() > 0.2  # air read naively as dense bone
     fixed = read_volume(ich_viewer.load(tmp_path / "defect.dcm").series[0])[0]
     np.testing.assert_array_equal(fixed, np.round(true_hu))
+
+
+@pytest.mark.parametrize("width, kept", [(80, True), (0, False), (-5, False), (1e30, False)])
+def test_a_stored_window_is_kept_only_when_it_can_be_shown(tmp_path, width, kept):
+    """An outside tester's series stored a width of 1e30, which key 7 showed as one flat grey."""
+    ds = make.read("CT_small.dcm")
+    ds.WindowCenter, ds.WindowWidth = 40, width
+    ds.save_as(tmp_path / "one.dcm")
+    window = ich_viewer.load(tmp_path).series[0].file_window
+    assert (window is not None) is kept and (not kept or (window.center, window.width) == (40, 80))
