@@ -78,6 +78,7 @@ def _expand_file(path: Path, explicit: bool = False) -> Iterator[FileRef | Skipp
 
 
 MISSING_RECORD = "does not exist: "  # how pydicom's FileSet words a record whose file is missing
+MISSING_FILE = "listed in the DICOMDIR but missing"
 
 
 def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
@@ -92,7 +93,7 @@ def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
     # file like any other, listed with the rest and anonymised with them.
     for message in caught:
         if MISSING_RECORD in message:
-            yield Skipped(message.rsplit(MISSING_RECORD, 1)[1], "listed in the DICOMDIR but missing")
+            yield Skipped(message.rsplit(MISSING_RECORD, 1)[1], MISSING_FILE)
     for instance in instances:
         try:
             ref = Path(instance.path)
@@ -102,7 +103,7 @@ def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
         if ref.is_file():
             yield from _expand_file(ref)
         else:
-            yield Skipped(str(ref), "listed in the DICOMDIR but missing")
+            yield Skipped(str(ref), MISSING_FILE)
 
 
 @contextlib.contextmanager

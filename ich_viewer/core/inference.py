@@ -156,8 +156,10 @@ def cam_overlay(cam: np.ndarray, shape: tuple[int, int], scale: float, probabili
 
 #: An overlay whose peak is under one step of its 256-colour table draws nothing at all.
 CAM_VISIBLE = 1 / 255
-#: What the viewer and the exports say beside a shown class whose Grad-CAM draws nothing on this slice.
-CAM_BLANK_NOTE = "blank: no positive evidence on this slice"
+#: What the viewer (short, under the colour bar's title) and the exports say beside a shown class whose Grad-CAM
+#: draws nothing on this slice.
+CAM_BLANK = "blank: no positive evidence"
+CAM_BLANK_NOTE = f"{CAM_BLANK} on this slice"
 
 
 def cam_blank(values: np.ndarray | None) -> bool:

@@ -157,7 +157,8 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
                  opacity: float = OVERLAY_OPACITY) -> tuple[QImage, list[str]]:
     """The current slice at rows x columns with its overlay and text burned in, and the strings drawn."""
     hu = current_slice(viewer)
-    rgb = blend(windowed_rgb(viewer, hu), viewer.overlay(), default_lut() if lut is None else lut, opacity)
+    overlay = viewer.overlay()  # drawn and described below: computed once
+    rgb = blend(windowed_rgb(viewer, hu), overlay, default_lut() if lut is None else lut, opacity)
     image = to_qimage(rgb)
     drawn: list[str] = []
     h, w = rgb.shape[:2]
@@ -172,10 +173,9 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
         left = viewer.corner_lines()
         for line in left:
             y = text.line(margin, y, line, width=w - 2 * margin, box=shade)
-        shown = viewer.overlay()
         right = model_lines(viewer) + ([f"Grad-CAM: {CLASSES[viewer.cam_class_index()]}"
-                                        + (f" ({CAM_BLANK_NOTE})" if cam_blank(shown) else "")]
-                                       if shown is not None else [])
+                                        + (f" ({CAM_BLANK_NOTE})" if cam_blank(overlay) else "")]
+                                       if overlay is not None else [])
         metrics = QFontMetricsF(font)
         widest = [max((metrics.horizontalAdvance(t) for t in lines), default=0.0) for lines in (left, right)]
         y = margin if sum(widest) + 3 * margin <= w else y  # side by side, or under each other on a narrow image

@@ -13,7 +13,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QLinearGradient, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsDropShadowEffect, QGraphicsPathItem, QGraphicsRectItem, QGraphicsTextItem
 
-from ich_viewer.core.inference import CAM_BLANK_NOTE
+from ich_viewer.core.inference import CAM_BLANK
 from ich_viewer.core.view_geometry import scale_bar, scale_label
 
 TEXT_COLOUR = QColor(230, 230, 230)
@@ -146,8 +146,7 @@ class ColourBar:
     def set_class(self, name: str | None, blank: bool = False) -> None:
         """The class whose map is shown, or None to hide the bar with the overlay; ``blank``: the map draws
         nothing on this slice, which the title says rather than leaving a flagged slice's map silently empty."""
-        note = CAM_BLANK_NOTE.split(" on this slice")[0] if blank else "fixed scale"  # two short lines, as usual
-        self.title.setPlainText(f"Grad-CAM: {name}\n{note}" if name else "")
+        self.title.setPlainText(f"Grad-CAM: {name}\n{CAM_BLANK if blank else 'fixed scale'}" if name else "")
         self.set_visible(name is not None)
         self.place(*self.size)  # the title's width changed with its text
 
