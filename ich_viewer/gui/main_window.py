@@ -5,6 +5,7 @@ starts in :mod:`ich_viewer.gui.workers`.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer
@@ -144,12 +145,14 @@ class MainWindow(FileActions, QMainWindow):
         self.progress.show()
         job = workers.load_job(paths, self)
         self.load_job = job  # the latest open wins: a slower earlier scan must not replace it when it ends
-        job.finished.connect(self._on_load_finished)
-        job.failed.connect(self._on_load_failed)
+        # The job is bound into each slot, not read from sender(): PySide has returned None from sender() for
+        # some connections, which would drop an open without a word.
+        job.finished.connect(functools.partial(self._on_load_finished, job))
+        job.failed.connect(functools.partial(self._on_load_failed, job))
         self.jobs.start(job)
 
-    def _on_load_finished(self, result: LoadResult) -> None:
-        if self.sender() is self.load_job:
+    def _on_load_finished(self, job: workers.Job, result: LoadResult) -> None:
+        if job is self.load_job:
             self.viewer.set_result(result)
 
     def _on_loaded(self, result: LoadResult) -> None:
@@ -167,8 +170,8 @@ class MainWindow(FileActions, QMainWindow):
                                      (f", {result.other_files_note}" if result.other_files else ""), 8000)
         self.open_series(result.studies[0], result.studies[0].series[0])
 
-    def _on_load_failed(self, message: str) -> None:
-        if self.sender() is not self.load_job:
+    def _on_load_failed(self, job: workers.Job, message: str) -> None:
+        if job is not self.load_job:
             return
         self.progress.hide()
         QMessageBox.warning(self, "ICH Viewer", message)

@@ -24,9 +24,20 @@ def new_window(qtbot, settings_file: Path, model=None, size: tuple[int, int] | N
 def opened(qtbot, window, paths, classify=True):
     before = window.viewer.series
     window.open_paths(list(paths))
-    qtbot.waitUntil(lambda: window.viewer.series is not before and window.viewer.loader.finished
-                    and window.view.hu is not None, timeout=20000)
+    try:
+        qtbot.waitUntil(lambda: window.viewer.series is not before and window.viewer.loader.finished
+                        and window.view.hu is not None, timeout=20000)
+    except qtbot.TimeoutError as exc:  # say which step never came, so a rare failure can be told apart
+        raise AssertionError(f"the open did not show a slice within 20 s: {open_state(window, before)}") from exc
     if classify:
         qtbot.waitUntil(lambda: window.viewer.prediction is not None and window.viewer.prediction.complete
                         and window.classify is None, timeout=30000)
     return window
+
+
+def open_state(window, before) -> dict:
+    loader, job = window.viewer.loader, window.load_job
+    return {"scan running": job is not None and job.running, "series replaced": window.viewer.series is not before,
+            "slices decoded": None if loader is None else f"{loader.done} of {len(loader.ready)}",
+            "decode errors": None if loader is None else dict(loader.errors), "slice drawn": window.view.hu is not None,
+            "status bar": window.statusBar().currentMessage()}
