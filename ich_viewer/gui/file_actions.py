@@ -6,6 +6,7 @@ A mixin of :class:`~ich_viewer.gui.main_window.MainWindow` (it uses the window's
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -45,19 +46,27 @@ class FileActions:
 
         self.open_paths([demo_study_dir()])
 
-    def _recent(self) -> list[str]:
-        """The stored recent items that are absolute paths and still exist (deleted and relative ones drop out)."""
+    def _recent(self) -> list[list[str]]:
+        """The stored recent items, each the paths of one open (dropping several files is one open): only absolute
+        paths that still exist are kept, and an item with none left drops out."""
         stored = self.settings.value("recent") or []
         if isinstance(stored, str):  # QSettings' INI format reads a one-item list back as a plain string
             stored = [stored]
-        return [item for item in stored if Path(item).is_absolute() and Path(item).exists()]
+        items = []
+        for item in stored:
+            kept = [p for p in _item_paths(item) if Path(p).is_absolute() and Path(p).exists()]
+            if kept:
+                items.append(kept)
+        return items
 
     def _remember(self, paths: list[Path]) -> None:
-        first = Path(os.path.abspath(paths[0]))  # a relative path from the command line means nothing later
-        if first.exists():
-            self.settings.setValue("last_folder", str(first if first.is_dir() else first.parent))
-        recent = [str(first)] if first.exists() else []
-        self.settings.setValue("recent", (recent + [r for r in self._recent() if r != str(first)])[:MAX_RECENT])
+        absolute = [Path(os.path.abspath(p)) for p in paths]  # a relative path from the command line means nothing later
+        if absolute[0].exists():
+            self.settings.setValue("last_folder", str(absolute[0] if absolute[0].is_dir() else absolute[0].parent))
+        existing = [str(p) for p in absolute if p.exists()]
+        latest = [_stored_item(existing)] if existing else []
+        others = [_stored_item(item) for item in self._recent() if item != existing]
+        self.settings.setValue("recent", (latest + others)[:MAX_RECENT])
         self._update_recent_menu()
 
     def _update_recent_menu(self) -> None:
@@ -66,8 +75,9 @@ class FileActions:
         self.recent_menu.clear()
         anonymised = self.viewer.anonymised
         for number, item in enumerate(self._recent(), start=1):
-            action = self.recent_menu.addAction(f"Recent item {number} (name hidden)" if anonymised else item)
-            action.triggered.connect(lambda _=False, p=item: self.open_paths([Path(p)]))
+            label = item[0] if len(item) == 1 else f"{item[0]} (+{len(item) - 1} more)"
+            action = self.recent_menu.addAction(f"Recent item {number} (name hidden)" if anonymised else label)
+            action.triggered.connect(lambda _=False, item=item: self.open_paths([Path(p) for p in item]))
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.mimeData().hasUrls():
@@ -216,3 +226,19 @@ class FileActions:
                           "<b>ICH Viewer</b>: head CT with a local hemorrhage model.<br>"
                           f"<span style='color:#c0392b'>{NOT_FOR_DIAGNOSIS}.</span><br>"
                           "The model runs on this computer with ONNX Runtime; nothing is sent anywhere.")
+
+
+def _stored_item(paths: list[str]) -> str:
+    """One open's paths as one settings string: the path itself, or for several a JSON list (an absolute path
+    never starts with "[")."""
+    return paths[0] if len(paths) == 1 else json.dumps(paths)
+
+
+def _item_paths(item: str) -> list[str]:
+    if item.startswith("["):
+        try:
+            paths = json.loads(item)
+        except ValueError:
+            return []
+        return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
+    return [item]

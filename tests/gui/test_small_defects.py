@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QPointF, QRect, QSettings, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRect, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QMessageBox, QSlider
 
 from ich_viewer.core.contract import CLASSES
@@ -54,6 +54,31 @@ def test_open_recent_keeps_only_absolute_paths_that_exist(qtbot, tmp_path, study
     window.open_paths([gone])
     qtbot.waitUntil(lambda: bool(warnings), timeout=10000)
     assert recent_items(window) == [str(study)] and window.settings.value("recent") == [str(study)]
+
+
+def test_several_dropped_files_are_one_recent_item_that_reopens_them_all(qtbot, window, study, tmp_path):
+    three = sorted(study.glob("*.dcm"))[:3]
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in three])
+    window.dropEvent(QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))
+    qtbot.waitUntil(lambda: window.viewer.series is not None and window.viewer.loader.finished, timeout=20000)
+    assert len(window.viewer.series) == 3
+    assert recent_items(window) == [f"{three[0]} (+2 more)"]
+    opened(qtbot, window, [study], classify=False)  # another open, then the dropped item from the menu
+    assert recent_items(window) == [str(study), f"{three[0]} (+2 more)"]
+    window.recent_menu.actions()[1].trigger()
+    qtbot.waitUntil(lambda: window.viewer.series is not None and len(window.viewer.series) == 3
+                    and window.viewer.loader.finished, timeout=20000)
+    assert recent_items(window) == [f"{three[0]} (+2 more)", str(study)]  # reopened: first again, not doubled
+    # A deleted file leaves the rest of its item; the settings survive a restart.
+    three[2].rename(tmp_path / "moved.dcm")
+    try:
+        window.settings.sync()
+        restarted = new_window(qtbot, Path(window.settings.fileName()))
+        assert recent_items(restarted) == [f"{three[0]} (+1 more)", str(study)]
+    finally:
+        (tmp_path / "moved.dcm").rename(three[2])
 
 
 def test_series_tree_shows_every_column_whole_at_the_default_size(qtbot, tmp_path, study, tiny_model):
