@@ -139,7 +139,6 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     import ich_viewer  # noqa: F401 - first: turns ONNX Runtime's telemetry off
-    import onnxruntime as ort
     import torch
 
     from ich_viewer.core.phantom import make_phantom, write_phantom_study

@@ -137,7 +137,7 @@ def report(records: list[dict], args, elapsed: float, baseline: float) -> None:
             r = members[0]
             print(f"  [{len(members):4d}] {sig}\n         seed {r['seed']}: {r['mutator']} on {r['source']}: "
                   f"{r.get('detail', '')[:90]}\n         {r.get('message', '')[:220]}")
-        print(f"\nreproduce: python bench/fuzz_load.py --only SEED[,SEED...] --keep")
+        print("\nreproduce: python bench/fuzz_load.py --only SEED[,SEED...] --keep")
 
 
 def main(argv=None) -> int:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import ich_viewer
 from ich_viewer.core.body_mask import body_mask
 from ich_viewer.core.phantom import make_phantom
-from ich_viewer.core.volume import read_volume
 
 
 def test_phantom_head_is_one_filled_region_without_the_air_around_it():
