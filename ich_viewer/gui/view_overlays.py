@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QLinearGradient, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QGradient, QLinearGradient, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsDropShadowEffect, QGraphicsPathItem, QGraphicsRectItem, QGraphicsTextItem
 
 from ich_viewer.core.inference import CAM_BLANK
@@ -76,6 +76,7 @@ class ViewportOverlays:
         rect = self.viewbox.boundingRect()
         w, h = rect.width(), rect.height()
         self.corner.setPos(MARGIN, MARGIN - 2)
+        self._wrap(self.corner, w - 2 * MARGIN)
         corner = self.corner.mapRectToParent(self.corner.boundingRect()) if self.corner.toPlainText() else QRectF()
         for edge, item in self.markers.items():
             size = item.boundingRect()
@@ -86,6 +87,13 @@ class ViewportOverlays:
             item.setPos(x, y)
         self._place_scale_bar(w, h)
         self.colour_bar.place(w, h)
+
+    @staticmethod
+    def _wrap(item: QGraphicsTextItem, width: float) -> None:
+        """Wrap ``item`` at ``width`` only when a line is longer: a narrow view cut the corner's last words off."""
+        item.setTextWidth(-1)  # its natural width again, then wrap only if that does not fit
+        if item.boundingRect().width() > width > 0:
+            item.setTextWidth(max(width, 40.0))
 
     def _place_scale_bar(self, w: float, h: float) -> None:
         """A round length in mm at the bottom left, for the zoom shown now."""
@@ -123,6 +131,8 @@ class ColourBar:
     stretched per slice), titled with the class shown."""
 
     WIDTH, HEIGHT = 12, 140
+    #: In a short view the bar takes at most this share of the height, so its title stays off the head.
+    MAX_SHARE, MIN_HEIGHT = 0.25, 50
 
     def __init__(self, parent):
         self.bar = QGraphicsRectItem(0, 0, self.WIDTH, self.HEIGHT, parent)
@@ -137,7 +147,8 @@ class ColourBar:
 
     def set_lookup_table(self, lut: np.ndarray) -> None:
         """The overlay's RGBA table (row 0: value 0): drawn opaque, as the colours read at full opacity."""
-        gradient = QLinearGradient(0, self.HEIGHT, 0, 0)
+        gradient = QLinearGradient(0, 1, 0, 0)  # in the bar's own box: it follows the bar's height
+        gradient.setCoordinateMode(QGradient.CoordinateMode.ObjectBoundingMode)
         for i in np.linspace(0, len(lut) - 1, 16).astype(int):
             r, g, b = (int(v) for v in lut[i][:3])
             gradient.setColorAt(i / (len(lut) - 1), QColor(r, g, b))
@@ -159,10 +170,12 @@ class ColourBar:
 
     def place(self, w: float, h: float) -> None:
         self.size = (w, h)
-        x, y = w - MARGIN - 8 - self.WIDTH, h - MARGIN - 16 - self.HEIGHT
+        height = max(self.MIN_HEIGHT, min(self.HEIGHT, self.MAX_SHARE * h))
+        x, y = w - MARGIN - 8 - self.WIDTH, h - MARGIN - 16 - height
+        self.bar.setRect(0, 0, self.WIDTH, height)
         self.bar.setPos(x, y)
         for value, item in self.ticks.items():
             size = item.boundingRect()
-            item.setPos(x - size.width() - 2, y + (1 - float(value)) * self.HEIGHT - size.height() / 2)
+            item.setPos(x - size.width() - 2, y + (1 - float(value)) * height - size.height() / 2)
         title = self.title.boundingRect()
         self.title.setPos(x + self.WIDTH - title.width(), y - title.height() - 10)

@@ -192,9 +192,22 @@ def test_a_small_window_narrows_the_docks_not_the_image_to_a_strip(qtbot, tmp_pa
     from ich_viewer.gui.main_window import MIN_IMAGE_PX
 
     window = new_window(qtbot, tmp_path / "small.ini", IchModel(tiny_model), size=(700, 500))
-    opened(qtbot, window, [study], classify=False)
+    opened(qtbot, window, [study])
     QApplication.processEvents()
-    assert window.view.width() >= MIN_IMAGE_PX and window.view.height() >= MIN_IMAGE_PX
+    view = window.view
+    assert view.width() >= MIN_IMAGE_PX and view.height() >= MIN_IMAGE_PX
+    # A corner line longer than the view wraps inside it instead of losing its last words past the edge.
+    viewport, corner = view.viewbox.sceneBoundingRect(), view.overlays.corner
+    assert "PAT-DEFECTS" in corner.toPlainText() and viewport.contains(corner.mapRectToScene(corner.boundingRect()))
+    long_line = "MAXIMILIANA-KONSTANTINOPOULOU^ALEXANDRA-FRIEDERIKE  ID PAT-DEFECTS-0123456789  20260101"
+    view.overlays.set_corner_text(long_line + "\n" + corner.toPlainText().splitlines()[-1])
+    assert corner.boundingRect().width() > 0 and viewport.contains(corner.mapRectToScene(corner.boundingRect()))
+    assert corner.toPlainText().startswith(long_line)  # wrapped, not shortened
+    # The Grad-CAM's colour bar takes a quarter of a short view, not 140 px of its 500.
+    window.threshold_panel.apply_preset("high_sensitivity")
+    bar = view.overlays.colour_bar
+    assert bar.isVisible() and bar.bar.rect().height() <= 0.25 * viewport.height() + 1
+    assert viewport.contains(bar.title.mapRectToScene(bar.title.boundingRect()))
 
 
 def test_a_model_cards_name_is_shown_as_text_not_markup(qtbot, tmp_path):
