@@ -45,6 +45,8 @@ def output_problem(flag: str, path: Path | None, anonymise: bool, inputs: list[P
     writes only its own files: it never replaces an input or an image (a mistyped ``--out scan.dcm``)."""
     if path is None:
         return None
+    if str(path) == "-":
+        return f"{flag} - would write a file named '-': leave out --out and --json for the table on standard output."
     shown = "" if anonymise else f" ({path.parent if not path.is_dir() else path})"
     if path.is_dir():
         return f"{flag} names a folder{shown}, not a file: add a file name."
@@ -54,16 +56,32 @@ def output_problem(flag: str, path: Path | None, anonymise: bool, inputs: list[P
     if kind:
         named = "" if anonymise else f" ({path})"
         return f"{flag} would overwrite {kind}{named}: choose another file name."
+    return _unwritable(flag, path)
+
+
+def _unwritable(flag: str, path: Path) -> str | None:
+    """Whether the file can be opened for writing, found now rather than after the whole run; a file this
+    check creates is removed again."""
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        return f"{flag} cannot be written ({exc.strerror or type(exc).__name__}): choose another place."
+    if not existed:
+        path.unlink(missing_ok=True)
     return None
 
 
 def _users_file_kind(path: Path, inputs: list[Path]) -> str | None:
-    """What an existing file at ``path`` is when triage must not replace it: an input, a DICOM file, a zip or a
-    DICOMDIR; None for a new file or a previous run's output."""
+    """What an existing file at ``path`` is when triage must not replace it: an input, any file in a folder being
+    read, a DICOM file, a zip or a DICOMDIR; None for a new file or a previous run's output elsewhere."""
     if not path.is_file():
         return None
     if any(path.resolve() == Path(given).resolve() for given in inputs):
         return "one of the inputs"
+    if any(Path(given).is_dir() and path.resolve().is_relative_to(Path(given).resolve()) for given in inputs):
+        return "a file in the folder being read"  # the user's own: labels, notes, a report
     try:
         with open(path, "rb") as f:
             head = f.read(132)
@@ -138,10 +156,14 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
     viewer.set_anonymised(anonymise)
     rows, payload = viewer.rows(results), viewer.payload(results)
     summaries = payload["studies"]
-    if out is not None:
-        write_csv(out, rows)
-    if json_path is not None:
-        write_json(json_path, payload)
+    try:
+        if out is not None:
+            write_csv(out, rows)
+        if json_path is not None:
+            write_json(json_path, payload)
+    except OSError as exc:  # checked before the run, but a disk can fill up or go away meanwhile
+        stream.write(f"ich-viewer triage: the results could not be written ({exc.strerror or type(exc).__name__})\n")
+        return 1
     for number, summary in enumerate(summaries, 1):  # numbered, not named: stderr may end up in a log
         flagged = ", ".join(summary["flagged_classes"]) or "nothing flagged"
         outside = sorted({r for s in summary["series"] for r in s["intended_use"]["reasons"]})

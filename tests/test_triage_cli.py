@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from ich_viewer.__main__ import main
@@ -82,6 +85,38 @@ def test_triage_never_overwrites_an_input_an_image_or_its_own_other_output(tiny_
                 "--out would overwrite a DICOM file", "the other output": "--out and --json name the same file"}
     assert expected[target] in sentence
     assert image.read_bytes() == before and elsewhere.read_bytes() == before
+
+
+def test_triage_never_overwrites_a_file_in_the_folder_it_reads(tiny_model, study, tmp_path, capsys):
+    """Found by an outside tester: ``--out study/labels.csv`` replaced the phantom's ground truth (a file triage
+    itself had reported as "not read"), and ``--json notes.txt`` a user's notes."""
+    for name in ("labels.csv", "notes.txt"):
+        own = study / name
+        existed = own.exists()
+        before = own.read_bytes() if existed else b"the user's own notes\n"
+        own.write_bytes(before)
+        try:
+            assert main(["triage", str(study), "--model", str(tiny_model), "--out", str(own)]) == 2
+            assert "--out would overwrite a file in the folder being read" in one_sentence(capsys.readouterr().err)
+            assert own.read_bytes() == before
+        finally:
+            if not existed:
+                own.unlink()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--json"])
+def test_a_dash_or_an_unwritable_output_is_refused_before_inference(tiny_model, study, tmp_path, capsys, flag):
+    assert main(["triage", str(study), "--model", str(tiny_model), flag, "-"]) == 2
+    assert "would write a file named '-'" in one_sentence(capsys.readouterr().err)
+    assert not (tmp_path / "-").exists()
+    unwritable = tmp_path / "read-only"  # root writes through file modes: a folder under /sys refuses everyone
+    target = Path("/sys/ich-viewer-triage.csv") if Path("/sys").is_dir() and os.geteuid() == 0 else unwritable / "x.csv"
+    if target.parent == unwritable:
+        unwritable.mkdir()
+        unwritable.chmod(0o500)
+    assert main(["triage", str(study), "--model", str(tiny_model), flag, str(target)]) == 2
+    assert f"{flag} cannot be written (Permission denied)" in one_sentence(capsys.readouterr().err)
+    assert not target.exists()
 
 
 def test_triage_replaces_its_own_previous_output(tiny_model, study, tmp_path):
