@@ -151,8 +151,12 @@ def test_anonymised_triage_names_no_patient_file_or_date_anywhere(tiny_model, pr
                          capture_output=True, text=True, timeout=120, env={**os.environ, "RUST_BACKTRACE": "0"})
     assert run.returncode == 0, run.stderr
     everything = run.stdout + run.stderr + out.read_text() + summary.read_text()
-    for identifier in ("DOE", "JANE", "MRN-4711", date, str(root), "slice4", "notes"):
+    header = pydicom.dcmread(sorted(root.glob("ID_*.dcm"))[0], stop_before_pixels=True)
+    uids = (header.StudyInstanceUID, header.SeriesInstanceUID, header.SOPInstanceUID)  # a UID can hold the date
+    for identifier in ("DOE", "JANE", "MRN-4711", date, str(root), "slice4", "notes", *uids):
         assert identifier not in everything, identifier
+    rows = list(csv.DictReader(open(out)))
+    assert {(r["study_uid"], r["series_uid"], r["sop_instance_uid"]) for r in rows} == {("study 1", "series 1.1", "")}
     report = json.loads(summary.read_text())
     assert {(s["file_number"], s["reason"]) for s in report["skipped"]} >= {(1, "not a DICOM file")}
     assert "could not be decoded" in run.stderr

@@ -36,15 +36,30 @@ class SeriesResult:
     flags_shown: bool = True
 
 
+def _uids(results: list[SeriesResult], anonymise: bool):
+    """The study and series UIDs to write: the real ones, or anonymised "study 1" and "series 1.2" (a UID can
+    embed the scan's date and time, and it links the export back to the patient's record)."""
+    if not anonymise:
+        return (lambda r: r.study.uid), (lambda r: r.series.uid)
+    studies: dict[str, int] = {}
+    series: dict[tuple[str, str], str] = {}
+    for r in results:
+        number = studies.setdefault(r.study.uid, len(studies) + 1)
+        in_study = sum(1 for key in series if key[0] == r.study.uid)
+        series.setdefault((r.study.uid, r.series.uid), f"series {number}.{in_study + 1}")
+    return (lambda r: f"study {studies[r.study.uid]}"), (lambda r: series[(r.study.uid, r.series.uid)])
+
+
 def slice_rows(results: list[SeriesResult], thresholds: np.ndarray, anonymise: bool = False) -> list[dict]:
     rows = []
+    study_uid, series_uid = _uids(results, anonymise)
     for r in results:
         probabilities = r.prediction.probabilities
         flags = (np.nan_to_num(probabilities, nan=-1.0) >= thresholds) & r.flags_shown
         z = r.series.z
         for i, ref in enumerate(r.series.slices):
             row = {"path": "" if anonymise else printable(str(ref.file)), "patient": "" if anonymise else r.study.patient.id,
-                   "study_uid": r.study.uid, "series_uid": r.series.uid, "sop_instance_uid": ref.sop_uid,
+                   "study_uid": study_uid(r), "series_uid": series_uid(r), "sop_instance_uid": "" if anonymise else ref.sop_uid,
                    "slice_index": i + 1, "z": "" if z is None else f"{z[i]:.3f}"}
             for c, name in enumerate(CLASSES):
                 value = probabilities[i, c]
@@ -73,9 +88,10 @@ def _write_rows(stream, rows: list[dict]) -> None:
 
 def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymise: bool = False) -> list[dict]:
     studies: dict[str, dict] = {}
+    study_uid, series_uid = _uids(results, anonymise)
     for r in results:
         entry = studies.setdefault(r.study.uid, {
-            "study_uid": r.study.uid, "date": None if anonymise else r.study.date, "description": r.study.description,
+            "study_uid": study_uid(r), "date": None if anonymise else r.study.date, "description": r.study.description,
             "patient": None if anonymise else {"name": r.study.patient.name, "id": r.study.patient.id},
             "series": []})
         summary = summarize(r.prediction.probabilities, thresholds)
@@ -84,7 +100,7 @@ def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymi
                 per_class.update(flagged=False, flagged_slices=0, flagged_ranges=[])
         _number_from_one(summary)
         entry["series"].append({
-            "series_uid": r.series.uid, "description": r.series.description, "slices": len(r.series.slices),
+            "series_uid": series_uid(r), "description": r.series.description, "slices": len(r.series.slices),
             "complete": r.prediction.complete, "flagged_classes": [c for c in CLASSES if summary[c]["flagged"]],
             "unreadable_slices": [{"slice": i + 1, "reason": reason} for i, reason in sorted(r.prediction.failed.items())],
             "intended_use": {**r.use_check.as_dict(), "flags_shown": r.flags_shown},

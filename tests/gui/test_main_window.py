@@ -163,6 +163,10 @@ def test_exports_png_and_results_anonymised(qtbot, window, study, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     assert len(rows) == 8 and all(r["patient"] == "" and r["path"] == "" for r in rows)
     assert "PAT-GUI" not in (tmp_path / "r.json").read_text()
+    # Nor the UIDs (an outside tester found them in both files): the study and series are numbered instead.
+    study_uid = window.viewer.study.uid
+    assert study_uid not in (tmp_path / "r.json").read_text() and study_uid not in (tmp_path / "r.csv").read_text()
+    assert {(r["study_uid"], r["series_uid"], r["sop_instance_uid"]) for r in rows} == {("study 1", "series 1.1", "")}
     assert json.loads((tmp_path / "r.json").read_text())["studies"][0]["series"][0]["slices"] == 8
     window.actions["anonymise"].trigger()
     assert "PAT-GUI" in window.view.corner.toPlainText()
