@@ -53,7 +53,8 @@ def _plot(out: Path, y_true, y_prob, presets: dict, curves: dict, kind: str) -> 
                     point = read_curve(curves[name], presets[preset][name])
                     xy = ((1 - point["specificity"], point["recall"]) if kind == "roc"
                           else (point["recall"], point["precision"]))
-                    ax.plot(*xy, marker, ms=4, label=preset)
+                    if None not in xy:  # no precision where no positive is found
+                        ax.plot(*xy, marker, ms=4, label=preset)
             if c == 0 and names:
                 ax.legend(fontsize=6, loc="lower right" if kind == "roc" else "lower left")
         else:

@@ -27,7 +27,7 @@ def operating_curve(y_true_c, y_prob_c, max_points: int = 101) -> dict:
     Thresholds are score quantiles plus 0 and 1 (deduplicated at 6 decimals), so the curve is dense
     where the scores are. Flag = score >= threshold. Precision with nothing flagged is 1.0 (no false
     alarms, the usual end point of a PR curve); with no positives recall is 0.0 and with no negatives
-    specificity is 1.0, so every list stays numeric for interpolation.
+    specificity is 1.0, so every list stays numeric (the viewer gives no precision where recall is 0).
     """
     y, p = known(y_true_c, y_prob_c)
     y, p = y.astype(bool), p.astype(float)

@@ -1,7 +1,7 @@
 """Active thresholds: the model card's presets, per-class overrides, and what a threshold trades.
 
-The read-outs come from the card's operating curves (measured on the model's validation patients),
-interpolated linearly between curve points, so a slider can show precision, recall and specificity.
+The read-outs come from the card's operating curves (measured on the model's validation patients): at a
+slider's threshold, the measured point at or just below it (:func:`read_curve`).
 
 Two things keep a class from being flagged whatever its probability: the card marks it "not calibrated"
 (too little validation evidence; the user may switch it on), or the active preset's rule cannot be met
@@ -98,9 +98,21 @@ class Thresholds:
 
 
 def read_curve(curve: dict | None, threshold: float) -> dict[str, float] | None:
+    """The measured operating point at the highest curve threshold at or below ``threshold``, with that
+    ``measured_at`` threshold; None without a curve.
+
+    A step, not a line between points: interpolating made up operating points no data set has (recall 0.26
+    from 24 positives) and ran towards the curve's end point, where nothing is flagged and precision is 1 by
+    convention (precision 0.96 with recall 0). Every slice flagged at ``threshold`` is flagged at the point
+    read, and a preset's threshold sits just under a positive's score, so its recall is read exactly.
+    ``precision`` is None when the point finds no positive: with nothing true flagged it says nothing.
+    """
     if not curve or len(curve.get("thresholds", ())) < 2:
         return None
     t = np.asarray(curve["thresholds"], float)
-    order = np.argsort(t)
-    return {k: float(np.interp(threshold, t[order], np.asarray(curve[k], float)[order]))
-            for k in ("precision", "recall", "specificity")}
+    order = np.argsort(t, kind="stable")
+    i = order[max(int(np.searchsorted(t[order], threshold, side="right")) - 1, 0)]
+    point = {k: float(curve[k][i]) for k in ("precision", "recall", "specificity")}
+    if point["recall"] == 0.0:
+        point["precision"] = None
+    return {**point, "measured_at": float(t[i])}

@@ -116,14 +116,19 @@ class ThresholdPanel(QWidget):
 
     def _show(self, name: str) -> None:
         value = self.thresholds.values[name]
-        self.values[name].setText(f"{value:.3f}")
+        self.values[name].setText(f"{value:.4f}" if 0 < value < 0.01 else f"{value:.3f}")  # 0.0002 is not 0.000
         readout = self.thresholds.readout(name)
         text = ("no validation curve" if readout is None else
-                f"P {readout['precision']:.2f}  R {readout['recall']:.2f}  Sp {readout['specificity']:.2f}")
+                f"P {'-' if readout['precision'] is None else format(readout['precision'], '.2f')}  "
+                f"R {readout['recall']:.2f}  Sp {readout['specificity']:.2f}")
+        measured = "" if readout is None else (
+            f"Measured on the validation patients at threshold {readout['measured_at']:.4g}, the curve's nearest point "
+            "at or below this one" + ("; no positive slice is found there, so precision is not given"
+                                      if readout["precision"] is None else ""))
         why = self.thresholds.not_flagged().get(name)
         if self.thresholds.card.calibration[name] == NOT_CALIBRATED:
             text = "NOT CALIBRATED" + ("" if self.thresholds.enabled[name] else ", not flagged") + f"  ({text})"
         elif why:  # the preset's rule cannot be met: say so instead of showing numbers it does not reach
             text = f"not flagged: {why.split(': ', 1)[-1]}"
         self.readouts[name].setText(text)
-        self.readouts[name].setToolTip(why or "")
+        self.readouts[name].setToolTip("\n".join(part for part in (why, measured) if part))

@@ -145,15 +145,15 @@ def test_a_loader_gives_the_same_results_as_the_array(tiny_model, tmp_path):
 # --------------------------------------------------------------------------- thresholds and read-outs
 
 
-def test_threshold_readouts_interpolate_the_cards_curves(tiny_model):
+def test_threshold_readouts_read_the_cards_measured_points(tiny_model):
     thresholds = Thresholds(IchModel(tiny_model).card)
     # Curve points (0, 0.5, 1): precision 0.1, 0.6, 1.0; recall 1, 0.5, 0; specificity 0, 0.8, 1.
-    assert thresholds.readout("subdural") == pytest.approx({"precision": 0.6, "recall": 0.5, "specificity": 0.8})
-    # At 0.25, halfway between the first two points: 0.35, 0.75, 0.4.
-    assert thresholds.readout("subdural", 0.25) == pytest.approx({"precision": 0.35, "recall": 0.75,
-                                                                   "specificity": 0.4})
-    # At 0.75: 0.8, 0.25, 0.9.
-    assert thresholds.readout("any", 0.75) == pytest.approx({"precision": 0.8, "recall": 0.25, "specificity": 0.9})
+    assert thresholds.readout("subdural") == {"precision": 0.6, "recall": 0.5, "specificity": 0.8, "measured_at": 0.5}
+    # Between two points the one at or below is read (everything flagged at 0.25 is flagged at 0), not a line
+    # between them, which made up points no data has.
+    assert thresholds.readout("subdural", 0.25) == {"precision": 0.1, "recall": 1.0, "specificity": 0.0,
+                                                    "measured_at": 0.0}
+    assert thresholds.readout("any", 0.75) == {"precision": 0.6, "recall": 0.5, "specificity": 0.8, "measured_at": 0.5}
 
 
 def test_presets_overrides_and_flags(tiny_model):

@@ -87,12 +87,14 @@ def test_classification_thresholds_and_cam(qtbot, window, study):
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     assert window.classes.item(0, 1).text() == f"{probabilities[window.viewer.index, 0]:.2f}"
     # Put the "any" threshold just above this slice's probability: the flag goes, the read-out moves.
-    slider = window.threshold_panel.sliders["any"]
-    before = window.threshold_panel.readouts["any"].text()
+    slider, readout = window.threshold_panel.sliders["any"], window.threshold_panel.readouts["any"]
+    slider.setValue(400)
+    below = readout.text()
+    slider.setValue(600)  # past the tiny card's curve point at 0.5: the read-out moves with it
+    assert readout.text() != below
     slider.setValue(int(probabilities[window.viewer.index, 0] * 1000) + 5)
     assert window.viewer.thresholds.preset == "custom"
     assert not window.viewer.slice_flags()[window.viewer.index, 0]
-    assert window.threshold_panel.readouts["any"].text() != before
     slider.setValue(int(probabilities[window.viewer.index, 0] * 1000) - 5)
     assert window.viewer.slice_flags()[window.viewer.index, 0] and window.classes.item(0, 3).text() == "slice"
     # CAM for "any" now shows (above threshold); C toggles it; under threshold it hides unless asked.
@@ -107,6 +109,36 @@ def test_classification_thresholds_and_cam(qtbot, window, study):
     assert window.view.overlay.isVisible()
     window.threshold_panel.apply_preset("high_sensitivity")
     assert window.viewer.thresholds.values["any"] == 0.2 and slider.value() == 200
+
+
+def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_path):
+    """Found by an outside tester with the bundled model: at 0.95 epidural read "P 0.78 R 0.00" although its curve
+    never passes precision 0.27 above 0.2 (interpolated towards the curve's end point), and at the balanced preset
+    intraventricular read "R 0.26", which 24 positive slices cannot give."""
+    import re
+
+    from ich_viewer.paths import models_dir
+
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        model=IchModel.bundled(models_dir()), load_bundled=False)
+    qtbot.addWidget(window)
+    panel, card = window.threshold_panel, window.viewer.model.card
+    for name in CLASSES:
+        curve = card.operating_curves[name]
+        measured = {key: {f"{v:.2f}" for v in curve[key]} for key in ("precision", "recall", "specificity")}
+        for position in range(0, 1001, 20):
+            panel.sliders[name].setValue(position)
+            shown = re.search(r"P (\S+)  R ([0-9.]+)  Sp ([0-9.]+)", panel.readouts[name].text())
+            assert shown, panel.readouts[name].text()
+            precision, recall, specificity = shown.groups()
+            assert recall in measured["recall"] and specificity in measured["specificity"], (name, position)
+            if precision == "-":  # nothing true found there: no precision to give
+                assert recall == "0.00", (name, position)
+            else:
+                assert precision in measured["precision"], (name, position)
+            assert "Measured on the validation patients" in panel.readouts[name].toolTip()
+    panel.sliders["epidural"].setValue(950)
+    assert panel.readouts["epidural"].text().startswith("P -  R 0.00")
 
 
 def test_plot_click_and_next_flagged(qtbot, window, study):

@@ -278,15 +278,17 @@ def test_operating_curve_and_read_curve_by_hand():
     assert c["precision"] == [0.5, 0.5, 0.0, 1.0]  # nothing flagged at 1.0 -> 1.0 by definition
     assert c["recall"] == [1.0, 1.0, 0.0, 0.0]
     assert c["specificity"] == [0.0, 0.0, 0.5, 1.0]
-    # halfway between 0.1 and 0.8: (0.5 + 0.0) / 2, (1 + 0) / 2, (0 + 0.5) / 2
-    assert read_curve(c, 0.45) == pytest.approx({"precision": 0.25, "recall": 0.5, "specificity": 0.25})
+    # 0.45 lies between the points at 0.1 and 0.8: the one at 0.1 is read, a point the data really has.
+    assert read_curve(c, 0.45) == {"precision": 0.5, "recall": 1.0, "specificity": 0.0, "measured_at": 0.1}
+    assert read_curve(c, 0.8)["measured_at"] == 0.8  # a point itself is read exactly
+    # From 0.8 up no positive is found: no precision (not the end point's 1.0 by convention).
+    assert read_curve(c, 0.95) == {"precision": None, "recall": 0.0, "specificity": 0.5, "measured_at": 0.8}
     hand = {"thresholds": [0.0, 0.5, 1.0], "precision": [0.2, 0.6, 1.0], "recall": [1.0, 0.4, 0.0],
             "specificity": [0.0, 0.8, 1.0]}
-    # 0.25: halfway 0..0.5 -> (0.2+0.6)/2, (1+0.4)/2, (0+0.8)/2; 0.75: (0.6+1)/2, 0.4/2, (0.8+1)/2
-    assert read_curve(hand, 0.25) == pytest.approx({"precision": 0.4, "recall": 0.7, "specificity": 0.4})
-    assert read_curve(hand, 0.75) == pytest.approx({"precision": 0.8, "recall": 0.2, "specificity": 0.9})
-    assert read_curve(hand, -1) == {"precision": 0.2, "recall": 1.0, "specificity": 0.0}  # clamped
-    assert read_curve(hand, 2) == {"precision": 1.0, "recall": 0.0, "specificity": 1.0}
+    assert read_curve(hand, 0.25) == {"precision": 0.2, "recall": 1.0, "specificity": 0.0, "measured_at": 0.0}
+    assert read_curve(hand, 0.75) == {"precision": 0.6, "recall": 0.4, "specificity": 0.8, "measured_at": 0.5}
+    assert read_curve(hand, -1) == {"precision": 0.2, "recall": 1.0, "specificity": 0.0, "measured_at": 0.0}  # clamped
+    assert read_curve(hand, 2) == {"precision": None, "recall": 0.0, "specificity": 1.0, "measured_at": 1.0}
 
 
 @settings(max_examples=50, deadline=None)
