@@ -34,6 +34,9 @@ STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.
              Qt.Key.Key_PageUp: -10, Qt.Key.Key_PageDown: 10}
 
 
+#: How the status bar begins a summary of what is flagged, which must follow the thresholds while shown.
+FLAG_SUMMARIES = ("Flagged: ", "Not flagged: ")
+
 class MainWindow(FileActions, QMainWindow):
     def __init__(self, settings: QSettings | None = None, model: IchModel | None = None, load_bundled: bool = True):
         super().__init__()
@@ -280,6 +283,13 @@ class MainWindow(FileActions, QMainWindow):
             return
         self.browser.show_flagged(viewer.series, viewer.flagged_classes(),
                                   "" if viewer.flags_shown else "outside the intended use")
+        if self.statusBar().currentMessage().startswith(FLAG_SUMMARIES):  # said once: kept true, not left stale
+            self.statusBar().showMessage(self._flag_summary(), 10000)
+
+    def _flag_summary(self) -> str:
+        viewer = self.viewer
+        return (f"Not flagged: {viewer.use_check.sentence}" if not viewer.flags_shown else
+                "Flagged: " + (", ".join(viewer.flagged_classes()) or "nothing"))
 
     def cancel_classification(self) -> None:
         if self.classify is not None and self.classify.running:
@@ -294,9 +304,7 @@ class MainWindow(FileActions, QMainWindow):
             self.viewer.finish_prediction(prediction)
             self._show_flagged_in_tree()
             self.statusBar().showMessage(
-                "Classification cancelled" if prediction.cancelled else
-                f"Not flagged: {self.viewer.use_check.sentence}" if not self.viewer.flags_shown else
-                "Flagged: " + (", ".join(self.viewer.flagged_classes()) or "nothing"), 10000)
+                "Classification cancelled" if prediction.cancelled else self._flag_summary(), 10000)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -141,6 +141,23 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
     assert panel.readouts["epidural"].text().startswith("P -  R 0.00")
 
 
+def test_the_status_bars_flag_summary_follows_the_thresholds(qtbot, window, study):
+    """Found by an outside tester: "Flagged: any, intraparenchymal, intraventricular" stayed while a preset
+    flagged epidural too, and "Not flagged: outside the model's intended use" while its flags were shown."""
+    opened(qtbot, window, study)
+    status = window.statusBar()
+    assert status.currentMessage().startswith("Flagged: ")
+    for name in CLASSES:
+        window.viewer.set_threshold(name, 1.0)
+    assert status.currentMessage() == "Flagged: nothing"
+    window.threshold_panel.apply_preset("high_sensitivity")  # the random tiny model flags every class
+    assert status.currentMessage() == "Flagged: " + ", ".join(window.viewer.flagged_classes())
+    assert set(window.viewer.flagged_classes()) == set(CLASSES)
+    status.showMessage("Exported view.png", 5000)  # another message is not replaced by a summary
+    window.viewer.set_threshold("any", 1.0)
+    assert status.currentMessage() == "Exported view.png"
+
+
 def test_plot_click_and_next_flagged(qtbot, window, study):
     opened(qtbot, window, study)
     viewer = window.viewer
