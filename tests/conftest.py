@@ -15,6 +15,18 @@ import pytest  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _qt_user_settings_in_a_temporary_folder(tmp_path_factory):
+    """Qt's own user settings (QtProject.conf: the file dialogs' history) go to a temporary folder, not the
+    tester's ~/.config."""
+    from PySide6.QtCore import QSettings
+
+    folder = str(tmp_path_factory.mktemp("qt-user-settings"))
+    for kind in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(kind, QSettings.Scope.UserScope, folder)
+
 SHARED_DATA = Path(os.environ.get("ICH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

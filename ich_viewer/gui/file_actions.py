@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from ich_viewer.core import site_presets
@@ -30,14 +31,33 @@ class FileActions:
         (the dialog would show the last study's folder and file names, which often carry the patient's)."""
         return str(Path.home()) if self.viewer.anonymised else self.settings.value("last_folder", "")
 
+    def _file_dialog(self, ask, *args, options=QFileDialog.Option(0)):
+        """One of QFileDialog's static functions. With the anonymised display it is Qt's own dialog (a platform
+        dialog keeps its own recent list), and it neither shows nor leaves behind the folders visited: Qt loads
+        the dialog's Back history from the user's QtProject settings and saves the last folder there."""
+        if not self.viewer.anonymised:
+            return ask(self, *args, options=options)
+        qt = QSettings(QSettings.Scope.UserScope, "QtProject")
+        saved = {key: qt.value(key) for key in qt.allKeys() if key.startswith("FileDialog/")}
+        qt.remove("FileDialog")
+        qt.sync()
+        try:
+            return ask(self, *args, options=options | QFileDialog.Option.DontUseNativeDialog)
+        finally:
+            qt.remove("FileDialog")  # what this dialog wrote: the folders it visited
+            for key, value in saved.items():
+                qt.setValue(key, value)
+            qt.sync()
+
     def ask_open_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a study folder", self._start_folder())
+        folder = self._file_dialog(QFileDialog.getExistingDirectory, "Open a study folder", self._start_folder(),
+                                   options=QFileDialog.Option.ShowDirsOnly)
         if folder:
             self.open_paths([Path(folder)])
 
     def ask_open_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files", self._start_folder(),
-                                                "DICOM, zip or DICOMDIR (*)")
+        files, _ = self._file_dialog(QFileDialog.getOpenFileNames, "Open DICOM files", self._start_folder(),
+                                     "DICOM, zip or DICOMDIR (*)")
         if files:
             self.open_paths([Path(f) for f in files])
 
@@ -92,7 +112,8 @@ class FileActions:
     # ------------------------------------------------------------------ the model
 
     def ask_open_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a model", "", "ONNX model (*.onnx)")
+        path, _ = self._file_dialog(QFileDialog.getOpenFileName, "Open a model", str(Path.home()),
+                                    "ONNX model (*.onnx)")
         if path:
             self.open_model(Path(path))
 
@@ -149,8 +170,7 @@ class FileActions:
         self._ask_export("Export study summary", "summary.pdf", "PDF (*.pdf)", self.export_summary_pdf)
 
     def _ask_export(self, title: str, name: str, kinds: str, write) -> None:
-        folder = self.settings.value("export_folder", "") or str(Path.home())
-        path, _ = QFileDialog.getSaveFileName(self, title, str(Path(folder) / name), kinds)
+        path, _ = self._file_dialog(QFileDialog.getSaveFileName, title, str(Path(self._export_folder()) / name), kinds)
         if path:
             try:
                 write(Path(path))
@@ -160,13 +180,21 @@ class FileActions:
             self.settings.setValue("export_folder", str(Path(path).parent))
             self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
 
+    def _export_folder(self) -> str:
+        return self.settings.value("export_folder", "") or str(Path.home())
+
     def ask_export_results(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export results", "results.csv", "CSV (*.csv)")
+        # Starts where the other exports do: it began in the program's working folder.
+        path, _ = self._file_dialog(QFileDialog.getSaveFileName, "Export results",
+                                    str(Path(self._export_folder()) / "results.csv"), "CSV (*.csv)")
         if path:
             try:
                 self.export_results(Path(path), Path(path).with_suffix(".json"))
             except (IchViewerError, OSError) as exc:
                 QMessageBox.warning(self, "ICH Viewer", str(exc))
+                return
+            self.settings.setValue("export_folder", str(Path(path).parent))
+            self.statusBar().showMessage(f"Exported {Path(path).name} and {Path(path).with_suffix('.json').name}", 5000)
 
     # ------------------------------------------------------------------ calibration
 
@@ -174,8 +202,9 @@ class FileActions:
         if self.viewer.model is None:
             QMessageBox.information(self, "ICH Viewer", "No model is loaded.")
             return
-        folder = QFileDialog.getExistingDirectory(self, "Folder of studies known to be normal, from your scanners",
-                                                  self._start_folder())
+        folder = self._file_dialog(QFileDialog.getExistingDirectory,
+                                   "Folder of studies known to be normal, from your scanners", self._start_folder(),
+                                   options=QFileDialog.Option.ShowDirsOnly)
         if not folder:
             return
         rate, ok = QInputDialog.getDouble(self, "Calibrate to this site", "Largest share of these normal slices a "

@@ -234,13 +234,46 @@ def test_anonymised_display_hides_the_study_date_and_recent_paths(qtbot, window,
     assert recent() == ["Recent item 1 (name hidden)"] and str(study) not in " ".join(recent())
     captured = []  # where File > Open starts: not in the last study's folder, whose names show in the dialog
     monkeypatch.setattr(file_actions.QFileDialog,
-                        "getExistingDirectory", lambda parent, title, start: captured.append(start) or "")
+                        "getExistingDirectory", lambda parent, title, start, **kw: captured.append(start) or "")
     window.ask_open_folder()
     assert captured == [str(Path.home())]
     window.actions["anonymise"].trigger()
     assert date in tree_texts() and recent() == [str(study)]
     window.ask_open_folder()
     assert captured[-1] == str(study)
+
+
+def test_anonymised_file_dialogs_show_and_keep_no_folder_history(qtbot, window, study, tmp_path):
+    """Found by an outside tester: with the anonymised display, File > Open folder started in the home folder but
+    its Back button went to the patient's folder, which Qt had also saved in ~/.config/QtProject.conf."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QFileDialog, QToolButton
+
+    qt = QSettings(QSettings.Scope.UserScope, "QtProject")
+    visited = QUrl.fromLocalFile(str(study))  # an earlier, not anonymised, visit, as Qt's dialog saves it
+    qt.setValue("FileDialog/lastVisited", visited)
+    qt.setValue("FileDialog/history", [visited.toString()])
+    qt.sync()
+    window.actions["anonymise"].trigger()
+    seen = {}
+
+    def look_and_cancel():
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QFileDialog):
+            QTimer.singleShot(50, look_and_cancel)
+            return
+        seen.update(history=dialog.history(), back=dialog.findChild(QToolButton, "backButton").isEnabled(),
+                    native=not dialog.testOption(QFileDialog.Option.DontUseNativeDialog))
+        dialog.setDirectory(str(study))  # the user looks into the patient's folder, then cancels
+        dialog.reject()
+
+    QTimer.singleShot(50, look_and_cancel)
+    window.ask_open_folder()
+    assert seen["history"] == [str(Path.home())] and not seen["back"] and not seen["native"]
+    qt.sync()
+    assert qt.value("FileDialog/history") in ([visited.toString()], visited.toString())  # as it was
+    assert qt.value("FileDialog/lastVisited") == visited
+    window.actions["anonymise"].trigger()
 
 
 def test_junk_folder_and_bad_model_are_messages(qtbot, window, tmp_path, monkeypatch):

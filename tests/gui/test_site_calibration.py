@@ -128,7 +128,7 @@ def test_the_calibrate_menu_item_asks_folder_rate_and_name_then_saves(qtbot, con
     window = make_window(qtbot, tmp_path, tiny_model)
     asked = []
     monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory",
-                        lambda parent, caption, start: asked.append(caption) or str(normals))  # the system's chooser
+                        lambda parent, caption, start, **kw: asked.append(caption) or str(normals))  # the system's chooser
     labels = answer_input_dialogs([2.5, "ward 3"])
     with qtbot.waitSignal(window.viewer.thresholds_changed, timeout=60000):
         window.actions["Calibrate to this site..."].trigger()
@@ -143,14 +143,14 @@ def test_the_calibrate_menu_item_asks_folder_rate_and_name_then_saves(qtbot, con
 def test_cancelling_a_calibrate_dialog_changes_nothing(qtbot, config_home, tmp_path, tiny_model, normals,
                                                        monkeypatch):
     window = make_window(qtbot, tmp_path, tiny_model)
-    monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory", lambda *a: str(normals))
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory", lambda *a, **kw: str(normals))
     before = window.viewer.thresholds.preset
     for answers in ([None], [5.0, None]):  # cancel the rate, then the name
         labels = answer_input_dialogs(answers)
         window.actions["Calibrate to this site..."].trigger()
         assert len(labels) == len(answers)
         assert not window.statusBar().currentMessage().startswith("Calibrating")
-    monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory", lambda *a: "")
+    monkeypatch.setattr("ich_viewer.gui.file_actions.QFileDialog.getExistingDirectory", lambda *a, **kw: "")
     window.actions["Calibrate to this site..."].trigger()  # no folder chosen: no question asked
     qtbot.wait(200)
     assert window.viewer.thresholds.preset == before and not (config_home / "site_presets.json").exists()
