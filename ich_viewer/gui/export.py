@@ -91,6 +91,17 @@ def class_cam(viewer: ViewerModel, index: int, c: int, hu: np.ndarray) -> np.nda
     return None if values is None else values * body_mask(hu)
 
 
+def no_cam_reason(viewer: ViewerModel, index: int, c: int, cam: np.ndarray | None) -> str:
+    """Why class ``c``'s thumbnail on slice ``index`` shows no Grad-CAM, in a few words."""
+    if cam is not None:
+        return "Grad-CAM blank"
+    if not viewer.flags_shown:  # a series outside the intended use shows no flags, so no map either
+        return "no Grad-CAM: outside intended use"
+    if viewer.prediction is None or not viewer.prediction.done[index]:
+        return "no Grad-CAM: not classified"
+    return "no Grad-CAM: under threshold"
+
+
 # ---------------------------------------------------------------------- text
 
 
@@ -316,10 +327,11 @@ def draw_summary(painter: QPainter, page: QRectF, viewer: ViewerModel, lut: np.n
                 painter.drawImage(QRectF(cx + (thumb - scaled.width()) / 2, cy + (thumb - scaled.height()) / 2,
                                          scaled.width(), scaled.height()), image)
                 font(6.5)
-                caption = "; no Grad-CAM: under threshold" if cam is None else \
-                    "; Grad-CAM blank" if cam_blank(cam) else ""  # the thumbnail is narrow
-                text.line(cx + 1 * mm, cy + thumb - 4 * mm, f"slice {worst + 1}{caption}", QColor(230, 230, 230),
-                          thumb - 2 * mm)
+                caption = [f"slice {worst + 1}"] + ([] if cam is not None and not cam_blank(cam) else
+                                                    [no_cam_reason(viewer, worst, c, cam)])
+                for i, line in enumerate(caption):  # a line each: the thumbnail is narrow
+                    text.line(cx + 1 * mm, cy + thumb - 4 * mm * (len(caption) - i), line, QColor(230, 230, 230),
+                              thumb - 2 * mm)
         tx, ty, tw = cx + thumb + 3 * mm, cy, cell_w - thumb - 3 * mm
         for i, line in enumerate(class_cell_lines(viewer, c, maxima, bool(flags[c]))):
             font(10 if i < 2 else 8, bold=i < 2)

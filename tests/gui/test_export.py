@@ -142,6 +142,23 @@ def test_pdf_summary_is_one_page_with_model_disclaimer_and_each_class(qtbot, win
         assert squeeze(private) not in text and not any(private in line for line in drawn)
 
 
+def test_pdf_thumbnails_say_why_a_class_shows_no_grad_cam_in_full(qtbot, window, study, tmp_path):
+    """Found by an outside tester: on CQ500-CT-0 (outside the intended use) every thumbnail read "no Grad-CAM:
+    under thresh...", cut off, even for classes far above their thresholds."""
+    from tests.conftest import dicom_testfile
+    from tests.gui.windows import opened as opened_anew  # waits for the new series, not the one already open
+
+    opened(qtbot, window, study)
+    window.viewer.set_threshold("subdural", 1.0)
+    drawn = window.export_summary_pdf(tmp_path / "under.pdf")
+    assert "no Grad-CAM: under threshold" in drawn  # whole, on its own line under "slice N"
+    opened_anew(qtbot, window, [dicom_testfile("CT_small.dcm")])  # its header names an iodinated contrast agent
+    assert window.viewer.use_check.outside and not window.viewer.flags_shown
+    drawn = window.export_summary_pdf(tmp_path / "outside.pdf")
+    assert drawn.count("no Grad-CAM: outside intended use") == len(CLASSES)
+    assert not any("under thresh" in line for line in drawn)
+
+
 def test_the_menus_offer_both_exports(window):
     assert window.actions["Export slice as PNG..."].shortcut().toString() == "Ctrl+E"
     assert window.actions["Export study summary (PDF)..."].isEnabled()
