@@ -72,30 +72,42 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     steps = ["prepare", "train", "evaluate", "export"] if args.step == "all" else [args.step]
     for step in steps:
-        t0 = time.perf_counter()
-        if step == "prepare":
-            from training.data.cache import prepare
-            cache = prepare(config, progress=not args.no_progress)
-            result = f"{len(cache.records)} slices in {cache.root}"
-        elif step == "pretrain":
-            from training.pretrain import pretrain
-            result = pretrain(config, progress=not args.no_progress)
-        elif step == "train":
-            from training.train import train
-            result = train(config, resume=not args.no_resume, progress=not args.no_progress)
-        elif step == "evaluate":
-            from training.evaluate import run_evaluation
-            result = run_evaluation(config, n_boot=args.bootstrap, out_of_fold=args.oof)
-        elif step == "export":
-            from training.export_run import run_export
-            result = json.dumps(run_export(config), indent=1)
-        else:
-            from training.bundle import run_bundle, run_report
-            run = run_bundle if step == "bundle" else run_report
-            result = json.dumps(run(config, compare=args.compare, cross_validation=args.cross_validation,
-                                    leave_one_out=args.leave_one_out), indent=1)
-        log.info("%s: %s (%.1f s)", step, result, time.perf_counter() - t0)
+        try:
+            _run_step(step, config, args)
+        except (FileNotFoundError, ValueError) as exc:  # a missing step or a wrong option: one sentence, not a traceback
+            log.debug("%s failed", step, exc_info=True)
+            log.error("error: %s: %s", step, exc)
+            return 2
+        except KeyboardInterrupt:
+            log.error("%s: interrupted; `train` resumes from the run's last saved epoch", step)
+            return 130
     return 0
+
+
+def _run_step(step: str, config, args) -> None:
+    t0 = time.perf_counter()
+    if step == "prepare":
+        from training.data.cache import prepare
+        cache = prepare(config, progress=not args.no_progress)
+        result = f"{len(cache.records)} slices in {cache.root}"
+    elif step == "pretrain":
+        from training.pretrain import pretrain
+        result = pretrain(config, progress=not args.no_progress)
+    elif step == "train":
+        from training.train import train
+        result = train(config, resume=not args.no_resume, progress=not args.no_progress)
+    elif step == "evaluate":
+        from training.evaluate import run_evaluation
+        result = run_evaluation(config, n_boot=args.bootstrap, out_of_fold=args.oof)
+    elif step == "export":
+        from training.export_run import run_export
+        result = json.dumps(run_export(config), indent=1)
+    else:
+        from training.bundle import run_bundle, run_report
+        run = run_bundle if step == "bundle" else run_report
+        result = json.dumps(run(config, compare=args.compare, cross_validation=args.cross_validation,
+                                leave_one_out=args.leave_one_out), indent=1)
+    log.info("%s: %s (%.1f s)", step, result, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -184,6 +184,9 @@ def from_dict(raw: dict) -> Config:
         unknown = set(section) - known
         if unknown:
             raise ValueError(f"unknown option(s) in [{name}]: {', '.join(sorted(unknown))}")
+        problem = _type_problem(name, cls, section)
+        if problem:
+            raise ValueError(problem)
         kwargs[name] = cls(**section)
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = set(raw) - known
@@ -194,6 +197,24 @@ def from_dict(raw: dict) -> Config:
         if window.function not in ("linear", "sigmoid"):
             raise ValueError(f"window {window.name}: function must be linear or sigmoid")
     return config
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a quoted string"}
+
+
+def _type_problem(section_name: str, cls, section: dict) -> str | None:
+    """An option given as another kind of value than its default (``train.epochs=abc``, ``"3"``, ``2.5``) is
+    refused here, not as a TypeError deep in training; options whose default is None or a table are not checked."""
+    for f in dataclasses.fields(cls):
+        default = f.default
+        if f.name not in section or type(default) not in _KINDS:
+            continue
+        value, kind = section[f.name], type(default)
+        fits = (isinstance(value, bool) if kind is bool else isinstance(value, str) if kind is str else
+                not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float)))
+        if not fits:
+            return f"{section_name}.{f.name} must be {_KINDS[kind]}, not {value!r}"
+    return None
 
 
 def resolve_path(name_or_path: str | Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import hashlib
 import json
 from pathlib import Path
 
@@ -25,14 +26,46 @@ from training.thresholds import PRESETS, calibrate, curves
 from training.train import predict, split_rows
 
 
+#: The config sections that decide the weights and which patients they never saw. ``card`` and ``export`` only
+#: describe or package a run, so they may change after training.
+TRAINED_WITH = ("name", "seed", "data", "split", "model", "augment", "train", "pretrain")
+
+
 def load_trained(config: Config) -> tuple[torch.nn.Module, dict]:
+    """The run's weights, refused when ``config`` is not what they were trained with: evaluating a fold-0 model
+    with ``split.fold=1`` scored training patients as held out, and a card recorded options never used."""
     path = config.run_dir / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: run `python -m training train --config ...` first")
     state = torch.load(path, map_location="cpu", weights_only=False)
+    differ = _differences(state.get("config", {}), config.to_dict())
+    if differ:
+        raise ValueError(f"{path} was trained with other options ({', '.join(differ[:4])}"
+                         f"{', ...' if len(differ) > 4 else ''}): use the config and --set options it was trained with")
     model = build_model(config)
     model.load_state_dict(state["model"])
     return model.eval(), state
+
+
+def _differences(trained: dict, given: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the :data:`TRAINED_WITH` options whose values differ."""
+    names = []
+    for key in (TRAINED_WITH if not prefix else sorted(set(trained) | set(given))):
+        a, b = trained.get(key), given.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def checkpoint_sha256(config: Config) -> str:
+    """The checkpoint file's SHA-256: the card written from it names it, and ``export`` checks it."""
+    digest = hashlib.sha256()
+    with open(config.run_dir / "checkpoint.pt", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @torch.no_grad()
@@ -162,6 +195,7 @@ def make_card(config: Config, state: dict, model, evaluation: dict, presets: dic
             "code_version": state.get("code_version"), "epochs": state.get("epoch"), "steps": state.get("step"),
             "hardware": state.get("hardware"), "world_size": state.get("world_size"),
             "wall_time_s": round(float(state.get("elapsed", 0.0)), 1), "torch": state.get("torch"),
+            "checkpoint_sha256": checkpoint_sha256(config),
         },
         "intended_use": config.card.intended_use,
         "limitations": config.card.limitations,

@@ -11,7 +11,7 @@ import torch
 
 from training.config import Config
 from training.data.cache import Cache
-from training.evaluate import load_trained
+from training.evaluate import checkpoint_sha256, load_trained
 from training.export import export_onnx, quantize_int8
 from training.metrics import per_class_auc
 from training.train import split_rows
@@ -23,6 +23,10 @@ def run_export(config: Config) -> dict:
         raise FileNotFoundError(f"no model card at {card_path}: run `python -m training evaluate` first")
     card = json.loads(card_path.read_text())
     model, _ = load_trained(config)
+    if card.get("training", {}).get("checkpoint_sha256") != checkpoint_sha256(config):  # not stale figures on new weights
+        raise ValueError(f"the model card in {card_path.parent} was written for another checkpoint than "
+                         f"{config.run_dir / 'checkpoint.pt'} (trained again since): run `python -m training evaluate` "
+                         "again first")
     path = export_onnx(model, config.run_dir / "model.onnx", card, opset=config.export.opset,
                        sample_size=config.model.size)
     cache = Cache.open(config.cache_dir)

@@ -158,6 +158,46 @@ def test_a_changed_config_does_not_resume_silently(smoke_cache, tmp_path):
         train(smoke_config(tmp_path, f'data.cache_dir="{config.cache_dir}"', "train.lr=0.5"), progress=False)
 
 
+def test_evaluate_and_export_refuse_weights_their_config_or_card_do_not_describe(smoke_cache, tmp_path, caplog):
+    """Found by an outside tester: a fold-0 model evaluated with split.fold=1 got a card saying "no patient is on
+    both sides" (its AUC on training patients), and export put a card written before retraining on the new
+    weights (a Grad-CAM scale off 575 times)."""
+    config, _ = smoke_cache
+    base = ["--config", "phantom_smoke", "--no-progress", "--bootstrap", "5"]
+    for option in (f'out="{tmp_path}"', "model.size=32", "train.batch_size=8", "train.max_steps=2",
+                   'data.sources=[{kind="phantom", n_studies=6, seed=3, slices=8, size=64}]',
+                   f'data.cache_dir="{config.cache_dir}"'):
+        base += ["--set", option]
+    for step in ("train", "evaluate"):
+        assert training_main([step, *base]) == 0
+    assert training_main(["evaluate", *base, "--set", "split.fold=1"]) == 2
+    assert "was trained with other options (split.fold)" in caplog.text
+    assert "Traceback" not in caplog.text
+    # Trained again (another seed, from scratch): the card in eval/ is the old weights'.
+    assert training_main(["train", *base, "--set", "seed=1", "--no-resume"]) == 0
+    caplog.clear()
+    assert training_main(["export", *base, "--set", "seed=1"]) == 2
+    assert "was written for another checkpoint" in caplog.text
+    assert not (tmp_path / "phantom_smoke" / "model.onnx").exists()
+    assert training_main(["evaluate", *base, "--set", "seed=1"]) == 0  # as the message says
+    assert training_main(["export", *base, "--set", "seed=1"]) == 0
+
+
+def test_the_training_cli_says_what_is_wrong_in_one_line(tmp_path, caplog):
+    """Found by an outside tester: a mistyped option or a step run too early ended in a Python traceback."""
+    base = ["--config", "phantom_smoke", "--set", f'out="{tmp_path}"', "--no-progress"]
+    cases = {("--set", "train.epochs=abc"): "train.epochs must be a whole number, not 'abc'",
+             ("--set", 'model.size="64"'): "model.size must be a whole number, not '64'",
+             ("--set", "train.epochs=2.5"): "train.epochs must be a whole number, not 2.5"}
+    for extra, expected in cases.items():
+        caplog.clear()
+        assert training_main(["train", *base, *extra]) == 2
+        assert expected in caplog.text and "Traceback" not in caplog.text
+    caplog.clear()
+    assert training_main(["evaluate", *base]) == 2  # nothing trained yet
+    assert "error: evaluate: no prepared cache at" in caplog.text and "Traceback" not in caplog.text
+
+
 def test_distributed_data_parallel_with_two_cpu_processes(smoke_cache, tmp_path):
     config, _ = smoke_cache
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
