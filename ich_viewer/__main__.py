@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def build_parser(preset_help: str = "threshold preset from the model card (defau
                          help="pixel storage: signed 16-bit, or unsigned 12-bit with intercept -1024")
     info = sub.add_parser("info", help="list studies, series and skipped files under the paths")
     info.add_argument("paths", nargs="+", type=Path)
+    info.add_argument("--anonymise", action="store_true",
+                      help="number studies, series and skipped files instead of naming their UIDs, dates and paths")
     triage = sub.add_parser("triage", help="run the model over every study under the paths (no GUI, no network)",
                             description="Exit codes: 0 done, 2 nothing usable found or model refused, 1 other error.")
     triage.add_argument("paths", nargs="+", type=Path, help="files, folders, zip archives or DICOMDIRs")
@@ -100,18 +103,21 @@ def run_info(args: argparse.Namespace) -> int:
     import ich_viewer
 
     result = ich_viewer.load(args.paths)
-    for study in result.studies:
-        print(f"study {study.uid}  date {study.date or '-'}  {study.description or '(no description)'}")
-        for series in study.series:
+    anonymise = args.anonymise
+    for s, study in enumerate(result.studies, 1):
+        named = f"study {s}" if anonymise else f"study {study.uid}  date {study.date or '-'}"
+        print(f"{named}  {study.description or '(no description)'}")
+        for n, series in enumerate(study.series, 1):
             spacing = series.spacing
             between = f"{spacing[0]:.3g}" if len(series) > 1 else "-"  # one slice: no distance between slices
-            print(f"  series {series.uid}: {len(series)} slice{'s' * (len(series) != 1)} {series.rows}x{series.columns}, "
+            print(f"  series {f'{s}.{n}' if anonymise else series.uid}: {len(series)} slice{'s' * (len(series) != 1)} "
+                  f"{series.rows}x{series.columns}, "
                   f"spacing {between}/{spacing[1]:.3g}/{spacing[2]:.3g} mm, "
                   f"{series.description or '(no description)'}")
             for warning in series.geometry.warnings:
                 print(f"    warning: {warning}")
-    for skipped in result.skipped:
-        print(f"skipped {skipped}")
+    for skipped in result.skipped:  # named, for the user who asked; numbered with --anonymise
+        print(f"skipped {skipped.anonymous(result.files_found) if anonymise else skipped}")
     if result.other_files:
         print(result.other_files_note)
     return 0
@@ -156,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
 
             build_parser(preset_help()).parse_args(argv)
         args = build_parser().parse_args(argv)
+        paths = getattr(args, "paths", None) or [getattr(args, "folder", None)]
+        missing = [p for p in paths if p is not None and not os.path.lexists(p)]
+        if missing and len(missing) == len(paths):  # nothing to read at all: say that, not "no CT images found"
+            shown = "" if getattr(args, "anonymise", False) else f": {missing[0]}"
+            print(f"ich-viewer: no such file or folder{shown}", file=sys.stderr)
+            return 2
         try:
             return {"phantom": run_phantom, "info": run_info, "triage": run_triage,
                     "calibrate": run_calibrate}[args.command](args)

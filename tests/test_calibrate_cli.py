@@ -63,6 +63,7 @@ def test_too_few_slices_are_refused_with_one_sentence_and_nothing_saved(rsna_dir
 def test_a_card_preset_name_and_a_bad_rate_are_refused(rsna_dir, config_home, capsys):
     assert main(["calibrate", str(rsna_dir), "--name", "balanced"]) == 2
     assert "cannot be used" in capsys.readouterr().err
-    assert main(["calibrate", str(rsna_dir), "--max-flag-rate", "5"]) == 2
-    assert "between 0 and 1" in capsys.readouterr().err
+    for rate in ("5", "0", "1"):  # the ends themselves are refused, and the message says so
+        assert main(["calibrate", str(rsna_dir), "--max-flag-rate", rate]) == 2
+        assert f"must be above 0 and below 1 (0.05 is 5%), not {rate}." in capsys.readouterr().err
     assert not (config_home / "site_presets.json").exists()

@@ -32,6 +32,26 @@ def test_bad_arguments_give_a_message_and_exit_2(tmp_path, capsys):
     assert "unknown subtype" in capsys.readouterr().err
     assert main(["info", str(tmp_path)]) == 2
     assert "No CT images found" in capsys.readouterr().err
+    for command in ("info", "triage", "calibrate"):  # a path that is not there is named as such
+        assert main([command, str(tmp_path / "nonexistent")]) == 2
+        assert capsys.readouterr().err == f"ich-viewer: no such file or folder: {tmp_path / 'nonexistent'}\n"
+
+
+def test_info_anonymised_numbers_what_it_would_name(tmp_path, capsys):
+    """Found by an outside tester: `info` printed each skipped file's path, and has UIDs and dates besides."""
+    out = tmp_path / "DOE_JOHN"
+    assert main(["phantom", str(out), "--seed", "7", "--slices", "3", "--size", "64"]) == 0
+    (out / "DOE_JOHN_broken.dcm").write_bytes(b"not dicom")
+    header = pydicom.dcmread(sorted(out.glob("ID_*.dcm"))[0], stop_before_pixels=True)
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    named = capsys.readouterr().out
+    assert header.StudyInstanceUID in named and "DOE_JOHN_broken.dcm" in named  # for the user who asked
+    assert main(["info", str(out), "--anonymise"]) == 0
+    printed = capsys.readouterr().out
+    for private in ("DOE", header.StudyInstanceUID, header.SeriesInstanceUID, header.StudyDate):
+        assert private not in printed, private
+    assert "study 1  " in printed and "  series 1.1: 3 slices" in printed and "skipped file 1 of 5: " in printed
 
 
 def test_console_script_help_lists_subcommands():

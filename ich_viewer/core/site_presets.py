@@ -70,7 +70,7 @@ def thresholds_for_flag_rate(probabilities: np.ndarray, max_flag_rate: float,
     Flags are ``probability >= threshold`` in float32, as :meth:`Thresholds.flags` computes them.
     """
     if not 0.0 < max_flag_rate < 1.0:
-        raise CalibrationError(f"the flag rate must be between 0 and 1 (0.05 is 5%), not {max_flag_rate:g}.")
+        raise CalibrationError(f"the flag rate must be above 0 and below 1 (0.05 is 5%), not {max_flag_rate:g}.")
     p = np.asarray(probabilities, np.float32)
     p = p[~np.isnan(p).any(1)]
     allowed = int(math.floor(max_flag_rate * len(p) + 1e-9))  # slices that may flag
