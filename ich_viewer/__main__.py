@@ -133,6 +133,7 @@ def run_triage(args: argparse.Namespace) -> int:
 def run_calibrate(args: argparse.Namespace) -> int:
     from ich_viewer.core import site_presets
     from ich_viewer.core.calibration import calibrate
+    from ich_viewer.core.results import NOTICE
     from ich_viewer.triage import load_model
 
     model = load_model(args.model)
@@ -148,6 +149,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         floor = f"  (the card's {preset.floor_preset} threshold)" if preset.at_floor[name] else ""
         print(f"{name:18} {value:9.4f} {preset.flag_rates[name]:7.1%}{floor}")
     print(f"use it: ich-viewer triage --preset {preset.name} ...")
+    print(NOTICE)
     return 0
 
 

@@ -15,7 +15,7 @@ from ich_viewer.core import decoder_process, site_presets
 from ich_viewer.core.errors import CalibrationError, ModelError, NoImagesFoundError
 from ich_viewer.core.inference import predict_series
 from ich_viewer.core.model import IchModel
-from ich_viewer.core.results import write_csv, write_json
+from ich_viewer.core.results import NOTICE, write_csv, write_json
 from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.paths import models_dir
 
@@ -184,6 +184,11 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
                      + "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])) + "\n")
     if loaded.other_files:
         stream.write(f"{loaded.other_files_note}\n")
+    not_flagged = viewer.thresholds.not_flagged()
+    if not_flagged:  # "nothing flagged" must not read as "nothing found" for a class that is never flagged
+        stream.write("never flagged with this preset, whatever the probability: "
+                     + "; ".join(f"{name} ({why})" for name, why in not_flagged.items()) + "\n")
+    stream.write(f"{NOTICE}\n")
     if out is None and json_path is None:
         write_csv(sys.stdout, rows)  # nothing named: the per-slice table goes to standard output
     return 0

@@ -28,6 +28,7 @@ def test_calibrate_on_real_normal_slices_then_triage_uses_the_site_preset(rsna_d
     assert main(["calibrate", str(rsna_dir), "--max-flag-rate", "0.05", "--name", "site"]) == 0
     out = capsys.readouterr().out
     assert "saved in" in out and "triage --preset site" in out
+    assert out.rstrip().endswith("Teaching and demonstration model; not for diagnosis.")
     bundled = IchModel.bundled(models_dir())
     saved = json.loads((config_home / "site_presets.json").read_text())
     assert list(saved["models"]) == [bundled.sha256]  # keyed by the model's hash

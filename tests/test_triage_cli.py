@@ -134,6 +134,19 @@ def test_the_per_study_line_counts_slices_in_english(tiny_model, study, tmp_path
     assert "study 1 of 1: 4 slices, " in capsys.readouterr().err
 
 
+def test_triage_says_which_classes_are_never_flagged_and_that_the_model_is_for_teaching(study, tmp_path, capsys):
+    """Found by an outside tester: with a model whose classes were all "not calibrated", triage printed "nothing
+    flagged" and no notice; the console said nowhere that the model is not for diagnosis."""
+    card = IchModel.bundled(models_dir()).card
+    uncalibrated = [name for name, status in card.calibration.items() if status == "not calibrated"]
+    assert uncalibrated  # the bundled card has such classes (subarachnoid, subdural)
+    assert main(["triage", str(study), "--json", str(tmp_path / "s.json")]) == 0
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("never flagged with this preset"))
+    assert all(f"{name} (not calibrated" in line for name in uncalibrated)
+    assert err.rstrip().endswith("Teaching and demonstration model; not for diagnosis.")
+
+
 def test_a_file_name_that_is_not_utf8_is_written_escaped(tiny_model, study, tmp_path, capsys):
     """A Latin-1 name from an old CD ("Ren\\xe9e.dcm" as bytes) reaches the CSV and JSON as readable UTF-8 text,
     instead of failing the whole write."""
