@@ -126,7 +126,8 @@ class ExportConfig:
     opset: int = _opt(18, "ONNX opset")
     int8: bool = _opt(False, "also write an INT8 statically quantised copy (ONNX Runtime)")
     version: str = _opt("0.1.0", "model version written into the card")
-    license: str = _opt("CC BY 4.0 (weights derived from CT-ICH)", "licence of the weights, into the card")
+    license: str = _opt("", "licence of the weights, into the card; required by export, as the training data's "
+                            "terms decide it (a default once said CT-ICH for weights that never saw it)")
 
 
 @dataclass

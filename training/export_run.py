@@ -18,6 +18,9 @@ from training.train import split_rows
 
 
 def run_export(config: Config) -> dict:
+    if not config.export.license.strip():
+        raise ValueError("export.license is not set: state the licence the training data allow for the weights "
+                         "(--set 'export.license=\"...\"' or the recipe's [export] table)")
     card_path = config.run_dir / "eval" / "card.json"
     if not card_path.is_file():
         raise FileNotFoundError(f"no model card at {card_path}: run `python -m training evaluate` first")

@@ -180,7 +180,11 @@ def test_evaluate_and_export_refuse_weights_their_config_or_card_do_not_describe
     assert "was written for another checkpoint" in caplog.text
     assert not (tmp_path / "phantom_smoke" / "model.onnx").exists()
     assert training_main(["evaluate", *base, "--set", "seed=1"]) == 0  # as the message says
+    caplog.clear()
+    assert training_main(["export", *base, "--set", "seed=1", "--set", 'export.license=""']) == 2
+    assert "export.license is not set" in caplog.text  # no default licence: the data's terms decide it
     assert training_main(["export", *base, "--set", "seed=1"]) == 0
+    assert read_card(tmp_path / "phantom_smoke" / "model.onnx")["license"].startswith("MIT")  # not CT-ICH's
 
 
 def test_the_training_cli_says_what_is_wrong_in_one_line(tmp_path, caplog):
