@@ -358,6 +358,7 @@ def test_menus_and_the_shortcut_help_come_from_one_table(window):
 
     shown = ShortcutsDialog(window).findChild(QTextBrowser).toPlainText()
     assert [k for k, _ in shortcut_rows() if k not in shown] == [] and all(key in shown for key in keys)
+    assert "Tab / Escape" in shown  # the keyboard-only way round the panels, as the README's table says
     window.actions["window bone"].trigger()
     assert window.viewer.window == PRESETS["bone"] and window.view.window == PRESETS["bone"]
 
