@@ -259,6 +259,15 @@ class ViewerModel:
                              float(self.prediction.probabilities[self.index, c]), threshold, self.cam_below_threshold)
         return None if values is None else values * mask
 
+    def cam_hidden_note(self) -> str | None:
+        """Why the class the user chose shows no Grad-CAM on this slice (it hides under the threshold), or None
+        when the map shows, is switched off, or follows the default choice: a chosen class that vanished without
+        a word read as "the model saw nothing"."""
+        c = self.cam_class_index()
+        if c is None or self.cam_class == TOP_CLASS or not self.cam_enabled or self.overlay() is not None:
+            return None
+        return "hidden: " + ("outside intended use" if not self.flags_shown else "not flagged here")
+
     def orientation_markers(self) -> dict[str, str] | None:
         """The patient direction at each edge of the view, from the open series' ImageOrientationPatient."""
         return None if self.series is None else orientation_markers(self.series.orientation)

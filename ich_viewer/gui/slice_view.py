@@ -86,8 +86,11 @@ class SliceView(pg.GraphicsLayoutWidget):
     def refresh_overlay(self) -> None:
         values = self.viewer.overlay()
         self.set_overlay(values)
-        self.overlays.colour_bar.set_class(None if values is None else CLASSES[self.viewer.cam_class_index()],
-                                           blank=cam_blank(values))
+        bar, hidden = self.overlays.colour_bar, self.viewer.cam_hidden_note()
+        if hidden is not None:  # a class the user chose, hidden here: its title says so, without a scale
+            bar.set_note(CLASSES[self.viewer.cam_class_index()], hidden)
+        else:
+            bar.set_class(None if values is None else CLASSES[self.viewer.cam_class_index()], blank=cam_blank(values))
 
     def _on_window_changed(self) -> None:
         if self.viewer.window_function != self.function:

@@ -161,6 +161,14 @@ class ColourBar:
         self.set_visible(name is not None)
         self.place(*self.size)  # the title's width changed with its text
 
+    def set_note(self, name: str, note: str) -> None:
+        """The title alone, for a class whose map is hidden on this slice: no scale, as nothing is drawn."""
+        self.set_class(name)
+        self.title.setPlainText(f"Grad-CAM: {name}\n{note}")
+        for item in (self.bar, *self.ticks.values()):
+            item.setVisible(False)
+        self.place(*self.size)
+
     def set_visible(self, visible: bool) -> None:
         for item in (self.bar, self.title, *self.ticks.values()):
             item.setVisible(visible)
@@ -178,4 +186,6 @@ class ColourBar:
             size = item.boundingRect()
             item.setPos(x - size.width() - 2, y + (1 - float(value)) * height - size.height() / 2)
         title = self.title.boundingRect()
-        self.title.setPos(x + self.WIDTH - title.width(), y - title.height() - 10)
+        above_bar = y - title.height() - 10
+        alone = h - MARGIN - 16 - title.height()  # a note without its bar sits where the bar would end
+        self.title.setPos(x + self.WIDTH - title.width(), above_bar if self.bar.isVisible() else alone)

@@ -12,6 +12,7 @@ import pytest
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.inference import CAM_BLANK_NOTE, CAM_VISIBLE, cam_blank
 from ich_viewer.core.model import IchModel
+from ich_viewer.core.viewer_model import TOP_CLASS
 from ich_viewer.demo import demo_study_dir
 from ich_viewer.paths import models_dir
 from tests.gui.windows import new_window, opened
@@ -49,3 +50,25 @@ def test_the_window_and_exports_say_when_a_shown_grad_cam_is_blank(qtbot, tmp_pa
         assert ("no positive evidence" in text) is says_blank and ("fixed scale" in text) is not says_blank
         lines = window.export_png(tmp_path / "slice.png")
         assert (f"Grad-CAM: {name} ({CAM_BLANK_NOTE})" in lines) is says_blank
+
+
+def test_a_chosen_class_hidden_on_a_slice_says_so_instead_of_vanishing(qtbot, tmp_path, tiny_model):
+    """Found by an outside tester: choosing "epidural" in the Grad-CAM list on a slice where it is not flagged
+    removed the overlay and its colour bar without a word, as if the model had seen nothing."""
+    from ich_viewer.core.phantom import make_phantom, write_phantom_study
+
+    write_phantom_study(make_phantom(seed=2, subtypes=["epidural"], n_slices=4, size=64), tmp_path / "study")
+    window = new_window(qtbot, tmp_path / "settings.ini", IchModel(tiny_model))
+    opened(qtbot, window, [tmp_path / "study"])
+    viewer, bar = window.viewer, window.view.overlays.colour_bar
+    for name in CLASSES:
+        viewer.set_threshold(name, 1.0)  # nothing flagged anywhere
+    viewer.set_cam(cls="epidural")
+    assert viewer.overlay() is None and not window.view.overlay.isVisible()
+    assert bar.title.isVisible() and bar.title.toPlainText() == "Grad-CAM: epidural\nhidden: not flagged here"
+    assert not bar.isVisible()  # no scale for a map that is not drawn
+    viewer.set_cam(below_threshold=True)  # the user asks to see it after all
+    assert window.view.overlay.isVisible() and bar.isVisible()
+    assert bar.title.toPlainText().startswith("Grad-CAM: epidural\n") and "hidden" not in bar.title.toPlainText()
+    viewer.set_cam(below_threshold=False, cls=TOP_CLASS)  # the default choice: nothing flagged, nothing said
+    assert not bar.title.isVisible()
