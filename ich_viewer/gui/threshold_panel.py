@@ -53,12 +53,15 @@ class ThresholdPanel(QWidget):
             value, readout = QLabel("-"), QLabel("")
             value.setMinimumWidth(40)
             readout.setStyleSheet("color: gray;")
+            # Wrapped: a long "not flagged: never reaches precision 0.70" widened the dock and shrank the image.
+            readout.setWordWrap(True)
+            readout.setAlignment(Qt.AlignmentFlag.AlignRight)
             for widget in (box, slider):  # Tab reaches them; a click leaves the keys with the slices
                 widget.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             grid.addWidget(box, 2 * row, 0)
             grid.addWidget(slider, 2 * row, 1)
             grid.addWidget(value, 2 * row, 2)
-            grid.addWidget(readout, 2 * row + 1, 0, 1, 3, Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(readout, 2 * row + 1, 0, 1, 3)
             self.sliders[name], self.values[name], self.readouts[name] = slider, value, readout
             self.flag_boxes[name] = box
         grid.setColumnStretch(1, 1)
@@ -129,6 +132,7 @@ class ThresholdPanel(QWidget):
         if self.thresholds.card.calibration[name] == NOT_CALIBRATED:
             text = "NOT CALIBRATED" + ("" if self.thresholds.enabled[name] else ", not flagged") + f"  ({text})"
         elif why:  # the preset's rule cannot be met: say so instead of showing numbers it does not reach
-            text = f"not flagged: {why.split(': ', 1)[-1]}"
+            # The reason's gist on the line (" on the validation slices" is in the tooltip): one line, not two
+            text = f"not flagged: {why.split(': ', 1)[-1].split(' on the ')[0]}"
         self.readouts[name].setText(text)
         self.readouts[name].setToolTip("\n".join(part for part in (why, measured) if part))

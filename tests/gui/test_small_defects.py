@@ -241,3 +241,20 @@ def test_without_a_mouse_tab_reaches_a_threshold_slider_and_escape_returns_to_th
     assert QApplication.focusWidget() is window.view
     qtbot.keyClick(window.view, Qt.Key.Key_Down)
     assert window.viewer.index == index + 1
+
+
+def test_a_preset_with_long_reasons_does_not_widen_the_dock_or_shrink_the_image(qtbot, tmp_path):
+    """Found by an outside tester: the "precision 0.7" preset's "not flagged: never reaches precision 0.70" lines
+    widened the thresholds dock, so the image shrank and its scale bar jumped from 50 to 20 mm."""
+    from ich_viewer.paths import models_dir
+
+    window = new_window(qtbot, tmp_path / "s.ini", IchModel.bundled(models_dir()), size=(1280, 800))
+    panel = window.threshold_panel
+    assert any(panel.thresholds.card.presets)
+    panel.apply_preset("balanced")
+    QApplication.processEvents()
+    before = (window.view.width(), panel.width())
+    panel.apply_preset("precision_0.7")
+    QApplication.processEvents()
+    assert any(label.text().startswith("not flagged: never reaches") for label in panel.readouts.values())
+    assert (window.view.width(), panel.width()) == before
