@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QSizePolicy
 
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.viewer_model import ViewerModel
@@ -42,6 +43,10 @@ class ProbabilityPlot(pg.PlotWidget):
         for name, curve in self.curves.items():
             self.legend.addItem(curve, name)
         self.plotItem.layout.addItem(self.legend, 2, 3)
+        # Its own height at the top of the column: stretched to the plot's height, each label drew at the top of
+        # its row and its colour at the bottom, a swatch nearer the next class's name than its own.
+        self.legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.plotItem.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignTop)
         self.lines = {n: pg.InfiniteLine(angle=0, pen=pg.mkPen(c, width=1, style=Qt.PenStyle.DashLine))
                       for n, c in zip(CLASSES, COLOURS)}
         for line in self.lines.values():

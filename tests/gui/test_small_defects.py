@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QRect, QSettings, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QWheelEvent
+from PySide6.QtGui import QDropEvent, QFontMetrics, QWheelEvent
 from PySide6.QtWidgets import QApplication, QMessageBox, QSlider
 
 from ich_viewer.core.contract import CLASSES
@@ -126,6 +126,12 @@ def test_plot_legend_is_beside_the_curves_and_axes_are_sane_for_zero_and_one_sli
     assert legend.left() >= curves.right() - 1  # beside the curves (their rectangles share at most an edge)
     assert plot.rect().contains(plot.mapFromScene(legend).boundingRect())  # all six names on screen
     assert len(plot.legend.items) == 6
+    # Each colour beside its own name (found by an outside tester: in a tall plot every row stretched, the name
+    # at its top and the swatch at its bottom, nearer the next class's name).
+    for sample, label in plot.legend.items:
+        row = label.sceneBoundingRect()
+        assert row.height() < 2.5 * QFontMetrics(QApplication.font()).height(), label.text
+        assert row.top() <= sample.sceneBoundingRect().center().y() <= row.bottom(), label.text
 
 
 def test_after_the_cam_combo_arrow_keys_and_wheel_move_slices(qtbot, window, study):
