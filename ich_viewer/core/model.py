@@ -222,6 +222,7 @@ class IchModel:
                              "match the ones recorded inside it), so it will not be used. Use the original file "
                              "or export the model again.")
         self.card = card
+        self.weights_sha256: str = meta[WEIGHTS_HASH_KEY]  # checked equal to the weights just above
         present = {o.name for o in self.session.get_outputs()}
         self._output_names = [*OUTPUTS, *(name for name in OPTIONAL_OUTPUTS if name in present)]
 

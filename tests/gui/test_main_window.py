@@ -290,9 +290,24 @@ def test_junk_folder_and_bad_model_are_messages(qtbot, window, tmp_path, monkeyp
 
 
 def test_model_card_dialog_text(window):
-    text = card_html(window.viewer.model.card, window.viewer.model.path, window.viewer.model.sha256)
+    model = window.viewer.model
+    text = card_html(model.card, model.path, model.sha256, model.weights_sha256)
     assert "Not for diagnostic use" in text and "random weights" in text and "tests only" in text
     assert all(c in text for c in CLASSES)
+    # Found by an outside tester: the dialog showed neither the training slice thickness (it changes what the
+    # model is fed) nor the weights' hash the contract records.
+    assert len(model.weights_sha256) == 64 and f"weights SHA-256 {model.weights_sha256}" in text
+    assert "training slice thickness not stated" in text if not model.card.slice_thickness_mm else \
+        f"trained on {model.card.slice_thickness_mm:g} mm slices" in text
+
+
+def test_the_bundled_cards_dialog_states_its_slice_thickness():
+    from ich_viewer.paths import models_dir
+
+    model = IchModel.bundled(models_dir())
+    assert model.card.slice_thickness_mm == 5.0
+    assert "trained on 5 mm slices: a thinner series is fed as 5 mm slabs" in card_html(model.card, model.path,
+                                                                                          model.sha256)
 
 
 def test_without_a_bundled_model_the_viewer_still_opens(qtbot, tmp_path, monkeypatch):
