@@ -196,6 +196,8 @@ def train(config: Config, *, resume: bool = True, progress: bool = True, stop_af
     start_epoch, step, elapsed = 0, 0, 0.0
     if resume and checkpoint_path.is_file():
         start_epoch, step, elapsed = _restore(checkpoint_path, config, device, model, optimizer, scheduler, scaler)
+    elif rank == 0:  # a fresh start: the earlier run's epochs must not stay in this run's log (1, 2, 1, 2)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     net = DistributedDataParallel(model) if world > 1 else model
 
     max_steps = config.train.max_steps

@@ -378,3 +378,20 @@ def test_phantom_source_is_deterministic_and_covers_every_subtype():
     other = PhantomSource(6, seed=3, slices=8, size=64, name="extra")
     assert not np.array_equal(other.read_hu(other.records()[10]), a.read_hu(records[10]))
     assert {r.source for r in records} == {"phantom"} and {r.source for r in other.records()} == {"extra"}
+
+
+def test_recipe_data_paths_do_not_depend_on_the_working_folder(tmp_path, monkeypatch):
+    """Found by an outside tester: `prepare --config ctich_resnet18` from another folder looked for
+    /tmp/shared/data/ctich, and ICH_SHARED_DATA, which the tests and benches read, was ignored."""
+    from training.data.sources import REPO, build_source, data_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ICH_SHARED_DATA", raising=False)
+    assert data_root("../shared/data/ctich") == REPO / "../shared/data/ctich"
+    (tmp_path / "here").mkdir()
+    assert data_root("here") == Path("here")  # what exists from the working folder is still taken from there
+    assert data_root("/abs/olute") == Path("/abs/olute")
+    monkeypatch.setenv("ICH_SHARED_DATA", str(tmp_path / "elsewhere"))
+    assert data_root("../shared/data/phe-sich") == tmp_path / "elsewhere" / "phe-sich"
+    with pytest.raises(ValueError, match="data source phantom: .*n_studiez"):
+        build_source({"kind": "phantom", "n_studiez": 3})

@@ -175,6 +175,8 @@ def test_evaluate_and_export_refuse_weights_their_config_or_card_do_not_describe
     assert "Traceback" not in caplog.text
     # Trained again (another seed, from scratch): the card in eval/ is the old weights'.
     assert training_main(["train", *base, "--set", "seed=1", "--no-resume"]) == 0
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "phantom_smoke" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == sorted(set(epochs))  # this run's epochs only, not the first run's before them
     caplog.clear()
     assert training_main(["export", *base, "--set", "seed=1"]) == 2
     assert "was written for another checkpoint" in caplog.text
