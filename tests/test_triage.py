@@ -171,3 +171,25 @@ def test_the_json_carries_each_series_geometry_warnings(tiny_model, tmp_path):
     series = json.loads(summary.read_text())["studies"][0]["series"][0]
     expected = list(ich_viewer.load(tmp_path / "gap").series[0].geometry.warnings)
     assert expected and series["geometry_warnings"] == expected
+
+
+def test_positions_the_files_do_not_state_are_not_written_as_measured(tiny_model, tmp_path):
+    """Found by an outside tester: a CT without ImagePositionPatient triaged with z 0.000, 1.000, 2.000, as if
+    measured, and the window showed 'z 1.0 mm'."""
+    from ich_viewer.core.viewer_model import ViewerModel
+
+    paths = write_phantom_study(make_phantom(seed=4, subtypes=[], n_slices=3, size=64), tmp_path / "nopos")
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        del ds.ImagePositionPatient
+        ds.save_as(path)
+    result = ich_viewer.load(tmp_path / "nopos")
+    assert not result.series[0].positions_known
+    out = tmp_path / "slices.csv"
+    assert main(["triage", str(tmp_path / "nopos"), "--model", str(tiny_model), "--out", str(out)]) == 0
+    assert [row["z"] for row in csv.DictReader(open(out))] == ["", "", ""]
+    viewer = ViewerModel()
+    viewer.set_result(result)
+    viewer.open_series(result.studies[0], result.studies[0].series[0])
+    assert any("z not stated" in line for line in viewer.corner_lines())
+    viewer.close_series()

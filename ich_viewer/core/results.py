@@ -56,7 +56,7 @@ def slice_rows(results: list[SeriesResult], thresholds: np.ndarray, anonymise: b
     for r in results:
         probabilities = r.prediction.probabilities
         flags = (np.nan_to_num(probabilities, nan=-1.0) >= thresholds) & r.flags_shown
-        z = r.series.z
+        z = r.series.z if r.series.positions_known else None  # made-up positions are not written as measured
         for i, ref in enumerate(r.series.slices):
             row = {"path": "" if anonymise else printable(str(ref.file)), "patient": "" if anonymise else r.study.patient.id,
                    "study_uid": study_uid(r), "series_uid": series_uid(r), "sop_instance_uid": "" if anonymise else ref.sop_uid,

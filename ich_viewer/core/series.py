@@ -159,8 +159,15 @@ class Series:
 
     @functools.cached_property  # computed once (cached_property writes past the frozen dataclass)
     def z(self) -> np.ndarray:
-        """Slice positions along the slice normal in mm; index positions if the file has none."""
+        """Slice positions along the slice normal in mm; index positions if the file has none (see
+        :attr:`positions_known`)."""
         return _positions_on_normal(self)
+
+    @property
+    def positions_known(self) -> bool:
+        """Whether :attr:`z` comes from the files' positions, not from the slices' order: only then is it shown
+        or written as a position."""
+        return self.orientation is not None and all(s.position is not None for s in self.slices)
 
     @property
     def spacing(self) -> tuple[float, float, float]:

@@ -283,7 +283,8 @@ class ViewerModel:
         window = "model view" if self.composite else str(self.window)
         if self.window_function != "linear":
             window += f" {self.window_function}"
-        lines.append(f"slice {self.index + 1}/{len(self.series)}  z {self.series.z[self.index]:.1f} mm  {window}")
+        z = f"z {self.series.z[self.index]:.1f} mm" if self.series.positions_known else "z not stated"
+        lines.append(f"slice {self.index + 1}/{len(self.series)}  {z}  {window}")
         if not self.series.pixel_spacing_known:
             lines.append("pixel spacing not stated: no scale")
         slabs = self.slab_plan()
