@@ -128,6 +128,24 @@ def weights_sha256(data: bytes) -> str:
     return digest.hexdigest()
 
 
+#: Operators only a quantised (INT8) graph holds.
+QUANTISED_OPS = {b"QuantizeLinear", b"DequantizeLinear", b"QLinearConv", b"QLinearMatMul", b"ConvInteger",
+                 b"MatMulInteger", b"DynamicQuantizeLinear"}
+
+
+def is_quantised(data: bytes) -> bool:
+    """Whether the serialized model's graph has quantised operators (an INT8 export); ValueError if not protobuf."""
+    view = memoryview(data)
+    for number, wire, start, end in _fields(view, 0, len(view)):
+        if number == 7 and wire == 2:  # ModelProto.graph
+            for inner, inner_wire, s, e in _fields(view, start, end):
+                if inner == 1 and inner_wire == 2:  # GraphProto.node
+                    for field, field_wire, a, b in _fields(view, s, e):
+                        if field == 4 and field_wire == 2 and bytes(view[a:b]) in QUANTISED_OPS:  # NodeProto.op_type
+                            return True
+    return False
+
+
 def file_digests(data: bytes) -> tuple[str, str | None, str | None]:
     """SHA-256 of ``data``; the ``ich.file_sha256`` value stored in it; that value recomputed (module
     docstring). The last two are None when the entry is missing or occurs more than once. One pass."""
@@ -223,6 +241,7 @@ class IchModel:
                              "or export the model again.")
         self.card = card
         self.weights_sha256: str = meta[WEIGHTS_HASH_KEY]  # checked equal to the weights just above
+        self.quantised = is_quantised(data)  # the card's figures were measured before an INT8 export
         present = {o.name for o in self.session.get_outputs()}
         self._output_names = [*OUTPUTS, *(name for name in OPTIONAL_OUTPUTS if name in present)]
 

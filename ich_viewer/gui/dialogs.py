@@ -38,7 +38,8 @@ def _external_html(external: dict) -> str:
     return "".join(parts)
 
 
-def card_html(card: ModelCard, path: Path, sha256: str, weights_sha256: str | None = None) -> str:
+def card_html(card: ModelCard, path: Path, sha256: str, weights_sha256: str | None = None,
+              quantised: bool = False) -> str:
     raw = card.raw
     validation = raw.get("validation") or {}
     training = raw.get("training") or {}
@@ -70,7 +71,9 @@ def card_html(card: ModelCard, path: Path, sha256: str, weights_sha256: str | No
         + f"<h3>Training</h3><p>{e(str(raw.get('architecture', '')))}, input {e(str(raw.get('input', '')))}<br>"
         f"data: {e(str(training.get('data_sources', '')))}<br>epochs {training.get('epochs', '?')}, "
         f"{training.get('hardware', '?')}, {training.get('wall_time_s', '?')} s, code {training.get('code_version', '?')}"
-        f"<br>{e(str(validation.get('citation', '')))}<br>{_thickness_html(card.slice_thickness_mm)}</p>"
+        f"<br>{e(str(validation.get('citation', '')))}<br>{_thickness_html(card.slice_thickness_mm)}"
+        + ("<br>weights: INT8, quantised after training; the validation figures and thresholds above were measured "
+           "on the model before quantisation" if quantised else "") + "</p>"
         f"<p><small>{e(str(path))}<br>SHA-256 {sha256}"
         + (f"<br>weights SHA-256 {e(weights_sha256)}" if weights_sha256 else "")
         + f"<br>licence: {e(str(raw.get('license', '')))}</small></p>")
@@ -85,13 +88,14 @@ def _thickness_html(thickness_mm: float | None) -> str:
 
 
 class ModelCardDialog(QDialog):
-    def __init__(self, card: ModelCard, path: Path, sha256: str, parent=None, weights_sha256: str | None = None):
+    def __init__(self, card: ModelCard, path: Path, sha256: str, parent=None, weights_sha256: str | None = None,
+                 quantised: bool = False):
         super().__init__(parent)
         self.setWindowTitle("Model card")
         self.resize(760, 640)
         layout = QVBoxLayout(self)
         self.text = QTextBrowser()
-        self.text.setHtml(card_html(card, path, sha256, weights_sha256))
+        self.text.setHtml(card_html(card, path, sha256, weights_sha256, quantised))
         layout.addWidget(self.text)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)

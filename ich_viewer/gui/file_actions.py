@@ -142,7 +142,7 @@ class FileActions:
         if model is None:
             QMessageBox.information(self, "ICH Viewer", "No model is loaded.")
             return
-        ModelCardDialog(model.card, model.path, model.sha256, self, model.weights_sha256).exec()
+        ModelCardDialog(model.card, model.path, model.sha256, self, model.weights_sha256, model.quantised).exec()
 
     # ------------------------------------------------------------------ export
 

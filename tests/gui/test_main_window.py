@@ -297,6 +297,7 @@ def test_model_card_dialog_text(window):
     # Found by an outside tester: the dialog showed neither the training slice thickness (it changes what the
     # model is fed) nor the weights' hash the contract records.
     assert len(model.weights_sha256) == 64 and f"weights SHA-256 {model.weights_sha256}" in text
+    assert not model.quantised and "INT8" not in text  # the tests' float model
     assert "training slice thickness not stated" in text if not model.card.slice_thickness_mm else \
         f"trained on {model.card.slice_thickness_mm:g} mm slices" in text
 
@@ -305,9 +306,10 @@ def test_the_bundled_cards_dialog_states_its_slice_thickness():
     from ich_viewer.paths import models_dir
 
     model = IchModel.bundled(models_dir())
-    assert model.card.slice_thickness_mm == 5.0
-    assert "trained on 5 mm slices: a thinner series is fed as 5 mm slabs" in card_html(model.card, model.path,
-                                                                                          model.sha256)
+    assert model.card.slice_thickness_mm == 5.0 and model.quantised  # the manifest ships the INT8 file
+    text = card_html(model.card, model.path, model.sha256, model.weights_sha256, model.quantised)
+    assert "trained on 5 mm slices: a thinner series is fed as 5 mm slabs" in text
+    assert "weights: INT8, quantised after training" in text  # its figures were measured before that
 
 
 def test_without_a_bundled_model_the_viewer_still_opens(qtbot, tmp_path, monkeypatch):

@@ -233,6 +233,9 @@ def test_the_whole_pipeline_on_phantoms_exports_a_contract_model(tmp_path):
     assert card["validation"]["split"].startswith("patient-level")
     assert len(card["operating_curves"]["subdural"]["thresholds"]) >= 2
     assert (run / "eval" / "report.md").is_file() and (run / "model.int8.onnx").is_file()
+    from ich_viewer.core.model import IchModel as Loaded
+
+    assert Loaded(run / "model.int8.onnx").quantised and not Loaded(run / "model.onnx").quantised  # the card dialog says so
     evaluation = json.loads((run / "eval" / "evaluation.json").read_text())
     table = comparison_markdown({"phantom_smoke": run, "missing": tmp_path / "none"}, "phantom_smoke")
     assert f"{evaluation['log_loss']:.4f}" in table and "| missing | not evaluated |" in table
