@@ -139,6 +139,9 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
             assert "Measured on the validation patients" in panel.readouts[name].toolTip()
     panel.sliders["epidural"].setValue(950)
     assert panel.readouts["epidural"].text().startswith("P -  R 0.00")
+    panel.apply_preset("high_sensitivity")  # its intraventricular threshold is 0.0002: not shown as 0.000
+    small = {name: value for name, value in window.viewer.thresholds.values.items() if 0 < value < 0.01}
+    assert small and all(panel.values[name].text() == f"{value:.4f}" != "0.0000" for name, value in small.items())
 
 
 def test_the_status_bars_flag_summary_follows_the_thresholds(qtbot, window, study):
