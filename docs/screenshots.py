@@ -90,7 +90,8 @@ def main() -> int:
         window = study_window(app, Path(settings_dir), (1280, 800), demo_study_dir())
         window.grab().save(str(OUT / "screenshot-demo.png"))
         window.findChild(type(window.threshold_panel)).grab().save(str(OUT / "screenshot-thresholds.png"))
-        dialog = ModelCardDialog(window.viewer.model.card, window.viewer.model.path, window.viewer.model.sha256, window)
+        model = window.viewer.model
+        dialog = ModelCardDialog(model.card, model.path, model.sha256, window, model.weights_sha256, model.quantised)
         dialog.resize(900, 700)
         dialog.show()
         app.processEvents()
