@@ -6,6 +6,7 @@ Never opens a network connection; writes only the files named by --out / --json.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,8 @@ def _users_file_kind(path: Path, inputs: list[Path]) -> str | None:
         return "one of the inputs"
     if any(Path(given).is_dir() and path.resolve().is_relative_to(Path(given).resolve()) for given in inputs):
         return "a file in the folder being read"  # the user's own: labels, notes, a report
+    if any(Path(given).is_file() and path.resolve().parent == Path(given).resolve().parent for given in inputs):
+        return "a file beside an input"  # a slice given alone: its study's labels sit next to it
     try:
         with open(path, "rb") as f:
             head = f.read(132)
@@ -92,6 +95,25 @@ def _users_file_kind(path: Path, inputs: list[Path]) -> str | None:
     if head[:4] == b"PK\x03\x04":
         return "a zip archive"
     return None
+
+
+def _one_of_the_files_read(path: Path, loaded) -> bool:
+    """Whether ``path`` is, by hard or symbolic link, one of the files the scan found (images, skipped files, a
+    study's CSV and TXT): the folder check before the scan sees only names."""
+    try:
+        target = path.stat()
+    except OSError:
+        return False
+    found = [str(ref.file) for series in loaded.series for ref in series.slices]
+    found += [skipped.path for skipped in loaded.skipped] + list(loaded.other_files)
+    for name in found:
+        try:
+            stat = os.stat(name)
+        except (OSError, ValueError):  # a zip member, or a file gone since
+            continue
+        if (stat.st_dev, stat.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
 
 
 class _Progress:
@@ -142,6 +164,12 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         stream.write(f"ich-viewer triage: {exc}\n")
         return 2
     loaded = viewer.result
+    for flag, path in (("--out", out), ("--json", json_path)):  # the same file by another name: a link
+        if path is not None and _one_of_the_files_read(path, loaded):
+            named = "" if anonymise else f" ({path})"
+            stream.write(f"ich-viewer triage: {flag} would overwrite one of the files being read{named}, through a "
+                         "link: choose another file name.\n")
+            return 2
     progress = _Progress(sum(len(s) for s in loaded.series), stream)
     results = []
     for study in loaded.studies:

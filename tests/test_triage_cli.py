@@ -104,6 +104,30 @@ def test_triage_never_overwrites_a_file_in_the_folder_it_reads(tiny_model, study
                 own.unlink()
 
 
+def test_triage_never_overwrites_a_file_it_reads_through_a_link_or_beside_a_slice(tiny_model, tmp_path, capsys):
+    """Found by a second outside tester: a hard link outside the folder to its notes, a symlink inside it to a file
+    outside, and a slice given alone with its study's labels.csv beside it were all overwritten (exit 0)."""
+    study = tmp_path / "in"
+    write_phantom_study(make_phantom(seed=8, subtypes=[], n_slices=3, size=64), study)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (study / "notes.csv").write_text("the user's notes\n")
+    os.link(study / "notes.csv", outside / "hard.csv")
+    (outside / "ext.csv").write_text("linked from inside\n")
+    (study / "extlink.csv").symlink_to(outside / "ext.csv")
+    labels = (study / "labels.csv").read_bytes()
+    cases = [([str(study)], outside / "hard.csv", "one of the files being read"),
+             ([str(study)], outside / "ext.csv", "one of the files being read"),
+             ([str(sorted(study.glob("ID_*.dcm"))[0])], study / "labels.csv", "a file beside an input")]
+    for inputs, target, said in cases:
+        before = target.read_bytes()
+        assert main(["triage", *inputs, "--model", str(tiny_model), "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and "slices (" not in err  # before any inference
+        assert target.read_bytes() == before
+    assert (study / "notes.csv").read_text() == "the user's notes\n" and (study / "labels.csv").read_bytes() == labels
+
+
 @pytest.mark.parametrize("flag", ["--out", "--json"])
 def test_a_dash_or_an_unwritable_output_is_refused_before_inference(tiny_model, study, tmp_path, capsys, flag):
     assert main(["triage", str(study), "--model", str(tiny_model), flag, "-"]) == 2
