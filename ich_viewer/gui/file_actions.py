@@ -80,6 +80,8 @@ class FileActions:
         return items
 
     def _remember(self, paths: list[Path]) -> None:
+        if self.viewer.anonymised:  # the anonymised display keeps no record of the folders it opened
+            return
         absolute = [Path(os.path.abspath(p)) for p in paths]  # a relative path from the command line means nothing later
         if absolute[0].exists():
             self.settings.setValue("last_folder", str(absolute[0] if absolute[0].is_dir() else absolute[0].parent))
@@ -177,11 +179,19 @@ class FileActions:
             except (IchViewerError, OSError) as exc:
                 QMessageBox.warning(self, "ICH Viewer", str(exc))
                 return
-            self.settings.setValue("export_folder", str(Path(path).parent))
+            self._remember_export_folder(Path(path))
             self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
 
     def _export_folder(self) -> str:
+        """The last export's folder; with the anonymised display the home folder (the dialog lists a folder's
+        files, and an export folder is often named after its patient)."""
+        if self.viewer.anonymised:
+            return str(Path.home())
         return self.settings.value("export_folder", "") or str(Path.home())
+
+    def _remember_export_folder(self, path: Path) -> None:
+        if not self.viewer.anonymised:
+            self.settings.setValue("export_folder", str(path.parent))
 
     def ask_export_results(self) -> None:
         # Starts where the other exports do: it began in the program's working folder.
@@ -193,7 +203,7 @@ class FileActions:
             except (IchViewerError, OSError) as exc:
                 QMessageBox.warning(self, "ICH Viewer", str(exc))
                 return
-            self.settings.setValue("export_folder", str(Path(path).parent))
+            self._remember_export_folder(Path(path))
             self.statusBar().showMessage(f"Exported {Path(path).name} and {Path(path).with_suffix('.json').name}", 5000)
 
     # ------------------------------------------------------------------ calibration

@@ -279,6 +279,35 @@ def test_anonymised_file_dialogs_show_and_keep_no_folder_history(qtbot, window, 
     window.actions["anonymise"].trigger()
 
 
+def test_the_anonymised_display_keeps_no_folders_and_exports_start_at_home(qtbot, window, study, tmp_path, monkeypatch):
+    """Found by a second outside tester: anonymised, Ctrl+E's dialog opened in the last export folder (named after
+    its patient, its files listed), and the app's own settings still gained each folder opened or exported to."""
+    opened(qtbot, window, study, classify=False)
+    exports = tmp_path / "SMITH_exports"
+    exports.mkdir()
+    window.settings.setValue("export_folder", str(exports))
+    window.actions["anonymise"].trigger()
+    starts = []
+    monkeypatch.setattr(file_actions.QFileDialog, "getSaveFileName",
+                        lambda parent, title, start, kinds, **kw: starts.append(start) or ("", ""))
+    window.ask_export_png()
+    window.ask_export_results()
+    assert [str(Path(start).parent) for start in starts] == [str(Path.home())] * 2
+    remembered = {key: window.settings.value(key) for key in ("recent", "last_folder", "export_folder")}
+    other = tmp_path / "DOE_study"
+    other.mkdir()
+    for path in sorted(study.glob("*.dcm"))[:2]:
+        (other / path.name).write_bytes(path.read_bytes())
+    window.open_paths([other])
+    qtbot.waitUntil(lambda: window.viewer.series is not None and len(window.viewer.series) == 2, timeout=60000)
+    monkeypatch.setattr(file_actions.QFileDialog, "getSaveFileName",
+                        lambda parent, title, start, kinds, **kw: (str(other / "anon.png"), kinds))
+    window.ask_export_png()  # written, and its folder not remembered
+    assert (other / "anon.png").is_file()
+    assert {key: window.settings.value(key) for key in remembered} == remembered
+    window.actions["anonymise"].trigger()
+
+
 def test_junk_folder_and_bad_model_are_messages(qtbot, window, tmp_path, monkeypatch):
     shown = []
     monkeypatch.setattr(main_window.QMessageBox, "warning", lambda parent, title, text: shown.append(text))
