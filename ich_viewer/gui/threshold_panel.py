@@ -121,18 +121,30 @@ class ThresholdPanel(QWidget):
         value = self.thresholds.values[name]
         self.values[name].setText(f"{value:.4f}" if 0 < value < 0.01 else f"{value:.3f}")  # 0.0002 is not 0.000
         readout = self.thresholds.readout(name)
-        text = ("no validation curve" if readout is None else
-                f"P {'-' if readout['precision'] is None else format(readout['precision'], '.2f')}  "
-                f"R {readout['recall']:.2f}  Sp {readout['specificity']:.2f}")
+        text = "no validation curve" if readout is None else (
+            f"P {_share(readout['precision'])}  R {_share(readout['recall'])}  Sp {readout['specificity']:.2f}")
+        # the curve's point lies below the slider: say where, or a preset's numbers seem to break its rule
+        at = "" if readout is None or abs(readout["measured_at"] - value) < 0.0005 else \
+            f"  (at {readout['measured_at']:.3f})"
         measured = "" if readout is None else (
             f"Measured on the validation patients at threshold {readout['measured_at']:.4g}, the curve's nearest point "
             "at or below this one" + ("; no positive slice is found there, so precision is not given"
                                       if readout["precision"] is None else ""))
         why = self.thresholds.not_flagged().get(name)
-        if self.thresholds.card.calibration[name] == NOT_CALIBRATED:
-            text = "NOT CALIBRATED" + ("" if self.thresholds.enabled[name] else ", not flagged") + f"  ({text})"
-        elif why:  # the preset's rule cannot be met: say so instead of showing numbers it does not reach
+        if self.thresholds.card.calibration[name] == NOT_CALIBRATED:  # a long line already: the point is in the tooltip
+            text = ("NOT CALIBRATED" + ("" if self.thresholds.enabled[name] else ", not flagged")
+                    + f" ({' '.join(text.split())})")  # single spaces: it fits the dock's width on one line
+        elif not why:
+            text += at
+        else:  # the preset's rule cannot be met: say so instead of showing numbers it does not reach
             # The reason's gist on the line (" on the validation slices" is in the tooltip): one line, not two
             text = f"not flagged: {why.split(': ', 1)[-1].split(' on the ')[0]}"
         self.readouts[name].setText(text)
         self.readouts[name].setToolTip("\n".join(part for part in (why, measured) if part))
+
+
+def _share(value: float | None) -> str:
+    """A precision or recall: "-" for none, three decimals under 0.01 (recall 0.001 is not "0.00")."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if 0 < value < 0.01 else f"{value:.2f}"

@@ -125,10 +125,11 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
     panel, card = window.threshold_panel, window.viewer.model.card
     for name in CLASSES:
         curve = card.operating_curves[name]
-        measured = {key: {f"{v:.2f}" for v in curve[key]} for key in ("precision", "recall", "specificity")}
+        measured = {key: {f"{v:.3f}" if 0 < v < 0.01 and key != "specificity" else f"{v:.2f}" for v in curve[key]}
+                    for key in ("precision", "recall", "specificity")}
         for position in range(0, 1001, 20):
             panel.sliders[name].setValue(position)
-            shown = re.search(r"P (\S+)  R ([0-9.]+)  Sp ([0-9.]+)", panel.readouts[name].text())
+            shown = re.search(r"P (\S+)\s+R ([0-9.]+)\s+Sp ([0-9.]+)", panel.readouts[name].text())
             assert shown, panel.readouts[name].text()
             precision, recall, specificity = shown.groups()
             assert recall in measured["recall"] and specificity in measured["specificity"], (name, position)
@@ -139,6 +140,14 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
             assert "Measured on the validation patients" in panel.readouts[name].toolTip()
     panel.sliders["epidural"].setValue(950)
     assert panel.readouts["epidural"].text().startswith("P -  R 0.00")
+    # A second tester: "any" at 0.99 read "P 1.00  R 0.00" (one positive of hundreds): the recall is said.
+    window.viewer.set_threshold("any", 0.99)
+    assert re.match(r"P 1\.00  R 0\.00[1-9]  Sp ", panel.readouts["any"].text())
+    # and a preset's read-out names the curve point it comes from, so P 0.69 under "precision 0.7" is explained
+    panel.apply_preset("precision_0.7")
+    readout = window.viewer.thresholds.readout("any")
+    assert readout["measured_at"] < window.viewer.thresholds.values["any"]
+    assert panel.readouts["any"].text().endswith(f"(at {readout['measured_at']:.3f})")
     panel.apply_preset("high_sensitivity")  # its intraventricular threshold is 0.0002: not shown as 0.000
     small = {name: value for name, value in window.viewer.thresholds.values.items() if 0 < value < 0.01}
     assert small and all(panel.values[name].text() == f"{value:.4f}" != "0.0000" for name, value in small.items())
@@ -457,7 +466,7 @@ def test_not_calibrated_and_unmet_classes_are_shown_and_not_flagged(qtbot, tmp_p
     assert not window.viewer.slice_flags()[:, sah].any()
     panel.flag_boxes["subarachnoid"].click()  # the user asks for it after all
     assert window.viewer.slice_flags()[:, sah].all()
-    assert panel.readouts["subarachnoid"].text().startswith("NOT CALIBRATED  (")
+    assert panel.readouts["subarachnoid"].text().startswith("NOT CALIBRATED (")
     panel.apply_preset("precision_0.7")
     assert "the lowest threshold with precision at least 0.70" in panel.preset_label.text()
     assert panel.readouts["any"].text() == "not flagged: never reaches precision 0.70"
