@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             log.error("%s: interrupted; `train` resumes from the run's last saved epoch", step)
             return 130
+        except Exception as exc:  # noqa: BLE001 - the last resort: a sentence, exit 1; the traceback at --debug level
+            log.debug("%s failed", step, exc_info=True)
+            log.error("error: %s: unexpected %s: %s", step, type(exc).__name__, exc)
+            return 1
     return 0
 
 

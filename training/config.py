@@ -194,6 +194,9 @@ def from_dict(raw: dict) -> Config:
     if unknown:
         raise ValueError(f"unknown top-level option(s): {', '.join(sorted(unknown))}")
     config = Config(**raw, **kwargs)
+    problem = _value_problem(config)
+    if problem:
+        raise ValueError(problem)
     for window in config.windows:
         if window.function not in ("linear", "sigmoid"):
             raise ValueError(f"window {window.name}: function must be linear or sigmoid")
@@ -215,6 +218,36 @@ def _type_problem(section_name: str, cls, section: dict) -> str | None:
                 not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float)))
         if not fits:
             return f"{section_name}.{f.name} must be {_KINDS[kind]}, not {value!r}"
+    return None
+
+
+#: Options that count something, and the least each may be.
+_AT_LEAST = {("model", "size"): 16, ("model", "hidden"): 1, ("split", "folds"): 2, ("data", "workers"): 1,
+             ("train", "epochs"): 1, ("train", "batch_size"): 1, ("train", "accumulate"): 1,
+             ("train", "checkpoint_every"): 1, ("pretrain", "steps"): 1, ("pretrain", "batch_size"): 2,
+             ("pretrain", "size"): 16}
+_RANGES = (("augment", "scale"), ("augment", "resolution"), ("model", "clip"))
+
+
+def _value_problem(config: "Config") -> str | None:
+    """A value of the right kind that training cannot use (``train.epochs=0`` divided by zero deep in the
+    schedule; ``augment.scale=[2]`` and six class weights given as two failed mid-epoch), in one sentence."""
+    for (section, key), least in _AT_LEAST.items():
+        value = getattr(getattr(config, section), key)
+        if value < least:
+            return f"{section}.{key} must be at least {least}, not {value}"
+    if not (0 < config.train.lr < float("inf")):
+        return f"train.lr must be a positive number, not {config.train.lr}"
+    for section, key in _RANGES:
+        value = getattr(getattr(config, section), key)
+        if value is None:
+            continue
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
+                and value[0] <= value[1]):
+            return f"{section}.{key} must be two numbers, low then high, not {value!r}"
+    weights = config.train.class_weights
+    if not (isinstance(weights, list) and len(weights) == 6 and all(isinstance(w, (int, float)) and w >= 0 for w in weights)):
+        return f"train.class_weights must be six numbers of at least 0 (any and the five subtypes), not {weights!r}"
     return None
 
 

@@ -189,16 +189,32 @@ def test_evaluate_and_export_refuse_weights_their_config_or_card_do_not_describe
     assert read_card(tmp_path / "phantom_smoke" / "model.onnx")["license"].startswith("MIT")  # not CT-ICH's
 
 
-def test_the_training_cli_says_what_is_wrong_in_one_line(tmp_path, caplog):
+def test_the_training_cli_says_what_is_wrong_in_one_line(tmp_path, caplog, monkeypatch):
     """Found by an outside tester: a mistyped option or a step run too early ended in a Python traceback."""
     base = ["--config", "phantom_smoke", "--set", f'out="{tmp_path}"', "--no-progress"]
     cases = {("--set", "train.epochs=abc"): "train.epochs must be a whole number, not 'abc'",
              ("--set", 'model.size="64"'): "model.size must be a whole number, not '64'",
-             ("--set", "train.epochs=2.5"): "train.epochs must be a whole number, not 2.5"}
+             ("--set", "train.epochs=2.5"): "train.epochs must be a whole number, not 2.5",
+             # a second tester: these passed the kind check and failed deep in training
+             ("--set", "train.epochs=0"): "train.epochs must be at least 1, not 0",
+             ("--set", "model.size=-5"): "model.size must be at least 16, not -5",
+             ("--set", "train.class_weights=[1,2]"): "train.class_weights must be six numbers",
+             ("--set", "augment.scale=[2]"): "augment.scale must be two numbers, low then high, not [2]",
+             ("--set", "model.clip=[100,-20]"): "model.clip must be two numbers, low then high"}
     for extra, expected in cases.items():
         caplog.clear()
         assert training_main(["train", *base, *extra]) == 2
         assert expected in caplog.text and "Traceback" not in caplog.text
+    caplog.clear()
+    import training.train
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("size of tensor a (2) must match")
+
+    monkeypatch.setattr(training.train, "train", broken)  # anything unforeseen: a sentence and exit 1
+    assert training_main(["train", *base]) == 1
+    assert "error: train: unexpected RuntimeError: size of tensor a (2) must match" in caplog.text
+    assert "Traceback" not in caplog.text
     caplog.clear()
     assert training_main(["evaluate", *base]) == 2  # nothing trained yet
     assert "error: evaluate: no prepared cache at" in caplog.text and "Traceback" not in caplog.text
