@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
 
             build_parser(preset_help()).parse_args(argv)
         args = build_parser().parse_args(argv)
-        paths = getattr(args, "paths", None) or [getattr(args, "folder", None)]
-        missing = [p for p in paths if p is not None and not os.path.lexists(p)]
-        if missing and len(missing) == len(paths):  # nothing to read at all: say that, not "no CT images found"
+        paths = getattr(args, "paths", None) or []  # info, triage and calibrate read paths; phantom writes one
+        missing = [p for p in paths if not os.path.lexists(p)]
+        if paths and len(missing) == len(paths):  # nothing to read at all: say that, not "no CT images found"
             shown = "" if getattr(args, "anonymise", False) else f": {missing[0]}"
             print(f"ich-viewer: no such file or folder{shown}", file=sys.stderr)
             return 2

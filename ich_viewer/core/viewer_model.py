@@ -259,12 +259,12 @@ class ViewerModel:
                              float(self.prediction.probabilities[self.index, c]), threshold, self.cam_below_threshold)
         return None if values is None else values * mask
 
-    def cam_hidden_note(self) -> str | None:
+    def cam_hidden_note(self, shown: np.ndarray | None) -> str | None:
         """Why the class the user chose shows no Grad-CAM on this slice (it hides under the threshold), or None
         when the map shows, is switched off, or follows the default choice: a chosen class that vanished without
-        a word read as "the model saw nothing"."""
-        c = self.cam_class_index()
-        if c is None or self.cam_class == TOP_CLASS or not self.cam_enabled or self.overlay() is not None:
+        a word read as "the model saw nothing". ``shown``: what :meth:`overlay` gave for this slice (the caller
+        has it; computing it again doubled the work of every slice change)."""
+        if shown is not None or self.cam_class == TOP_CLASS or not self.cam_enabled or self.cam_class_index() is None:
             return None
         return "hidden: " + ("outside intended use" if not self.flags_shown else "not flagged here")
 

@@ -86,7 +86,7 @@ class SliceView(pg.GraphicsLayoutWidget):
     def refresh_overlay(self) -> None:
         values = self.viewer.overlay()
         self.set_overlay(values)
-        bar, hidden = self.overlays.colour_bar, self.viewer.cam_hidden_note()
+        bar, hidden = self.overlays.colour_bar, self.viewer.cam_hidden_note(values)
         if hidden is not None:  # a class the user chose, hidden here: its title says so, without a scale
             bar.set_note(CLASSES[self.viewer.cam_class_index()], hidden)
         else:

@@ -163,10 +163,9 @@ class ColourBar:
 
     def set_note(self, name: str, note: str) -> None:
         """The title alone, for a class whose map is hidden on this slice: no scale, as nothing is drawn."""
-        self.set_class(name)
         self.title.setPlainText(f"Grad-CAM: {name}\n{note}")
-        for item in (self.bar, *self.ticks.values()):
-            item.setVisible(False)
+        self.set_visible(False)
+        self.title.setVisible(True)
         self.place(*self.size)
 
     def set_visible(self, visible: bool) -> None:
