@@ -53,14 +53,19 @@ class Thresholds:
         presets = self.presets
         if name not in presets:
             raise ValueError(f"unknown preset {name!r}; this model has {', '.join(presets)}")
-        self.preset, self.values = name, dict(presets[name])
+        self.preset = self._applied = name
+        self.values = dict(presets[name])
         self.unmet = dict(self.card.unmet.get(name, {}))  # a site preset's rule is met on the site's slices
 
     def set(self, name: str, value: float) -> None:
         """A user override for one class; the preset name then reads 'custom'."""
         self.values[name] = float(np.clip(value, 0.0, 1.0))
         self.unmet.pop(name, None)  # the user chose this class's threshold: it is met by definition
-        if self.values != self.presets.get(self.preset):
+        # Back on a preset's every value (a slider moved and returned): that preset again, with its unmet rules
+        same = [preset for preset, values in self.presets.items() if values == self.values]
+        if same:
+            self.apply_preset(self._applied if self._applied in same else same[0])
+        else:
             self.preset = "custom"
 
     def set_enabled(self, name: str, enabled: bool) -> None:

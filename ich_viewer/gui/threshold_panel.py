@@ -2,9 +2,14 @@
 
 Compact (a class's read-out goes under its slider, so the dock is narrow) and clicked, never focused: the
 sliders, boxes and buttons take no keyboard focus, so arrow keys and Page keys keep moving slices.
+
+The sliders run on a logit scale: high-sensitivity thresholds (0.0002 to 0.09 for the bundled model) sit in the
+first tenth of a linear slider, a few pixels wide; on a logit scale each decade near 0 or 1 has room.
 """
 
 from __future__ import annotations
+
+import math
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
@@ -14,7 +19,20 @@ from ich_viewer.core.contract import CLASSES, NOT_CALIBRATED
 from ich_viewer.core.thresholds import Thresholds
 from ich_viewer.core.viewer_model import ViewerModel
 
-STEPS = 1000  # slider resolution: thresholds in steps of 0.001
+STEPS = 4000  # slider positions: about 0.001 apart at 0.5, finer towards 0 and 1
+LOWEST = 1e-4  # the slider's ends: thresholds from 0.0001 to 0.9999
+_SPAN = math.log((1 - LOWEST) / LOWEST)  # the logit of the highest end; the lowest is its negative
+
+
+def slider_position(threshold: float) -> int:
+    """The slider position nearest ``threshold`` on the logit scale (the ends for 0 and 1)."""
+    t = min(max(threshold, LOWEST), 1 - LOWEST)
+    return round((math.log(t / (1 - t)) + _SPAN) / (2 * _SPAN) * STEPS)
+
+
+def threshold_at(position: int) -> float:
+    """The threshold at a slider position, the inverse of ``slider_position``."""
+    return 1 / (1 + math.exp(-(position / STEPS * 2 * _SPAN - _SPAN)))
 
 
 class ThresholdPanel(QWidget):
@@ -47,8 +65,11 @@ class ThresholdPanel(QWidget):
             box.setToolTip("flag this class; a class the model card marks not calibrated is off by default")
             box.toggled.connect(lambda on, n=name: self.thresholds is not None and self.viewer.set_class_enabled(n, on))
             slider = QSlider(Qt.Orientation.Horizontal)
-            slider.setRange(1, STEPS - 1)
+            slider.setRange(0, STEPS)
+            slider.setPageStep(STEPS // 40)
             slider.setObjectName(f"threshold_{name}")
+            slider.setToolTip("the threshold, on a logit scale: finer near 0 and 1, where the sensitive and the "
+                              "specific thresholds are; a preset's threshold is one of its positions")
             slider.valueChanged.connect(lambda value, n=name: self._on_slider(n, value))
             value, readout = QLabel("-"), QLabel("")
             value.setMinimumWidth(40)
@@ -100,7 +121,7 @@ class ThresholdPanel(QWidget):
             return
         for name, slider in self.sliders.items():
             slider.blockSignals(True)
-            slider.setValue(round(self.thresholds.values[name] * STEPS))
+            slider.setValue(slider_position(self.thresholds.values[name]))
             slider.blockSignals(False)
             box = self.flag_boxes[name]
             box.blockSignals(True)
@@ -115,11 +136,15 @@ class ThresholdPanel(QWidget):
     def _on_slider(self, name: str, value: int) -> None:
         if self.thresholds is None:
             return
-        self.viewer.set_threshold(name, value / STEPS)
+        # A position that rounds to a preset's threshold gives that threshold exactly: a preset's 0.0002 lies
+        # between positions, and a user who moves the slider away must be able to come back to it.
+        presets = {preset[name] for preset in self.thresholds.presets.values()}
+        exact = [t for t in presets if slider_position(t) == value]
+        self.viewer.set_threshold(name, exact[0] if exact else threshold_at(value))
 
     def _show(self, name: str) -> None:
         value = self.thresholds.values[name]
-        self.values[name].setText(f"{value:.4f}" if 0 < value < 0.01 else f"{value:.3f}")  # 0.0002 is not 0.000
+        self.values[name].setText(threshold_text(value))
         readout = self.thresholds.readout(name)
         text = "no validation curve" if readout is None else (
             f"P {_share(readout['precision'])}  R {_share(readout['recall'])}  Sp {readout['specificity']:.2f}")
@@ -141,6 +166,15 @@ class ThresholdPanel(QWidget):
             text = f"not flagged: {why.split(': ', 1)[-1].split(' on the ')[0]}"
         self.readouts[name].setText(text)
         self.readouts[name].setToolTip("\n".join(part for part in (why, measured) if part))
+
+
+def threshold_text(value: float) -> str:
+    """Three decimals, or two significant digits of the distance from 0 or 1 near them: 0.0002 is not 0.000,
+    and the slider's neighbouring positions there read differently."""
+    for near in (value, 1 - value):
+        if 0 < near < 0.01:
+            return f"{value:.{1 - math.floor(math.log10(near))}f}"
+    return f"{value:.3f}"
 
 
 def _share(value: float | None) -> str:

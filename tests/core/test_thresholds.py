@@ -58,6 +58,21 @@ def test_a_preset_whose_rule_cannot_be_met_says_so_and_flags_nothing_for_that_cl
     assert "epidural" in thresholds.not_flagged()
 
 
+def test_moving_a_threshold_back_to_its_preset_value_gives_the_preset_again():
+    presets = tiny_card()["thresholds"]
+    presets["precision_0.7"]["epidural"] = 1.0
+    thresholds = Thresholds(card(thresholds=presets, threshold_rules=RULES,
+                                 thresholds_unmet={"precision_0.7": {"epidural": "never reaches precision 0.70"}}))
+    thresholds.apply_preset("precision_0.7")
+    thresholds.set("any", 0.31)
+    thresholds.set("epidural", 0.4)
+    assert thresholds.preset == "custom" and thresholds.not_flagged() == {}
+    thresholds.set("any", presets["precision_0.7"]["any"])
+    assert thresholds.preset == "custom"  # epidural is still the user's
+    thresholds.set("epidural", 1.0)  # back on every value: the preset, and its rule that cannot be met, again
+    assert thresholds.preset == "precision_0.7" and "epidural" in thresholds.not_flagged()
+
+
 @pytest.mark.parametrize("changes, words", [
     ({"threshold_rules": {"balanced": 3}}, "threshold_rules"),
     ({"thresholds_unmet": {"balanced": {"nothing": "x"}}}, "thresholds_unmet"),

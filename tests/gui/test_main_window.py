@@ -20,6 +20,7 @@ from ich_viewer.core.windows import PRESETS
 from ich_viewer.gui import file_actions, main_window
 from ich_viewer.gui.dialogs import card_html
 from ich_viewer.gui.main_window import NOT_FOR_DIAGNOSIS, MainWindow
+from ich_viewer.gui.threshold_panel import STEPS, slider_position
 from ich_viewer.core.volume import read_volume
 
 
@@ -88,14 +89,14 @@ def test_classification_thresholds_and_cam(qtbot, window, study):
     assert window.classes.item(0, 1).text() == f"{probabilities[window.viewer.index, 0]:.2f}"
     # Put the "any" threshold just above this slice's probability: the flag goes, the read-out moves.
     slider, readout = window.threshold_panel.sliders["any"], window.threshold_panel.readouts["any"]
-    slider.setValue(400)
+    slider.setValue(slider_position(0.4))
     below = readout.text()
-    slider.setValue(600)  # past the tiny card's curve point at 0.5: the read-out moves with it
+    slider.setValue(slider_position(0.6))  # past the tiny card's curve point at 0.5: the read-out moves with it
     assert readout.text() != below
-    slider.setValue(int(probabilities[window.viewer.index, 0] * 1000) + 5)
+    slider.setValue(slider_position(probabilities[window.viewer.index, 0] + 0.005))
     assert window.viewer.thresholds.preset == "custom"
     assert not window.viewer.slice_flags()[window.viewer.index, 0]
-    slider.setValue(int(probabilities[window.viewer.index, 0] * 1000) - 5)
+    slider.setValue(slider_position(probabilities[window.viewer.index, 0] - 0.005))
     assert window.viewer.slice_flags()[window.viewer.index, 0] and window.classes.item(0, 3).text() == "slice"
     # CAM for "any" now shows (above threshold); C toggles it; under threshold it hides unless asked.
     window.cam_controls.cam_class.setCurrentIndex(1)
@@ -103,12 +104,12 @@ def test_classification_thresholds_and_cam(qtbot, window, study):
     qtbot.keyClick(window, Qt.Key.Key_C)
     assert not window.view.overlay.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_C)
-    slider.setValue(999)
+    slider.setValue(STEPS)
     assert not window.view.overlay.isVisible()
     window.cam_controls.cam_below.setChecked(True)
     assert window.view.overlay.isVisible()
     window.threshold_panel.apply_preset("high_sensitivity")
-    assert window.viewer.thresholds.values["any"] == 0.2 and slider.value() == 200
+    assert window.viewer.thresholds.values["any"] == 0.2 and slider.value() == slider_position(0.2)
 
 
 def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_path):
@@ -127,7 +128,7 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
         curve = card.operating_curves[name]
         measured = {key: {f"{v:.3f}" if 0 < v < 0.01 and key != "specificity" else f"{v:.2f}" for v in curve[key]}
                     for key in ("precision", "recall", "specificity")}
-        for position in range(0, 1001, 20):
+        for position in range(0, STEPS + 1, STEPS // 50):
             panel.sliders[name].setValue(position)
             shown = re.search(r"P (\S+)\s+R ([0-9.]+)\s+Sp ([0-9.]+)", panel.readouts[name].text())
             assert shown, panel.readouts[name].text()
@@ -138,7 +139,7 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
             else:
                 assert precision in measured["precision"], (name, position)
             assert "Measured on the validation patients" in panel.readouts[name].toolTip()
-    panel.sliders["epidural"].setValue(950)
+    panel.sliders["epidural"].setValue(slider_position(0.95))
     assert panel.readouts["epidural"].text().startswith("P -  R 0.00")
     # A second tester: "any" at 0.99 read "P 1.00  R 0.00" (one positive of hundreds): the recall is said.
     window.viewer.set_threshold("any", 0.99)
@@ -150,7 +151,35 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
     assert panel.readouts["any"].text().endswith(f"(at {readout['measured_at']:.3f})")
     panel.apply_preset("high_sensitivity")  # its intraventricular threshold is 0.0002: not shown as 0.000
     small = {name: value for name, value in window.viewer.thresholds.values.items() if 0 < value < 0.01}
-    assert small and all(panel.values[name].text() == f"{value:.4f}" != "0.0000" for name, value in small.items())
+    assert small and all(abs(float(panel.values[name].text()) - value) < value / 10 for name, value in small.items())
+
+    # Found by an outside tester: on a slider in steps of 0.001, 0.0002 was lost after one move. Each of the
+    # bundled card's high-sensitivity thresholds (0.0002 to 0.09) now has a position of its own, and coming back
+    # to it gives the preset again, read-out and all.
+    positions = {slider_position(value) for value in window.viewer.thresholds.values.values()}
+    assert len(positions) == len(set(window.viewer.thresholds.values.values()))
+    slider, text = panel.sliders["intraventricular"], panel.readouts["intraventricular"].text()
+    start = slider.value()
+    slider.setValue(start + 10)
+    assert window.viewer.thresholds.preset == "custom"
+    assert panel.values["intraventricular"].text() not in ("0.0002", "0.00020")
+    slider.setValue(start)
+    assert window.viewer.thresholds.preset == "high_sensitivity"
+    assert panel.readouts["intraventricular"].text() == text
+
+
+def test_the_slider_scale_is_a_logit_scale_that_round_trips():
+    from ich_viewer.gui.threshold_panel import threshold_at, threshold_text
+
+    assert slider_position(0.5) == STEPS // 2 and slider_position(0.0) == 0 and slider_position(1.0) == STEPS
+    for position in range(0, STEPS + 1, 7):
+        assert slider_position(threshold_at(position)) == position
+    # a step near 0.5 is about 0.001 and about 0.5% of the threshold near 0.0002 (linear steps of 0.001 were 500%)
+    assert threshold_at(STEPS // 2 + 1) - 0.5 < 0.0012
+    low = slider_position(0.0002)
+    assert (threshold_at(low + 1) - threshold_at(low)) / 0.0002 < 0.01
+    assert [threshold_text(t) for t in (0.0002, 0.00023, 0.0057, 0.5, 0.9993, 1.0)] == \
+        ["0.00020", "0.00023", "0.0057", "0.500", "0.99930", "1.000"]
 
 
 def test_the_status_bars_flag_summary_follows_the_thresholds(qtbot, window, study):
@@ -462,7 +491,7 @@ def test_not_calibrated_and_unmet_classes_are_shown_and_not_flagged(qtbot, tmp_p
     panel, sah = window.threshold_panel, CLASSES.index("subarachnoid")
     assert not panel.flag_boxes["subarachnoid"].isChecked() and panel.flag_boxes["any"].isChecked()
     assert panel.readouts["subarachnoid"].text().startswith("NOT CALIBRATED, not flagged")
-    panel.sliders["subarachnoid"].setValue(1)  # even at the lowest threshold nothing is flagged
+    panel.sliders["subarachnoid"].setValue(0)  # even at the lowest threshold nothing is flagged
     assert not window.viewer.slice_flags()[:, sah].any()
     panel.flag_boxes["subarachnoid"].click()  # the user asks for it after all
     assert window.viewer.slice_flags()[:, sah].all()
