@@ -129,6 +129,17 @@ def test_prepare_writes_int16_at_model_size_and_resumes(smoke_cache):
     assert np.array_equal(prepare(config, progress=False).images, expected)
 
 
+def test_prepare_says_when_it_remakes_a_cache_made_for_other_options(tmp_path, caplog):
+    config = smoke_config(tmp_path)
+    prepare(config, progress=False)
+    with caplog.at_level("WARNING"):
+        prepare(config, progress=False)  # the same recipe: resumed, nothing said
+        assert not caplog.records
+        cache = prepare(smoke_config(tmp_path, "model.size=24"), progress=False)
+    assert cache.images.shape[1:] == (24, 24)
+    assert "was made with another size; it is made again" in caplog.text
+
+
 # --------------------------------------------------------------------------- training
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from training.config import Config
 from training.data.base import UNKNOWN, SliceRecord, Source, labels_array
 from training.data.sources import build_source
 from training.model import resize_hu
+
+log = logging.getLogger(__name__)
 
 CHUNK = 64
 
@@ -76,6 +79,10 @@ def prepare(config: Config, progress: bool = True) -> Cache:
             "hu_range": [s.hu_range for s in sources], "classes": list(CLASSES)}
     images_path, done_path = root / "images.npy", root / "done.npy"
     previous = json.loads((root / "meta.json").read_text()) if (root / "meta.json").is_file() else None
+    if previous is not None and previous != meta:  # rebuilt, not silently: runs trained on the old one differ
+        changed = ", ".join(key for key in meta if previous.get(key) != meta[key])
+        log.warning("prepare: the cache at %s was made with another %s; it is made again for this recipe "
+                    "(runs trained on the old cache no longer match it: evaluate refuses them)", root, changed)
     if previous != meta or not images_path.is_file() or not done_path.is_file():
         _write_index(root / "index.csv", [r for _, r in records])
         np.lib.format.open_memmap(images_path, "w+", np.int16, (len(records), size, size)).flush()
