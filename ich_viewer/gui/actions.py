@@ -79,8 +79,9 @@ OTHER_KEYS = (
     ("Home / End", "first / last slice"),
     ("Right-drag", "adjust level (up/down) and width (left/right)"),
     ("Left-drag / Ctrl+wheel", "pan / zoom (the text, markers and scale bar stay on the viewport)"),
-    ("Tab / Escape", "without a mouse: to the series list, the Grad-CAM controls, the threshold sliders and presets "
-                     "in turn (arrows then move that control) / back to the slices"),
+    ("Tab / Escape", "without a mouse: to the series list, the class table (Enter: that class's worst slice), the "
+                     "Grad-CAM controls, the threshold sliders and presets in turn (arrows then move that control) / "
+                     "back to the slices"),
 )
 
 

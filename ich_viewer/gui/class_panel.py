@@ -25,10 +25,13 @@ class ClassPanel(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # Tab reaches it, a click does not take the keys from the slices: without a mouse, arrows pick a row and
+        # Enter goes to that class's worst slice, as a click does.
+        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.setTabKeyNavigation(False)  # Tab moves on to the next control, not to the next cell
         for row, name in enumerate(CLASSES):
             self.setItem(row, 0, QTableWidgetItem(name))
-            self.item(row, 0).setToolTip(f"click: go to the slice where {name} is most probable")
+            self.item(row, 0).setToolTip(f"click, or Enter: go to the slice where {name} is most probable")
             for col in (1, 2, 3):
                 item = QTableWidgetItem("-")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -249,6 +249,32 @@ def test_without_a_mouse_tab_reaches_a_threshold_slider_and_escape_returns_to_th
     assert window.viewer.index == index + 1
 
 
+def test_without_a_mouse_tab_reaches_the_class_table_and_enter_goes_to_a_class_worst_slice(qtbot, window, study):
+    """Left from an earlier outside round: the class table took no focus, so its "go to the worst slice" needed
+    a mouse. Tab reaches it; arrows pick a class and Enter goes there; a click still leaves the keys alone."""
+    opened(qtbot, window, [study])
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    window.view.setFocus()
+    table = window.classes
+    for _ in range(40):
+        if QApplication.focusWidget() is table:
+            break
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is table
+    table.setCurrentCell(0, 0)
+    qtbot.keyClick(table, Qt.Key.Key_Down)  # "epidural"
+    assert table.currentRow() == 1
+    window.viewer.go_to(0)
+    qtbot.keyClick(table, Qt.Key.Key_Return)
+    assert window.viewer.index == window.viewer.worst_slice("epidural") != 0
+    qtbot.keyClick(table, Qt.Key.Key_Escape)
+    assert QApplication.focusWidget() is window.view
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=table.visualItemRect(table.item(2, 0)).center())
+    assert QApplication.focusWidget() is not table
+    assert window.viewer.index == window.viewer.worst_slice("intraparenchymal")
+
+
 def test_a_preset_with_long_reasons_does_not_widen_the_dock_or_shrink_the_image(qtbot, tmp_path):
     """Found by an outside tester: the "precision 0.7" preset's "not flagged: never reaches precision 0.70" lines
     widened the thresholds dock, so the image shrank and its scale bar jumped from 50 to 20 mm."""
