@@ -181,7 +181,7 @@ def _render(work: Path, state: dict) -> str:
     from PySide6.QtGui import QImage
     from PySide6.QtWidgets import QApplication
 
-    from ich_viewer.gui.export import export_png
+    from ich_viewer.gui.export import export_png, png_scale
     from ich_viewer.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -206,7 +206,9 @@ def _render(work: Path, state: dict) -> str:
     image = QImage(str(png))
     window.close()
     settings.sync()  # now, inside the temporary folder: a later sync would create it again after its removal
-    _check(not image.isNull() and (image.height(), image.width()) == (viewer.series.rows, viewer.series.columns),
+    factor = png_scale(viewer.series.rows, viewer.series.columns)
+    _check(not image.isNull() and (image.height(), image.width()) == (viewer.series.rows * factor,
+                                                                      viewer.series.columns * factor),
            "the exported PNG could not be read back at the slice's size")
     return f"slice {worst + 1} with its Grad-CAM ('any') on Qt's {app.platformName()} platform, {png.stat().st_size} bytes"
 
