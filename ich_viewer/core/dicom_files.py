@@ -28,26 +28,43 @@ def iter_candidates(paths: Iterable[str | os.PathLike]) -> Iterator[FileRef | Sk
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            folder_errors: list[OSError] = []
-            for root, dirs, files in os.walk(path, onerror=folder_errors.append):
-                yield from _unreadable_folders(folder_errors)
-                dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
-                for name in sorted(files, key=natural_key):
+            for folder, files in _walk(path):
+                if isinstance(folder, Skipped):
+                    yield folder
+                    continue
+                for name in files:
                     if name.upper() == "DICOMDIR":
                         continue  # an index of files that this walk finds anyway
-                    yield from _expand_file(Path(root) / name)
-            yield from _unreadable_folders(folder_errors)
+                    yield from _expand_file(folder / name)
         elif path.exists():
             yield from _expand_file(path, explicit=True)
         else:
             yield Skipped(str(path), "does not exist")
 
 
-def _unreadable_folders(errors: list[OSError]) -> Iterator[Skipped]:
-    """The folders os.walk could not list since the last call (it reports them through ``onerror``)."""
-    while errors:
-        error = errors.pop(0)
-        yield Skipped(str(error.filename), f"folder could not be read ({error.strerror or error})")
+def _walk(top: Path) -> Iterator[tuple[Path, list[str]] | tuple[Skipped, list]]:
+    """Each folder under ``top`` (itself first, then its subfolders in natural order, depth first, hidden ones
+    and links to folders left out, as ``os.walk`` does) with its other entries' names in natural order; or
+    why a folder could not be listed. A loop, not recursion: Python 3.11's ``os.walk`` recurses, and a tree
+    1,000 folders deep stopped the whole open with a RecursionError."""
+    todo = [top]
+    while todo:
+        folder = todo.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+            folders, files = [], []
+            for entry in listed:
+                is_folder = entry.is_dir()
+                if is_folder and not entry.is_symlink() and not entry.name.startswith("."):
+                    folders.append(entry.name)
+                elif not is_folder:
+                    files.append(entry.name)
+        except OSError as exc:
+            yield Skipped(str(folder), f"folder could not be read ({exc.strerror or exc})"), []
+            continue
+        yield folder, sorted(files, key=natural_key)
+        todo += [folder / name for name in sorted(folders, key=natural_key, reverse=True)]
 
 
 def _expand_file(path: Path, explicit: bool = False) -> Iterator[FileRef | Skipped]:
@@ -84,7 +101,11 @@ MISSING_FILE = "listed in the DICOMDIR but missing"
 def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
     try:
         with _pydicom_warnings_caught() as caught:
-            fileset = FileSet(pydicom.dcmread(path))
+            index = pydicom.dcmread(path)
+            if _records_loop(index):  # pydicom's FileSet would follow the chain for ever
+                yield Skipped(str(path), "unreadable DICOMDIR (its records link back to each other in a loop)")
+                return
+            fileset = FileSet(index)
         instances = list(fileset)
     except Exception as exc:  # noqa: BLE001 - any parse failure is "unreadable", reported
         yield Skipped(str(path), f"unreadable DICOMDIR ({one_line(exc)})")
@@ -104,6 +125,23 @@ def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
             yield from _expand_file(ref)
         else:
             yield Skipped(str(ref), MISSING_FILE)
+
+
+def _records_loop(index) -> bool:
+    """Whether following a DICOMDIR's "next" and "lower level" record offsets from its first record comes back
+    to a record already reached (each record is one node of a tree, reached once)."""
+    records = {item.seq_item_tell: item for item in index.get("DirectoryRecordSequence", [])}
+    reached, todo = set(), [index.get("OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity")]
+    while todo:
+        offset = todo.pop()
+        if not offset or offset not in records:
+            continue  # the end of a chain, or an offset FileSet reports itself
+        if offset in reached:
+            return True
+        reached.add(offset)
+        record = records[offset]
+        todo += [record.get("OffsetOfTheNextDirectoryRecord"), record.get("OffsetOfReferencedLowerLevelDirectoryEntity")]
+    return False
 
 
 @contextlib.contextmanager

@@ -116,6 +116,9 @@ def scan_file(ref: FileRef) -> _Scanned | Skipped:
     configure_pydicom()
     try:
         with _open_mapped(ref) as fp:
+            if fast_scan.inflates_too_far(fp):
+                return Skipped(str(ref), "a deflated DICOM file that inflates to more than "
+                                         f"{fast_scan.MAX_INFLATED // 2**20} MB (a CT slice needs a few MB)")
             ds = _read_header(fp)
             if ds is None:
                 return Skipped(str(ref), NOT_DICOM)
@@ -124,6 +127,8 @@ def scan_file(ref: FileRef) -> _Scanned | Skipped:
         return Skipped(str(ref), str(exc))
     except MemoryError:
         return Skipped(str(ref), "unreadable DICOM file (its header claims more memory than it can have)")
+    except RecursionError:
+        return Skipped(str(ref), "unreadable DICOM file (its sequences nest too deeply to read)")
     except Exception as exc:  # noqa: BLE001 - a broken file is a skip reason, not a crash
         return Skipped(str(ref), f"unreadable DICOM file ({one_line(exc)})")
     except BaseException as exc:  # a Rust decoder's panic is a BaseException; exits still propagate

@@ -15,6 +15,7 @@ import functools
 import mmap
 import os
 import struct
+import zlib
 from typing import Iterable
 
 from pydicom import uid as dicom_uid
@@ -181,6 +182,9 @@ _UNDEFINED = 0xFFFFFFFF
 _UNPACK = {little: tuple(struct.Struct(("<" if little else ">") + f).unpack_from for f in ("HH", "L", "H"))
            for little in (True, False)}
 _PIXEL_DATA = (0x7FE0, 0x0010)
+_ITEM = {True: b"\xfe\xff\x00\xe0", False: b"\xff\xfe\xe0\x00"}
+MAX_NESTING = 32  # sequences within items: real CT headers nest a few levels
+MAX_HEADER_VALUE = 16 * 2**20  # one value before the pixel data: vendors' private blocks are kilobytes
 
 
 def lengths_fit(path: str) -> bool:
@@ -205,16 +209,29 @@ def lengths_fit(path: str) -> bool:
 
 def _walk(buf, pos: int, explicit: bool, little: bool, stop_group: int | None = None) -> tuple[int | None, str]:
     """Where the walk stopped (the pixel data, the end of group ``stop_group``, or the end of the file),
-    or None when an element does not fit; and the transfer syntax UID if the walk passed it."""
+    or None when an element does not fit or sequences nest deeper than ``MAX_NESTING``; and the transfer
+    syntax UID if the walk passed it."""
     end = len(buf)
     tag, u32, u16 = _UNPACK[little]
     syntax = ""
+    item = _ITEM[little]
+    # The sequences and items the walk is inside: each one's end, or None until its delimiter (undefined length).
+    # GDCM parses nested sequences recursively: 7,000 levels (a 0.5 MB file) crashed the process.
+    open_ends: list[int | None] = []
     while pos + 8 <= end:
+        while open_ends and open_ends[-1] is not None and pos >= open_ends[-1]:
+            open_ends.pop()
+        if len(open_ends) > MAX_NESTING:
+            return None, syntax
         group, element = tag(buf, pos)
         if (group, element) == _PIXEL_DATA or (stop_group is not None and group != stop_group):
             return pos, syntax
         if group == 0xFFFE:  # items and delimiters: no VR, 4-byte length; an item's content is walked into
-            pos += 8
+            length, pos = u32(buf, pos + 4)[0], pos + 8
+            if element == 0xE000:
+                open_ends.append(None if length == _UNDEFINED else pos + length)
+            elif open_ends and open_ends[-1] is None:  # an item's or a sequence's delimiter
+                open_ends.pop()
             continue
         if explicit:
             vr = buf[pos + 4:pos + 6]
@@ -222,21 +239,58 @@ def _walk(buf, pos: int, explicit: bool, little: bool, stop_group: int | None = 
                 if pos + 12 > end:
                     return None, syntax
                 length, pos = u32(buf, pos + 8)[0], pos + 12
-                if length != _UNDEFINED and length > end - pos:
+                if length != _UNDEFINED and length > min(end - pos, MAX_HEADER_VALUE) and vr != b"SQ":
                     return None, syntax
-                if vr == b"SQ" or length == _UNDEFINED:
-                    continue  # a sequence's items are walked into
+                if vr == b"SQ" and length != _UNDEFINED and length > end - pos:
+                    return None, syntax
+                if vr == b"SQ" or length == _UNDEFINED:  # a sequence's items are walked into
+                    open_ends.append(None if length == _UNDEFINED else pos + length)
+                    continue
             elif vr in _SHORT_VRS:
                 length, pos = u16(buf, pos + 6)[0], pos + 8
             else:
                 return None, syntax  # an unknown VR: GDCM would guess how long the length is
         else:
             length, pos = u32(buf, pos + 4)[0], pos + 8
-            if length == _UNDEFINED:
+            if length == _UNDEFINED or (length >= 8 and buf[pos:pos + 4] == item):  # a sequence, as GDCM reads it
+                open_ends.append(None if length == _UNDEFINED else pos + length)
                 continue
-        if length > end - pos:
+        if length > min(end - pos, MAX_HEADER_VALUE):  # GDCM reads every value: a 4 GB one in a sparse file took 4 GB
             return None, syntax
         if (group, element) == TRANSFER_SYNTAX_TAG:
             syntax = bytes(buf[pos:pos + length]).decode("ascii", "replace").strip("\x00 ")
         pos += length
     return (pos if pos == end else None), syntax
+
+
+# --------------------------------------------------------------------------- deflated files
+
+MAX_INFLATED = 600 * 2**20  # as a zip member: more than any CT slice's header and pixels
+_DEFLATED = dicom_uid.DeflatedExplicitVRLittleEndian.encode()
+
+
+def inflates_too_far(fp) -> bool:
+    """A Deflated Explicit VR file whose data set inflates past ``MAX_INFLATED``: pydicom inflates it whole
+    into memory, so a 6 MB file of zeros took 6 GB. Counted in a stream, 16 MB at a time; ``fp`` is left
+    where it was. Any other file: False."""
+    start = fp.tell()
+    try:
+        head = fp.read(8192)
+        if _DEFLATED not in head or head[128:132] != b"DICM":
+            return False
+        meta_end, _ = _walk(head, 132, explicit=True, little=True, stop_group=0x0002)
+        if meta_end is None:
+            return False  # pydicom's reading of the header decides
+        fp.seek(start + meta_end)
+        inflate, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        while not inflate.eof and (data := fp.read(2**20)):
+            while data and not inflate.eof:
+                total += len(inflate.decompress(data, 16 * 2**20))
+                if total > MAX_INFLATED:
+                    return True
+                data = inflate.unconsumed_tail
+        return False
+    except zlib.error:
+        return False  # not a deflate stream after all: pydicom says what it is
+    finally:
+        fp.seek(start)
