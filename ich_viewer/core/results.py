@@ -80,10 +80,21 @@ def write_csv(target, rows: list[dict]) -> None:
         _write_rows(f, rows)
 
 
+#: The CSV's fields whose text comes from the files (a patient ID or a path can be anything the file says)
+FILE_TEXT_FIELDS = ("path", "patient", "study_uid", "series_uid", "sop_instance_uid")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A cell a spreadsheet will not run: text from a file that starts like a formula ("=HYPERLINK(...)" in a
+    patient ID would send the row to a web site when clicked) gets a leading apostrophe, OWASP's advice."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def _write_rows(stream, rows: list[dict]) -> None:
     writer = csv.DictWriter(stream, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**row, **{key: spreadsheet_safe(row.get(key)) for key in FILE_TEXT_FIELDS}} for row in rows)
 
 
 def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymise: bool = False) -> list[dict]:

@@ -184,20 +184,20 @@ def test_a_folder_tree_deeper_than_the_recursion_limit_is_walked(tmp_path):
     """1,000 nested folders stopped the whole open with a RecursionError (Python 3.11's os.walk recurses),
     the good slices at the top included."""
     folder = _folder_with_good_slices(tmp_path / "top")
-    deep = folder
-    for _ in range(sys.getrecursionlimit() + 100):  # one at a time: mkdir(parents=True) recurses too
-        deep = deep / "d"
-        deep.mkdir()
-    ds = make.read("CT_small.dcm")
-    ds.ImagePositionPatient = [0, 0, 15.0]
-    ds.save_as(deep / "deepest.dcm")
-    (folder / ".hidden").mkdir()
-    ds.save_as(folder / ".hidden" / "not_read.dcm")
+    made = [folder]
     try:
+        for _ in range(sys.getrecursionlimit() + 100):  # one at a time: mkdir(parents=True) recurses too
+            made.append(made[-1] / "d")
+            made[-1].mkdir()
+        ds = make.read("CT_small.dcm")
+        ds.ImagePositionPatient = [0, 0, 15.0]
+        ds.save_as(made[-1] / "deepest.dcm")
+        (folder / ".hidden").mkdir()
+        ds.save_as(folder / ".hidden" / "not_read.dcm")
         result = ich_viewer.load(folder)
         assert [len(s) for s in result.series] == [4] and not result.skipped
-    finally:  # from the bottom up: shutil.rmtree (and so pytest's clean-up) recurses as well
-        (deep / "deepest.dcm").unlink()
-        while deep != folder:
-            deep.rmdir()
-            deep = deep.parent
+    finally:  # from the bottom up: shutil.rmtree (and so pytest's clean-up of old runs) recurses as well
+        (made[-1] / "deepest.dcm").unlink(missing_ok=True)
+        for level in reversed(made[1:]):
+            if level.exists():
+                level.rmdir()
