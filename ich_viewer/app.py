@@ -63,14 +63,9 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | 
     install_excepthook()
     window = MainWindow()
     window.show()
-    if demo:
-        from ich_viewer.demo import demo_study_dir
+    from PySide6.QtCore import QTimer
 
-        paths = [demo_study_dir()]
-    if paths:
-        window.open_paths(list(paths))
-    if quit_after is not None:
-        from PySide6.QtCore import QTimer
+    if quit_after is not None:  # first: nothing below, not even an error box left open, may keep it running
 
         def close() -> None:  # as a user would: settings saved, jobs ended; one line says what ran
             series = window.viewer.series
@@ -79,6 +74,20 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | 
             if screenshot is not None and not window.grab().save(str(screenshot), "PNG"):
                 print(f"ich-viewer: could not write the screenshot {screenshot}", file=sys.stderr)
             window.close()
+            app.exit(0)  # every event loop, a message box's included
 
         QTimer.singleShot(int(quit_after * 1000), close)
+    if demo:
+        from ich_viewer.demo import demo_study_dir
+
+        try:
+            paths = [demo_study_dir()]
+        except OSError as exc:
+            from PySide6.QtWidgets import QMessageBox
+
+            message = (f"The demo study could not be written ({exc.strerror or exc}): neither the cache folder "
+                       "nor a temporary folder can be written on this machine.")
+            QTimer.singleShot(0, lambda: QMessageBox.warning(window, "ICH Viewer", message))
+    if paths:
+        window.open_paths(list(paths))
     return app.exec()

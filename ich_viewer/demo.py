@@ -7,6 +7,8 @@ and two viewers starting at once both end up with the same complete folder.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,10 +17,26 @@ from ich_viewer import __version__
 from ich_viewer.paths import user_cache_dir
 
 DEMO_SLICES = 36  # make_phantom's default
+log = logging.getLogger(__name__)
 
 
 def demo_study_dir(seed: int = 2019) -> Path:
-    """The demo phantom's folder in the user's cache, written on first use."""
+    """The demo phantom's folder in the user's cache, written on first use; where the cache cannot be written
+    (a read-only or missing home on a locked-down laptop), a temporary folder removed when the program ends.
+    OSError only when neither can be written."""
+    try:
+        return _cached_demo(seed)
+    except OSError as exc:
+        log.info("the demo study cannot be cached (%s); writing it to a temporary folder", exc.strerror or exc)
+    from ich_viewer.core.phantom import make_phantom, write_phantom_study
+
+    folder = Path(tempfile.mkdtemp(prefix="ich-viewer-demo-"))
+    atexit.register(shutil.rmtree, folder, True)
+    write_phantom_study(make_phantom(seed=seed, n_slices=DEMO_SLICES), folder / "study")
+    return folder / "study"
+
+
+def _cached_demo(seed: int) -> Path:
     from ich_viewer.core.phantom import make_phantom, write_phantom_study
 
     cache = user_cache_dir()

@@ -125,3 +125,37 @@ def test_the_demo_study_is_written_once_to_the_cache_and_reused(tmp_path):
     assert Path(first).parent == tmp_path / "cache" / "ich-viewer" and Path(first).name.startswith("demo-0.1.0-")
     assert sorted(p.name for p in Path(first).parent.iterdir()) == [Path(first).name]  # no partial copy left
     assert not any((tmp_path / "tmp").iterdir())  # nothing in the temporary folder
+
+
+def test_the_demo_runs_where_the_home_folder_cannot_be_written(tmp_path):
+    """Found by an outside tester: with a read-only or missing home (a locked-down laptop) --demo showed
+    "Something went wrong: Read-only file system" over an empty window, and --quit-after never quit."""
+    code = ("from ich_viewer.demo import demo_study_dir; d = demo_study_dir(); "
+            "print(d, len(list(d.glob('*.dcm'))))")
+    env = {**os.environ, "HOME": "/proc/no-home", "XDG_CACHE_HOME": "/proc/no-home/.cache",
+           "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    folder, n_files = run.stdout.split()
+    assert Path(folder).is_relative_to(tmp_path / "tmp") and int(n_files) == 36
+    assert not any((tmp_path / "tmp").iterdir())  # removed when the program ended
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "--demo", "--quit-after", "8"], capture_output=True,
+                         text=True, timeout=180, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "a series of 36 slices open" in run.stdout
+    assert not any((tmp_path / "tmp").iterdir())
+
+
+def test_quit_after_ends_the_program_even_with_a_message_box_open(tmp_path):
+    """With no folder writable at all the demo's message box is modal; --quit-after still ends the run."""
+    code = ("import sys, ich_viewer.demo as demo\n"
+            "def refuse(seed=2019): raise OSError(30, 'Read-only file system')\n"
+            "demo.demo_study_dir = refuse\n"
+            "from ich_viewer.app import run_gui\n"
+            "sys.exit(run_gui(demo=True, quit_after=3))\n")
+    env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "the window ran 3 s" in run.stdout and "no series open" in run.stdout
