@@ -15,6 +15,8 @@ sit after the card's; the read-outs at their thresholds still come from the card
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ich_viewer.core.contract import CLASSES, NOT_CALIBRATED, ModelCard
@@ -121,3 +123,12 @@ def read_curve(curve: dict | None, threshold: float) -> dict[str, float] | None:
     if point["recall"] == 0.0:
         point["precision"] = None
     return {**point, "measured_at": float(t[i])}
+
+
+def threshold_text(value: float) -> str:
+    """Three decimals, or two significant digits of the distance from 0 or 1 near them: 0.0002 is not 0.000,
+    and the slider's neighbouring positions there read differently."""
+    for near in (value, 1 - value):
+        if 0 < near < 0.01:
+            return f"{value:.{1 - math.floor(math.log10(near))}f}"
+    return f"{value:.3f}"

@@ -9,7 +9,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QListWidget, QTextBrowser, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout)
 
-from ich_viewer.core.contract import ABBREVIATIONS, CLASSES, ModelCard
+from ich_viewer.core.contract import ABBREVIATIONS, CLASSES, NOT_CALIBRATED, ModelCard
+from ich_viewer.core.thresholds import threshold_text
 from ich_viewer.gui.actions import shortcut_rows
 
 
@@ -17,7 +18,7 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _external_html(external: dict) -> str:
+def _external_html(external: dict, card: ModelCard) -> str:
     """The card's figures at hospitals the model never saw (cards from ``training bundle`` carry them)."""
     e, parts = html.escape, []
     loho = external.get("leave_one_hospital_out") or {}
@@ -29,10 +30,15 @@ def _external_html(external: dict) -> str:
                      f"{rows}</table>")
     normal = external.get("rsna_unlabelled") or {}
     if normal.get("flag_rate"):
-        rows = "".join(f"<tr><td>{e(p)}</td>" + "".join(f"<td>{100 * r[c]:.0f}%</td>" for c in CLASSES) + "</tr>"
-                       for p, r in normal["flag_rate"].items())
+        # a class never flagged (not calibrated, or its preset's rule not met) reads 0%: say why, not a measurement
+        rows = "".join(f"<tr><td>{e(p)}</td>" + "".join(
+            "<td>n.c.</td>" if card.calibration[c] == NOT_CALIBRATED else
+            "<td>not met</td>" if c in card.unmet.get(p, {}) else f"<td>{100 * r[c]:.0f}%</td>" for c in CLASSES)
+            + "</tr>" for p, r in normal["flag_rate"].items())
         parts.append(f"<h3>Normal-study flag rate</h3><p>Share of {normal.get('slices')} single slices from other "
-                     "hospitals (non-contrast, about 98% normal) flagged at each preset.</p><table border=1 "
+                     "hospitals (non-contrast, about 98% normal) flagged at each preset, as the viewer flags them "
+                     "(n.c.: not calibrated and not met: the preset's rule cannot be met, so never flagged).</p>"
+                     "<table border=1 "
                      "cellpadding=3><tr><th>preset</th>" + "".join(f"<th>{c}</th>" for c in CLASSES)
                      + f"</tr>{rows}</table>")
     return "".join(parts)
@@ -52,7 +58,7 @@ def card_html(card: ModelCard, path: Path, sha256: str, weights_sha256: str | No
     e = html.escape
     presets = "".join(
         f"<tr><td>{e(n)}" + (f"<br><small>{e(card.preset_rules[n])}</small>" if n in card.preset_rules else "")
-        + "</td>" + "".join("<td>not met</td>" if c in card.unmet.get(n, {}) else f"<td>{v[c]:.3f}</td>"
+        + "</td>" + "".join("<td>not met</td>" if c in card.unmet.get(n, {}) else f"<td>{threshold_text(v[c])}</td>"
                             for c in CLASSES) + "</tr>"
         for n, v in card.presets.items())
     presets += ("<tr><td>calibration</td>" + "".join(f"<td>{e(card.calibration[c])}</td>" for c in CLASSES) + "</tr>")
@@ -67,7 +73,7 @@ def card_html(card: ModelCard, path: Path, sha256: str, weights_sha256: str | No
         f"<th>study sensitivity</th><th>study specificity</th></tr>{rows}</table>"
         "<h3>Threshold presets</h3><table border=1 cellpadding=3><tr><th>preset</th>"
         + "".join(f"<th>{c}</th>" for c in CLASSES) + f"</tr>{presets}</table>"
-        + _external_html(raw.get("external_validation") or {})
+        + _external_html(raw.get("external_validation") or {}, card)
         + f"<h3>Training</h3><p>{e(str(raw.get('architecture', '')))}, input {e(str(raw.get('input', '')))}<br>"
         f"data: {e(str(training.get('data_sources', '')))}<br>epochs {training.get('epochs', '?')}, "
         f"{training.get('hardware', '?')}, {training.get('wall_time_s', '?')} s, code {training.get('code_version', '?')}"

@@ -27,6 +27,7 @@ from ich_viewer.core.contract import ABBREVIATIONS, CLASSES
 from ich_viewer.core.errors import DecodeError, IchViewerError
 from ich_viewer.core.inference import CAM_BLANK_NOTE, cam_blank, cam_overlay, display_scale
 from ich_viewer.core.results import NOTICE
+from ich_viewer.core.thresholds import threshold_text
 from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.core.windows import apply_window, composite_rgb, to_uint8
 
@@ -116,7 +117,7 @@ def class_line(viewer: ViewerModel, c: int, probability: float, flagged: bool, s
     if why:
         return f"{name} {p}  not flagged ({why.split(':')[0]})"
     threshold = viewer.thresholds.values[key]
-    return f"{name} {p}  threshold {threshold:.3f}" + ("  FLAGGED" if flagged else "")
+    return f"{name} {p}  threshold {threshold_text(threshold)}" + ("  FLAGGED" if flagged else "")
 
 
 def model_lines(viewer: ViewerModel) -> list[str]:
@@ -278,9 +279,9 @@ def class_cell_lines(viewer: ViewerModel, c: int, maxima: np.ndarray, flagged: b
     if why:
         lines.append(f"not flagged: {why}")
     elif not viewer.flags_shown:
-        lines.append(f"threshold {thresholds.values[name]:.3f}; outside the intended use: not flagged")
+        lines.append(f"threshold {threshold_text(thresholds.values[name])}; outside the intended use: not flagged")
     else:
-        lines.append(f"threshold {thresholds.values[name]:.3f} ({thresholds.preset.replace('_', ' ')})")
+        lines.append(f"threshold {threshold_text(thresholds.values[name])} ({thresholds.preset.replace('_', ' ')})")
         ranges = viewer.flagged_ranges(name)
         if ranges:
             runs = ", ".join(f"{a + 1}" if a == b else f"{a + 1}-{b + 1}" for a, b in ranges[:4])

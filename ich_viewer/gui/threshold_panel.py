@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPus
                                QVBoxLayout, QWidget)
 
 from ich_viewer.core.contract import CLASSES, NOT_CALIBRATED
-from ich_viewer.core.thresholds import Thresholds
+from ich_viewer.core.thresholds import Thresholds, threshold_text
 from ich_viewer.core.viewer_model import ViewerModel
 
 STEPS = 4000  # slider positions: about 0.001 apart at 0.5, finer towards 0 and 1
@@ -166,15 +166,6 @@ class ThresholdPanel(QWidget):
             text = f"not flagged: {why.split(': ', 1)[-1].split(' on the ')[0]}"
         self.readouts[name].setText(text)
         self.readouts[name].setToolTip("\n".join(part for part in (why, measured) if part))
-
-
-def threshold_text(value: float) -> str:
-    """Three decimals, or two significant digits of the distance from 0 or 1 near them: 0.0002 is not 0.000,
-    and the slider's neighbouring positions there read differently."""
-    for near in (value, 1 - value):
-        if 0 < near < 0.01:
-            return f"{value:.{1 - math.floor(math.log10(near))}f}"
-    return f"{value:.3f}"
 
 
 def _share(value: float | None) -> str:

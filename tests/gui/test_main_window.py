@@ -382,6 +382,31 @@ def test_the_bundled_cards_dialog_states_its_slice_thickness():
     assert "weights: INT8, quantised after training" in text  # its figures were measured before that
 
 
+def test_the_bundled_cards_small_thresholds_and_never_flagged_classes_read_as_such(qtbot, tmp_path):
+    """Found by an outside tester: high sensitivity's intraventricular 0.0002 read "threshold 0.000" in the PNG,
+    the PDF and the card ("flags everything" on a slide), and the card's normal-study flag rate read 0% for
+    classes that are never flagged because they are not calibrated."""
+    import re
+
+    from ich_viewer.gui.export import class_line
+    from ich_viewer.paths import models_dir
+
+    model = IchModel.bundled(models_dir())
+    text = card_html(model.card, model.path, model.sha256, model.weights_sha256, model.quantised)
+    assert "<td>0.000</td>" not in text and "<td>0.00020</td>" in text
+    normal = text.split("Normal-study flag rate", 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>([\w.]+)</td>((?:<td>[^<]*</td>)+)</tr>", normal)
+    assert len(rows) == 3
+    for _, cells in rows:  # subarachnoid and subdural, the last two columns, are not calibrated
+        assert re.findall(r"<td>([^<]*)</td>", cells)[-2:] == ["n.c.", "n.c."]
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), model=model,
+                        load_bundled=False)
+    qtbot.addWidget(window)
+    window.viewer.apply_preset("high_sensitivity")
+    ivh = CLASSES.index("intraventricular")
+    assert class_line(window.viewer, ivh, 0.3, True) == "intraventricular 0.300  threshold 0.00020  FLAGGED"
+
+
 def test_without_a_bundled_model_the_viewer_still_opens(qtbot, tmp_path, monkeypatch):
     monkeypatch.setattr(main_window, "models_dir", lambda: tmp_path)
     w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
@@ -479,7 +504,8 @@ def test_the_card_dialog_shows_rules_calibration_and_figures_from_unseen_hospita
     card = type(model.card).from_dict({**model.card.raw, "external_validation": external})
     text = card_html(card, model.path, model.sha256)
     assert "<td>phe_sich</td><td>118</td><td>0.912</td><td>0.875</td>" in text
-    assert "Share of 155 single slices" in text and text.count("<td>12%</td>") == 6
+    assert "Share of 155 single slices" in text and text.count("<td>12%</td>") == 5  # and not calibrated:
+    assert text.count("<td>n.c.</td>") == 1
 
 
 def test_not_calibrated_and_unmet_classes_are_shown_and_not_flagged(qtbot, tmp_path, study, uncalibrated_model):
