@@ -536,7 +536,13 @@ def test_flagging_a_series_outside_the_intended_use_updates_the_corner_text(qtbo
     assert window.viewer.use_check.outside
     corner = window.view.corner.toPlainText()
     assert "OUTSIDE INTENDED USE" in corner and "NOT FLAGGED" in corner
+    # Found by an outside tester: the PNG's class lines gave a threshold and no reason ("any 0.967  threshold 0.400")
+    from ich_viewer.gui.export import class_line
+
+    lines = [class_line(window.viewer, c, 0.99, False) for c in range(len(CLASSES))]
+    assert all(line.endswith("not flagged (outside intended use)") or "(not calibrated)" in line for line in lines)
     window.actions["outside use"].trigger()  # Model > Flag series outside the intended use
     assert window.viewer.flags_shown
     corner = window.view.corner.toPlainText()
     assert "OUTSIDE INTENDED USE" in corner and "NOT FLAGGED" not in corner
+    assert class_line(window.viewer, 0, 0.99, True).endswith("FLAGGED")
