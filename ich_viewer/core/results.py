@@ -147,6 +147,8 @@ def results_payload(model, thresholds, results: list[SeriesResult], loaded: Load
     if loaded is not None:
         # "file 17 of 238" says which file without its name (names often carry the patient's name)
         payload["files_found"] = loaded.files_found
+        # the window exports the open series: the count says what else was open (it read as if all were here)
+        payload["series_found"] = len(loaded.series)
         payload["skipped"] = [{"path": "" if anonymise else printable(s.path), "file_number": s.number, "reason": s.reason}
                               for s in loaded.skipped]
         payload["other_files"] = len(loaded.other_files)  # CSV/TXT beside the studies: counted, not listed

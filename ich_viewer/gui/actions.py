@@ -38,7 +38,7 @@ ACTIONS = (
            "export the slice at its own resolution, with overlay, probabilities, model and disclaimer"),
     Action("File", "Export study summary (PDF)...", lambda w: w.ask_export_summary(), "Ctrl+Shift+E",
            "export a one-page study summary (PDF)"),
-    Action("File", "Export results (CSV + JSON)...", lambda w: w.ask_export_results()),
+    Action("File", "Export this series' results (CSV + JSON)...", lambda w: w.ask_export_results()),
     Action("File", "-"),
     Action("File", "Quit", lambda w: w.close(), "Ctrl+Q"),
     *(_window(name) for name in WINDOW_KEYS),

@@ -195,7 +195,7 @@ class FileActions:
 
     def ask_export_results(self) -> None:
         # Starts where the other exports do: it began in the program's working folder.
-        path, _ = self._file_dialog(QFileDialog.getSaveFileName, "Export results",
+        path, _ = self._file_dialog(QFileDialog.getSaveFileName, "Export this series' results",
                                     str(Path(self._export_folder()) / "results.csv"), "CSV (*.csv)")
         if path:
             try:
@@ -204,7 +204,8 @@ class FileActions:
                 QMessageBox.warning(self, "ICH Viewer", str(exc))
                 return
             self._remember_export_folder(Path(path))
-            self.statusBar().showMessage(f"Exported {Path(path).name} and {Path(path).with_suffix('.json').name}", 5000)
+            self.statusBar().showMessage(f"Exported this series' results: {Path(path).name} and "
+                                         f"{Path(path).with_suffix('.json').name}", 5000)
 
     # ------------------------------------------------------------------ calibration
 

@@ -104,8 +104,11 @@ def test_the_export_is_triages_format(viewer, tmp_path):
     viewer.set_anonymised(True)
     viewer.export_results(tmp_path / "r.csv", tmp_path / "r.json")
     payload = json.loads((tmp_path / "r.json").read_text())
-    assert list(payload) == ["model", "preset", "thresholds", "not_flagged", "studies", "files_found", "skipped",
-                             "other_files", "notice"]
+    assert list(payload) == ["model", "preset", "thresholds", "not_flagged", "studies", "files_found",
+                             "series_found", "skipped", "other_files", "notice"]
+    # the open series is exported; how many series were open is said (an outside tester read one study of two
+    # with "files_found": 2 as the whole of what was open)
+    assert len(payload["studies"]) == 1 and payload["series_found"] == len(viewer.result.series)
     assert payload["studies"][0]["patient"] is None and "PAT-VM" not in (tmp_path / "r.csv").read_text()
     series = payload["studies"][0]["series"][0]
     assert series["complete"] and series["flagged_classes"] == viewer.flagged_classes()
