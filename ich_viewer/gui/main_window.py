@@ -55,6 +55,9 @@ class MainWindow(FileActions, QMainWindow):
             self.restoreGeometry(self.settings.value("window/geometry"))
         if self.settings.value("window/state") is not None:  # the docks as the user left them
             self.restoreState(self.settings.value("window/state"), LAYOUT_VERSION)
+        if self.settings.value("anonymised", False, type=bool):  # as the user left it: a lecture that began
+            self.actions["anonymise"].setChecked(True)  # anonymised must not show names after a restart
+            self.viewer.set_anonymised(True)
         self._poll = QTimer(self, interval=60)  # decoding progress: the loader's threads are not Qt's
         self._poll.timeout.connect(self._on_decode_progress)
         try:
@@ -225,6 +228,7 @@ class MainWindow(FileActions, QMainWindow):
             super().keyPressEvent(event)
 
     def _on_anonymised_changed(self, anonymised: bool) -> None:
+        self.settings.setValue("anonymised", anonymised)
         self._update_recent_menu()
         result = self.viewer.result
         if result is not None:  # the anonymised display hides names here too

@@ -284,6 +284,24 @@ def test_anonymised_display_hides_the_study_date_and_recent_paths(qtbot, window,
     assert captured[-1] == str(study)
 
 
+def test_the_anonymised_display_stays_on_after_a_restart(qtbot, tmp_path, study, tiny_model):
+    """Found by an outside tester: an educator who left the display anonymised found names and IDs shown
+    again when the next lecture started."""
+    from tests.gui.windows import new_window
+
+    first = new_window(qtbot, tmp_path / "s.ini", IchModel(tiny_model))
+    first.actions["anonymise"].trigger()
+    first.close()
+    second = new_window(qtbot, tmp_path / "s.ini", IchModel(tiny_model))
+    assert second.viewer.anonymised and second.actions["anonymise"].isChecked()
+    opened(qtbot, second, study, classify=False)
+    assert "PAT-GUI" not in "".join(second.viewer.corner_lines())
+    second.actions["anonymise"].trigger()
+    second.close()
+    third = new_window(qtbot, tmp_path / "s.ini", IchModel(tiny_model))
+    assert not third.viewer.anonymised and not third.actions["anonymise"].isChecked()
+
+
 def test_anonymised_file_dialogs_show_and_keep_no_folder_history(qtbot, window, study, tmp_path):
     """Found by an outside tester: with the anonymised display, File > Open folder started in the home folder but
     its Back button went to the patient's folder, which Qt had also saved in ~/.config/QtProject.conf."""
