@@ -36,12 +36,13 @@ import numpy as np
 import onnxruntime as ort
 
 from ich_viewer.core.contract import (CARD_KEY, CONTRACT_KEY, CONTRACT_VERSION, INPUT_NAME, OPTIONAL_OUTPUTS, OUTPUTS,
-                                      BatchResult, ModelCard)
+                                      CLASSES, BatchResult, ModelCard)
 from ich_viewer.core.errors import ModelError
 
 WEIGHTS_HASH_KEY = "ich.weights_sha256"
 FILE_HASH_KEY = "ich.file_sha256"
 HASH_PLACEHOLDER = "0" * 64
+MAX_CAM_SIDE = 64  # the contract's heat maps are the last feature grid (5 x 5 at 160 px): 4096 x 4096 took 6 GB
 
 
 def sha256(path: str | Path) -> str:
@@ -220,6 +221,7 @@ class IchModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: a model's shape warnings are ours to word (exit 2, one line)
         try:
             self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types for bad files
@@ -256,8 +258,16 @@ class IchModel:
         if hu.ndim == 3:
             hu = hu[:, None]
         outputs = dict(zip(self._output_names, self.session.run(self._output_names, {INPUT_NAME: hu})))
+        probabilities, cam = outputs["probabilities"], outputs["cam"]
+        # The declared shapes can leave these open ("N, ?"): what came back is checked before anything uses it
+        if probabilities.shape != (len(hu), len(CLASSES)) or cam.ndim != 4 or cam.shape[:2] != (len(hu), len(CLASSES)) \
+                or max(cam.shape[2:]) > MAX_CAM_SIDE:
+            raise ModelError(f"{self.path.name} is not a model ICH Viewer can use: for {len(hu)} slices it gave "
+                             f"probabilities {list(probabilities.shape)} and heat maps {list(cam.shape)}, not "
+                             f"[{len(hu)}, {len(CLASSES)}] and [{len(hu)}, {len(CLASSES)}, h, w] with h and w at most "
+                             f"{MAX_CAM_SIDE}.")
         return BatchResult(np.arange(len(hu)) if indices is None else np.asarray(indices, int),
-                           outputs["probabilities"], outputs["cam"], outputs.get("logits"))
+                           probabilities, cam, outputs.get("logits"))
 
 
 # --------------------------------------------------------------------------- the contract
@@ -277,12 +287,23 @@ def check_contract(session: ort.InferenceSession, name: str) -> tuple[ModelCard,
     if (len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(float)"
             or len(inputs[0].shape) != 4):
         raise refuse(f"it must take one input named '{INPUT_NAME}' (float32 slices in Hounsfield units, [N, 1, H, W])")
+    fixed = [dim for dim in (inputs[0].shape[0], *inputs[0].shape[2:]) if isinstance(dim, int)]
+    channels = inputs[0].shape[1]
+    if fixed or (isinstance(channels, int) and channels != 1):
+        raise refuse(f"its input must take any number of slices of any size, [N, 1, H, W]; it declares "
+                     f"{list(inputs[0].shape)}")
     for required, rank in OUTPUTS.items():
         if required not in outputs:
             raise refuse(f"it has no '{required}' output" + (" (the heat maps that show where it looked)"
                                                              if required == "cam" else ""))
         if len(outputs[required].shape) != rank:
             raise refuse(f"its '{required}' output has the wrong number of dimensions")
+        shape = outputs[required].shape
+        if isinstance(shape[1], int) and shape[1] != len(CLASSES):
+            raise refuse(f"its '{required}' output has {shape[1]} classes, not the contract's {len(CLASSES)}")
+        if required == "cam" and any(isinstance(side, int) and side > MAX_CAM_SIDE for side in shape[2:]):
+            raise refuse(f"its heat maps are {shape[2]} x {shape[3]}: the contract's are the feature grid, at most "
+                         f"{MAX_CAM_SIDE} x {MAX_CAM_SIDE}")
     for optional, rank in OPTIONAL_OUTPUTS.items():
         if optional in outputs and len(outputs[optional].shape) != rank:
             raise refuse(f"its '{optional}' output has the wrong number of dimensions")

@@ -137,26 +137,65 @@ def _card(data: bytes) -> dict:
     return json.loads(data[start:end])
 
 
-def _carrier(card) -> bytes:
-    """A sealed contract model of five nodes (hu -> probabilities [N, 6], cam [N, 6, 2, 2]) carrying ``card``."""
+def _carrier(card, classes: int = 6, grid: int = 2, hu_shape=("N", 1, "H", "W"), probabilities_shape=("N", 6),
+             cam_shape=("N", 6, 2, 2), open_shapes: bool = False) -> bytes:
+    """A sealed contract model of five nodes (hu -> probabilities [N, 6], cam [N, 6, 2, 2]) carrying ``card``;
+    or, for a hostile model, another number of classes, heat map grid and declared shapes. ``open_shapes``:
+    the outputs are reshaped to a shape computed at run time, so ONNX Runtime cannot know them beforehand."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
+    last = ("probabilities_known", "cam_known") if open_shapes else ("probabilities", "cam")
     nodes = [helper.make_node("GlobalAveragePool", ["hu"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["flat"]),
-             helper.make_node("Mul", ["flat", "w"], ["logits"]), helper.make_node("Sigmoid", ["logits"], ["probabilities"]),
-             helper.make_node("Mul", ["pooled", "grid"], ["cam"])]
-    weights = [numpy_helper.from_array(np.linspace(-1, 1, 6, dtype=np.float32)[None], "w"),
-               numpy_helper.from_array(np.ones((1, 6, 2, 2), np.float32), "grid")]
+             helper.make_node("Mul", ["flat", "w"], ["logits"]), helper.make_node("Sigmoid", ["logits"], [last[0]]),
+             helper.make_node("Mul", ["pooled", "grid"], [last[1]])]
+    weights = [numpy_helper.from_array(np.linspace(-1, 1, classes, dtype=np.float32)[None], "w"),
+               numpy_helper.from_array(np.ones((1, 6, grid, grid), np.float32), "grid")]
+    if open_shapes:
+        nodes += [helper.make_node("Shape", ["hu"], ["n"], start=0, end=1),
+                  helper.make_node("Concat", ["n", "rest_p"], ["shape_p"], axis=0),
+                  helper.make_node("Concat", ["n", "rest_c"], ["shape_c"], axis=0),
+                  helper.make_node("Reshape", [last[0], "shape_p"], ["probabilities"]),
+                  helper.make_node("Reshape", [last[1], "shape_c"], ["cam"])]
+        weights += [numpy_helper.from_array(np.array([-1], np.int64), "rest_p"),
+                    numpy_helper.from_array(np.array([6, grid, -1], np.int64), "rest_c")]
     graph = helper.make_graph(
-        nodes, "card_carrier", [helper.make_tensor_value_info("hu", TensorProto.FLOAT, ["N", 1, "H", "W"])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 6]),
-         helper.make_tensor_value_info("cam", TensorProto.FLOAT, ["N", 6, 2, 2])], weights)
+        nodes, "card_carrier", [helper.make_tensor_value_info("hu", TensorProto.FLOAT, list(hu_shape))],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, list(probabilities_shape)),
+         helper.make_tensor_value_info("cam", TensorProto.FLOAT, list(cam_shape))], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     for key, value in (("ich.contract", "1"), ("ich.card", json.dumps(card)), (WEIGHTS_HASH_KEY, HASH_PLACEHOLDER),
                        (FILE_HASH_KEY, HASH_PLACEHOLDER)):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return seal(model.SerializeToString())
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"hu_shape": (1, 1, 100_000, 100_000)}, "its input must take any number of slices of any size"),
+    ({"classes": 5, "probabilities_shape": ("N", 5)}, "its 'probabilities' output has 5 classes"),
+    ({"grid": 100, "cam_shape": ("N", 6, 100, 100)}, "its heat maps are 100 x 100"),
+])
+def test_a_model_declaring_shapes_outside_the_contract_is_refused_when_loaded(bundled_bytes, tmp_path, changes, words):
+    """Found by an outside tester: a model declaring a 100,000 x 100,000 input or 4096 x 4096 heat maps ended
+    triage with "unexpected error" after 6.6 GB, and five classes with numpy's broadcast message."""
+    path = tmp_path / "hostile.onnx"
+    path.write_bytes(_carrier(_card(bundled_bytes), **changes))
+    with pytest.raises(ModelError, match=words):
+        IchModel(path)
+
+
+@pytest.mark.parametrize("changes", [
+    {"classes": 5, "probabilities_shape": ("N", None), "open_shapes": True},
+    {"grid": 100, "cam_shape": ("N", 6, "h", "w"), "open_shapes": True},
+])
+def test_a_model_whose_outputs_break_the_contract_at_run_time_is_refused_with_a_sentence(bundled_bytes, tmp_path,
+                                                                                          changes):
+    path = tmp_path / "open_shapes.onnx"
+    path.write_bytes(_carrier(_card(bundled_bytes), **changes))
+    model = IchModel(path)  # the declared shapes leave it open: the outputs themselves are checked
+    with pytest.raises(ModelError, match=r"for 2 slices it gave probabilities \[2, \d\] and heat maps \[2, 6, "):
+        model.run(np.zeros((2, 1, 16, 16), np.float32))
 
 
 def test_the_carrier_with_the_bundled_card_loads_and_runs(bundled_bytes, tmp_path):
