@@ -49,7 +49,12 @@ def list_members(path: str) -> tuple[list[str], list[tuple[str, str]]]:
         raise ArchiveError(f"a zip archive that unpacks to {total / 2**30:.0f} GB (more than "
                            f"{MAX_TOTAL_BYTES // 2**30} GB); unpack it and open the folder")
     accepted, refused = [], []
+    last_of = {info.filename: info for info in files}  # the member a name opens: zipfile keeps the last
     for info in files:
+        if last_of[info.filename] is not info:
+            refused.append((info.filename, "a zip member with the same name as a later one, which is the one "
+                                           "read (unpack the archive to read both)"))
+            continue
         problem = member_problem(info)
         if problem:
             refused.append((info.filename, problem))

@@ -257,6 +257,29 @@ def test_a_zip_inside_the_zip_is_named_as_such_not_called_not_dicom(tmp_path):
     assert len(read_volume(result.series[0])) == GOOD
 
 
+def test_a_zip_member_hidden_by_a_later_one_of_the_same_name_is_reported(tmp_path):
+    """Found by an outside tester: two slices stored as slice.dcm in one zip became one slice (the other read
+    twice, then called a duplicate of itself): a slice lost under a false reason."""
+    import warnings
+
+    ds = make.read("CT_small.dcm")
+    hidden = []
+    for z in (50.0, 60.0):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.79.{int(z)}"
+        ds.ImagePositionPatient = [0, 0, z]
+        from io import BytesIO
+        out = BytesIO()
+        ds.save_as(out)
+        hidden.append(("same/slice.dcm", out.getvalue()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name as it writes it
+        result = ich_viewer.load(_zip_of_good_slices(tmp_path, extra=hidden))
+    assert [s.reason for s in result.skipped] == [
+        "a zip member with the same name as a later one, which is the one read (unpack the archive to read both)"]
+    assert not any("duplicate" in s.reason for s in result.skipped)
+    assert sum(len(s) for s in result.series) == GOOD + 1
+
+
 def test_an_archive_with_too_many_members_is_refused_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(archives, "MAX_MEMBERS", 10)
     archive = _zip_of_good_slices(tmp_path, extra=[(f"{i}.txt", b"x") for i in range(20)])
