@@ -200,7 +200,7 @@ def _check_image(ds: Dataset, fp) -> str | None:
         return "a localizer (scout) image, not an axial slice"
     if "Rows" not in ds or "Columns" not in ds:
         return "no pixel data (no image size)"
-    problem = header_checks.image_problem(ds)
+    problem = header_checks.image_problem(ds) or _per_frame_problem(ds)
     if problem:
         return problem
     tsuid = _transfer_syntax(ds)
@@ -208,6 +208,17 @@ def _check_image(ds: Dataset, fp) -> str | None:
     if problem or tsuid == dicom_uid.DeflatedExplicitVRLittleEndian:
         return problem  # a deflated stream is compressed: its size checks happen when decoding
     return _check_pixel_bytes(ds, fp, tsuid)
+
+
+def _per_frame_problem(ds: Dataset) -> str | None:
+    """An enhanced CT whose per-frame groups do not describe every frame: the frames without one would take
+    the file's top-level rescale (slope 1, intercept 0 when it has none: HU off by 1,024) and no position."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    frames = header_checks.integer(ds, "NumberOfFrames", 1, low=1, high=header_checks.MAX_FRAMES)
+    if per_frame is not None and frames > 1 and len(per_frame) != frames:
+        return (f"its per-frame functional groups describe {len(per_frame)} of its {frames} frames, so the others' "
+                "positions and Hounsfield units are unknown")
+    return None
 
 
 def _check_pixel_bytes(ds: Dataset, fp, tsuid: dicom_uid.UID) -> str | None:

@@ -9,6 +9,7 @@ import pydicom
 import pytest
 
 import ich_viewer
+from ich_viewer.core.errors import NoImagesFoundError
 from ich_viewer.core.geometry import order_slices
 from ich_viewer.core.volume import read_volume
 from tests import dicom_factory as make
@@ -82,6 +83,17 @@ def test_multiframe_enhanced_ct_yields_its_frames_as_slices():
     for index, ref in enumerate(series.slices):  # each slice is its frame, rescaled per frame
         expected = stored[ref.frame] * ref.hu.slope + ref.hu.intercept
         np.testing.assert_allclose(volume[index], np.maximum(expected, -1024))
+
+
+def test_an_enhanced_ct_whose_per_frame_groups_miss_frames_is_refused_not_read_with_guessed_hu(tmp_path):
+    """Found by an outside tester: with 3 per-frame groups for 6 frames, the last three took slope 1 and
+    intercept 0 and read as bone, without a word."""
+    ds = make.read("eCT_Supplemental.dcm")
+    assert ds.NumberOfFrames == 2 and len(ds.PerFrameFunctionalGroupsSequence) == 2
+    del ds.PerFrameFunctionalGroupsSequence[1]
+    ds.save_as(tmp_path / "short.dcm")
+    with pytest.raises(NoImagesFoundError, match="its per-frame functional groups describe 1 of its 2 frames"):
+        ich_viewer.load(tmp_path)
 
 
 def test_real_cq500_series_orders_by_position_and_reports_its_gap(cq500_dir):
