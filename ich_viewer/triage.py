@@ -62,15 +62,17 @@ def output_problem(flag: str, path: Path | None, anonymise: bool, inputs: list[P
 
 def _unwritable(flag: str, path: Path) -> str | None:
     """Whether the file can be opened for writing, found now rather than after the whole run; a file this
-    check creates is removed again."""
-    existed = path.exists()
+    check creates is removed again. A symbolic link is followed to the file it names, as the write will be: the
+    link itself stays (removing it left the link's new, empty target behind and the results beside the link)."""
+    target = path.resolve()
+    existed = target.exists()
     try:
-        with open(path, "a"):
+        with open(target, "a"):
             pass
     except OSError as exc:
         return f"{flag} cannot be written ({exc.strerror or type(exc).__name__}): choose another place."
     if not existed:
-        path.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
     return None
 
 

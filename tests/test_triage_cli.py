@@ -143,6 +143,21 @@ def test_a_dash_or_an_unwritable_output_is_refused_before_inference(tiny_model, 
     assert not target.exists()
 
 
+def test_an_output_that_is_a_dangling_link_is_written_through_and_stays_a_link(tiny_model, study, tmp_path):
+    """Found by an outside tester: the up-front writability check created the link's target (an empty file)
+    and removed the link, so the results went beside it and the empty file stayed."""
+    folder = tmp_path / "outs"
+    folder.mkdir()
+    (folder / "results.csv").symlink_to(folder / "named" / "new.csv")  # its folder does not exist: unwritable
+    assert main(["triage", str(study), "--model", str(tiny_model), "--out", str(folder / "results.csv")]) == 2
+    assert (folder / "results.csv").is_symlink() and not (folder / "named").exists()
+    (folder / "named").mkdir()
+    assert main(["triage", str(study), "--model", str(tiny_model), "--out", str(folder / "results.csv")]) == 0
+    assert (folder / "results.csv").is_symlink()
+    assert (folder / "named" / "new.csv").read_text().startswith("path,")
+    assert sorted(p.name for p in folder.iterdir()) == ["named", "results.csv"]
+
+
 def test_triage_replaces_its_own_previous_output(tiny_model, study, tmp_path):
     out = tmp_path / "slices.csv"
     out.write_text("an earlier run's table\n")
