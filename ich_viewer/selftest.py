@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -164,7 +165,11 @@ def _decode(work: Path) -> list[tuple[str, str]]:
     missing = {uid: sorted(set(names) - set(found.get(uid, []))) for uid, names in expected["decoders"].items()}
     _check(not any(missing.values()), "decoders missing: " + "; ".join(f"{uid}: {', '.join(names)}"
                                                                        for uid, names in missing.items() if names))
-    lines = [("decoders", "; ".join(f"{uid}: {', '.join(names)}" for uid, names in found.items()))]
+    from ich_viewer.core.dicom_pixels import _plugin
+
+    # the one each syntax is decoded with, then the others installed (gdcm among them, never chosen for pixels)
+    lines = [("decoders", "; ".join(f"{uid}: {_plugin(uid) or 'pydicom'} (installed: {', '.join(names)})"
+                                    for uid, names in found.items()))]
     for name, uid in SAMPLES.items():
         result = ich_viewer.load([folder / name])
         _check(not result.skipped, f"{name}: {result.skipped[0].reason if result.skipped else ''}")
@@ -184,6 +189,10 @@ def _render(work: Path, state: dict) -> str:
     from ich_viewer.gui.export import export_png, png_scale
     from ich_viewer.gui.main_window import MainWindow
 
+    from PySide6.QtCore import qInstallMessageHandler
+
+    # Qt's own notes ("Detected locale C", the offscreen plugin's size hints) would break one line per step
+    qInstallMessageHandler(lambda _mode, _context, message: logging.getLogger("qt").debug("%s", message))
     app = QApplication.instance() or QApplication(sys.argv[:1])
     settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)  # not the user's settings
     window = MainWindow(settings=settings, model=state["model"], load_bundled=False)

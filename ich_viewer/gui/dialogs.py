@@ -44,6 +44,26 @@ def _external_html(external: dict, card: ModelCard) -> str:
     return "".join(parts)
 
 
+def _sources_text(sources) -> str:
+    """The training sources in words ("ctich_png, phe_sich, phantom (40 studies)"), not a Python list's repr."""
+    if not isinstance(sources, list):
+        return str(sources or "not stated")
+    words = []
+    for source in sources:
+        if not isinstance(source, dict):
+            words.append(str(source))
+            continue
+        studies = source.get("n_studies")
+        words.append(str(source.get("kind", "?")) + (f" ({studies} synthetic studies)" if studies else ""))
+    return ", ".join(words)
+
+
+def _code_text(training: dict) -> str:
+    """The training code's version; "-dirty" (git's word) said as what it means."""
+    version = str(training.get("code_version", "?"))
+    return version.replace("-dirty", " with changes not yet committed")
+
+
 def card_html(card: ModelCard, path: Path, sha256: str, weights_sha256: str | None = None,
               quantised: bool = False) -> str:
     raw = card.raw
@@ -75,8 +95,8 @@ def card_html(card: ModelCard, path: Path, sha256: str, weights_sha256: str | No
         + "".join(f"<th>{c}</th>" for c in CLASSES) + f"</tr>{presets}</table>"
         + _external_html(raw.get("external_validation") or {}, card)
         + f"<h3>Training</h3><p>{e(str(raw.get('architecture', '')))}, input {e(str(raw.get('input', '')))}<br>"
-        f"data: {e(str(training.get('data_sources', '')))}<br>epochs {training.get('epochs', '?')}, "
-        f"{training.get('hardware', '?')}, {training.get('wall_time_s', '?')} s, code {training.get('code_version', '?')}"
+        f"data: {e(_sources_text(training.get('data_sources')))}<br>epochs {training.get('epochs', '?')}, "
+        f"{training.get('hardware', '?')}, {training.get('wall_time_s', '?')} s, code {e(_code_text(training))}"
         f"<br>{e(str(validation.get('citation', '')))}<br>{_thickness_html(card.slice_thickness_mm)}"
         + ("<br>weights: INT8, quantised after training; the validation figures and thresholds above were measured "
            "on the model before quantisation" if quantised else "") + "</p>"

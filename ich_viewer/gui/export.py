@@ -101,7 +101,8 @@ def no_cam_reason(viewer: ViewerModel, index: int, c: int, cam: np.ndarray | Non
         return "no Grad-CAM: outside intended use"
     if viewer.prediction is None or not viewer.prediction.done[index]:
         return "no Grad-CAM: not classified"
-    return "no Grad-CAM: under threshold"
+    why = viewer.thresholds.not_flagged().get(CLASSES[c])  # "under threshold" read as measured for these
+    return f"no Grad-CAM: {why.split(':')[0]}" if why else "no Grad-CAM: under threshold"
 
 
 # ---------------------------------------------------------------------- text

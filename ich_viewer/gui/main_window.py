@@ -180,8 +180,8 @@ class MainWindow(FileActions, QMainWindow):
         if job is not self.load_job:
             return
         self.progress.hide()
+        self.statusBar().showMessage("Nothing opened", 5000)  # before the box: "Reading headers..." stayed behind it
         QMessageBox.warning(self, "ICH Viewer", message)
-        self.statusBar().showMessage("Nothing opened", 5000)
 
     def open_series(self, study, series) -> None:
         self.cancel_classification()

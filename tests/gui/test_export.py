@@ -162,6 +162,8 @@ def test_pdf_thumbnails_say_why_a_class_shows_no_grad_cam_in_full(qtbot, window,
     window.viewer.set_threshold("subdural", 1.0)
     drawn = window.export_summary_pdf(tmp_path / "under.pdf")
     assert "no Grad-CAM: under threshold" in drawn  # whole, on its own line under "slice N"
+    window.viewer.set_class_enabled("epidural", False)  # a second tester: a class not flagged at all says so
+    assert "no Grad-CAM: switched off" in window.export_summary_pdf(tmp_path / "off.pdf")
     opened_anew(qtbot, window, [dicom_testfile("CT_small.dcm")])  # its header names an iodinated contrast agent
     assert window.viewer.use_check.outside and not window.viewer.flags_shown
     drawn = window.export_summary_pdf(tmp_path / "outside.pdf")

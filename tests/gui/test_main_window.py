@@ -412,6 +412,9 @@ def test_the_bundled_cards_small_thresholds_and_never_flagged_classes_read_as_su
     model = IchModel.bundled(models_dir())
     text = card_html(model.card, model.path, model.sha256, model.weights_sha256, model.quantised)
     assert "<td>0.000</td>" not in text and "<td>0.00020</td>" in text
+    # and its training data in words, not a Python list's repr
+    assert "data: ctich_png, phe_sich, phantom (40 synthetic studies)<br>" in text and "{&#x27;kind" not in text
+    assert "-dirty" not in text and "with changes not yet committed" in text
     normal = text.split("Normal-study flag rate", 1)[1].split("</table>", 1)[0]
     rows = re.findall(r"<tr><td>([\w.]+)</td>((?:<td>[^<]*</td>)+)</tr>", normal)
     assert len(rows) == 3
