@@ -90,6 +90,15 @@ class ThresholdPanel(QWidget):
         viewer.model_changed.connect(lambda _: self.set_thresholds(viewer.thresholds))
         viewer.thresholds_changed.connect(lambda: self.thresholds is not None and self._sync())
 
+    def resizeEvent(self, event) -> None:
+        """As tall as the wrapped read-outs need at this width: a dock lays its widget out by its size hint, which
+        knows nothing of wrapping, so in a narrow dock "NOT CALIBRATED, not flagged (P 0.02 R 0.44 Sp 0.86)"
+        was cut at "Sp" instead of taking a second line."""
+        super().resizeEvent(event)
+        needed = self.layout().heightForWidth(self.width())
+        if needed > 0 and needed != self.minimumHeight():
+            self.setMinimumHeight(needed)
+
     def set_thresholds(self, thresholds: Thresholds | None) -> None:
         self.thresholds = thresholds
         while self.preset_row.count():

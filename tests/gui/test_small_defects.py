@@ -275,6 +275,25 @@ def test_without_a_mouse_tab_reaches_the_class_table_and_enter_goes_to_a_class_w
     assert window.viewer.index == window.viewer.worst_slice("intraparenchymal")
 
 
+def test_a_narrow_thresholds_dock_wraps_its_read_outs_instead_of_cutting_them(qtbot, tmp_path):
+    """Found by an outside tester: in a dock narrowed to about 290 px, "NOT CALIBRATED, not flagged (P 0.02 R 0.44
+    Sp 0.86)" was cut at "Sp": the dock gave the panel its unwrapped height."""
+    from PySide6.QtWidgets import QDockWidget
+
+    from ich_viewer.paths import models_dir
+
+    window = new_window(qtbot, tmp_path / "s.ini", IchModel.bundled(models_dir()), size=(1280, 800))
+    panel = window.threshold_panel
+    dock = next(d for d in window.findChildren(QDockWidget) if d.isAncestorOf(panel))
+    for width in (340, 290, 260):
+        window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+        qtbot.wait(100)  # the dock's resize, then the panel's taller minimum and the layout it causes
+        for label in panel.readouts.values():
+            assert label.height() >= label.heightForWidth(label.width()), (width, label.text())
+    assert any(label.heightForWidth(label.width()) > label.fontMetrics().height() * 1.5
+               for label in panel.readouts.values())  # at the narrowest, some read-out does take two lines
+
+
 def test_a_preset_with_long_reasons_does_not_widen_the_dock_or_shrink_the_image(qtbot, tmp_path):
     """Found by an outside tester: the "precision 0.7" preset's "not flagged: never reaches precision 0.70" lines
     widened the thresholds dock, so the image shrank and its scale bar jumped from 50 to 20 mm."""
