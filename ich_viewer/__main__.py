@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ich_viewer.core import decoder_process
-from ich_viewer.core.errors import IchViewerError, printable, terminal_safe
+from ich_viewer.core.errors import IchViewerError, escaped_controls, terminal_safe
 
 SUBCOMMANDS = ("phantom", "info", "triage", "calibrate")
 
@@ -107,18 +107,18 @@ def run_info(args: argparse.Namespace) -> int:
     anonymise = args.anonymise
     for s, study in enumerate(result.studies, 1):
         named = f"study {s}" if anonymise else f"study {study.uid}  date {study.date or '-'}"
-        print(f"{named}  {printable(study.description) or '(no description)'}")
+        print(f"{named}  {escaped_controls(study.description) or '(no description)'}")
         for n, series in enumerate(study.series, 1):
             spacing = series.spacing
             between = f"{spacing[0]:.3g}" if len(series) > 1 else "-"  # one slice: no distance between slices
             print(f"  series {f'{s}.{n}' if anonymise else series.uid}: {len(series)} slice{'s' * (len(series) != 1)} "
                   f"{series.rows}x{series.columns}, "
                   f"spacing {between}/{spacing[1]:.3g}/{spacing[2]:.3g} mm, "
-                  f"{printable(series.description) or '(no description)'}")
+                  f"{escaped_controls(series.description) or '(no description)'}")
             for warning in series.geometry.warnings:
                 print(f"    warning: {warning}")
     for skipped in result.skipped:  # named, for the user who asked; numbered with --anonymise
-        print(f"skipped {printable(str(skipped.anonymous(result.files_found) if anonymise else skipped))}")
+        print(f"skipped {escaped_controls(str(skipped.anonymous(result.files_found) if anonymise else skipped))}")
     if result.other_files:
         print(result.other_files_note)
     return 0

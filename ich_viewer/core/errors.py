@@ -57,7 +57,7 @@ def _escaped(match: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def printable(text: str) -> str:
+def escaped_controls(text: str) -> str:
     """``text`` (a file's description or name) as one line that cannot steer a terminal: every control
     character, newline included, written as its escape (an ESC sequence in a description cleared the
     screen and set the window title; a newline forged a line of output)."""
@@ -65,6 +65,6 @@ def printable(text: str) -> str:
 
 
 def terminal_safe(text: str) -> str:
-    """``printable`` but keeping newlines, tabs and carriage returns: for whole outputs (a CSV, a progress
+    """``escaped_controls`` but keeping newlines, tabs and carriage returns: for whole outputs (a CSV, a progress
     line) whose layout is ours."""
     return _CONTROL_BUT_LAYOUT.sub(_escaped, text)
