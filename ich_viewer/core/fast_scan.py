@@ -184,7 +184,7 @@ _UNPACK = {little: tuple(struct.Struct(("<" if little else ">") + f).unpack_from
 _PIXEL_DATA = (0x7FE0, 0x0010)
 _ITEM = {True: b"\xfe\xff\x00\xe0", False: b"\xff\xfe\xe0\x00"}
 MAX_NESTING = 32  # sequences within items: real CT headers nest a few levels
-MAX_HEADER_VALUE = 16 * 2**20  # one value before the pixel data: vendors' private blocks are kilobytes
+MAX_HEADER_VALUE = 16 * 2**20  # the values before the pixel data, one or all together: private blocks are kilobytes
 
 
 def lengths_fit(path: str) -> bool:
@@ -218,6 +218,7 @@ def _walk(buf, pos: int, explicit: bool, little: bool, stop_group: int | None = 
     # The sequences and items the walk is inside: each one's end, or None until its delimiter (undefined length).
     # GDCM parses nested sequences recursively: 7,000 levels (a 0.5 MB file) crashed the process.
     open_ends: list[int | None] = []
+    values = 0  # bytes of the values walked over
     while pos + 8 <= end:
         while open_ends and open_ends[-1] is not None and pos >= open_ends[-1]:
             open_ends.pop()
@@ -256,6 +257,9 @@ def _walk(buf, pos: int, explicit: bool, little: bool, stop_group: int | None = 
                 open_ends.append(None if length == _UNDEFINED else pos + length)
                 continue
         if length > min(end - pos, MAX_HEADER_VALUE):  # GDCM reads every value: a 4 GB one in a sparse file took 4 GB
+            return None, syntax
+        values += length
+        if values > MAX_HEADER_VALUE:  # 250 values of 15 MB took 3.8 GB as surely as one of 4 GB
             return None, syntax
         if (group, element) == TRANSFER_SYNTAX_TAG:
             syntax = bytes(buf[pos:pos + length]).decode("ascii", "replace").strip("\x00 ")

@@ -116,6 +116,18 @@ def test_a_huge_value_in_a_sparse_file_costs_no_memory(tmp_path):
     assert slices == 4 and peak_mb < 1024, peak_mb
 
 
+def test_many_values_under_the_cap_count_together(tmp_path):
+    """A third tester: 250 private values of 15 MB each (each under the 16 MB cap) took 3.8 GB in GDCM."""
+    def values(n: int, size: int) -> bytes:
+        return b"".join(struct.pack("<HH", 0x0009, 0x1010 + i) + b"OB\0\0" + struct.pack("<I", size) + bytes(size)
+                        for i in range(n))
+
+    one, many = tmp_path / "one.dcm", tmp_path / "many.dcm"
+    one.write_bytes(_with_private_data(values(1, 4 * 2**20)))
+    many.write_bytes(_with_private_data(values(5, 4 * 2**20)))
+    assert lengths_fit(str(one)) and not lengths_fit(str(many))
+
+
 def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path):
     """A 1 MB Deflated Explicit VR file of zeros: pydicom inflates the whole data set into memory (6 GB for
     the tester's 6 MB file)."""
