@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -72,6 +73,17 @@ def build_parser(preset_help: str = "threshold preset from the model card (defau
     return parser
 
 
+def _seconds(text: str) -> float:
+    """A time the window can wait: "nan", "inf" and negative numbers would keep it open for ever, or say so."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 86400 (a day)")
+    return value
+
+
 def build_gui_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ich-viewer", epilog=f"Sub-commands: {', '.join(SUBCOMMANDS)} (see 'ich-viewer phantom --help').")
     parser.add_argument("paths", nargs="*", type=Path, help="files, folders, zip archives or DICOMDIRs to open")
@@ -79,7 +91,7 @@ def build_gui_parser() -> argparse.ArgumentParser:
     parser.add_argument("--selftest", action="store_true",
                         help="check this installation (study, model, decoders, window) offscreen and offline; exit 0 "
                              "only if every step passed")
-    parser.add_argument("--quit-after", type=float, metavar="SECONDS",
+    parser.add_argument("--quit-after", type=_seconds, metavar="SECONDS",
                         help="close the window by itself after SECONDS (a smoke test of the installation)")
     parser.add_argument("--screenshot", type=Path, metavar="PNG",
                         help="with --quit-after: save the window as a PNG just before it closes")
@@ -149,7 +161,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     for name, value in preset.thresholds.items():
         floor = f"  (the card's {preset.floor_preset} threshold)" if preset.at_floor[name] else ""
         print(f"{name:18} {value:9.4f} {preset.flag_rates[name]:7.1%}{floor}")
-    print(f"use it: ich-viewer triage --preset {preset.name} ...")
+    print(f"use it: ich-viewer triage --preset {shlex.quote(preset.name)} ...")  # "my site" pastes as one word
     print(NOTICE)
     return 0
 

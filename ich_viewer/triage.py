@@ -64,7 +64,10 @@ def _unwritable(flag: str, path: Path) -> str | None:
     """Whether the file can be opened for writing, found now rather than after the whole run; a file this
     check creates is removed again. A symbolic link is followed to the file it names, as the write will be: the
     link itself stays (removing it left the link's new, empty target behind and the results beside the link)."""
-    target = path.resolve()
+    try:
+        target = path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a loop of links
+        return f"{flag} cannot be written (a loop of symbolic links): choose another place."
     existed = target.exists()
     try:
         with open(target, "a"):

@@ -37,6 +37,9 @@ def test_calibrate_on_real_normal_slices_then_triage_uses_the_site_preset(rsna_d
     balanced = bundled.card.presets[bundled.card.default_preset]
     assert all(preset.thresholds[c] >= balanced[c] for c in CLASSES)  # never below the card's default
     assert max(preset.flag_rates.values()) <= 0.05
+    # a third tester: the suggested command for a name with a space could not be pasted
+    assert main(["calibrate", str(rsna_dir), "--max-flag-rate", "0.05", "--name", "my site"]) == 0
+    assert "use it: ich-viewer triage --preset 'my site' ..." in capsys.readouterr().out
 
     slices, summary = tmp_path / "slices.csv", tmp_path / "summary.json"
     assert main(["triage", str(rsna_dir), "--preset", "site", "--out", str(slices), "--json", str(summary)]) == 0

@@ -159,3 +159,21 @@ def test_quit_after_ends_the_program_even_with_a_message_box_open(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     assert "the window ran 3 s" in run.stdout and "no series open" in run.stdout
+
+
+def test_quit_after_takes_only_a_time_that_ends(capsys):
+    """A third tester: --quit-after nan, inf or 1e10 kept the window open for ever, and -1 was accepted."""
+    import pytest
+
+    for value in ("nan", "inf", "1e10", "-1", "soon"):
+        with pytest.raises(SystemExit) as exited:
+            main(["--quit-after", value])
+        assert exited.value.code == 2
+        assert "is not a number of seconds" in capsys.readouterr().err
+
+
+def test_line_separators_and_zero_width_characters_are_escaped_too():
+    from ich_viewer.core.errors import escaped_controls, terminal_safe
+
+    assert escaped_controls("a\u2028b\u200bc\ufeffd") == "a\\u2028b\\u200bc\\ufeffd"
+    assert terminal_safe("x\u2029y\n") == "x\\u2029y\n"

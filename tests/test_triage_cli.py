@@ -156,6 +156,9 @@ def test_an_output_that_is_a_dangling_link_is_written_through_and_stays_a_link(t
     assert (folder / "results.csv").is_symlink()
     assert (folder / "named" / "new.csv").read_text().startswith("path,")
     assert sorted(p.name for p in folder.iterdir()) == ["named", "results.csv"]
+    (folder / "loop_a").symlink_to(folder / "loop_b")  # a third tester: a loop of links was "unexpected error"
+    (folder / "loop_b").symlink_to(folder / "loop_a")
+    assert main(["triage", str(study), "--model", str(tiny_model), "--out", str(folder / "loop_a")]) == 2
 
 
 def test_triage_replaces_its_own_previous_output(tiny_model, study, tmp_path):

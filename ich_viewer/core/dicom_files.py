@@ -102,8 +102,9 @@ def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
     try:
         with _pydicom_warnings_caught() as caught:
             index = pydicom.dcmread(path)
-            if _records_loop(index):  # pydicom's FileSet would follow the chain for ever
-                yield Skipped(str(path), "unreadable DICOMDIR (its records link back to each other in a loop)")
+            problem = _record_links_problem(index)  # pydicom's FileSet would follow a loop for ever
+            if problem:
+                yield Skipped(str(path), f"unreadable DICOMDIR ({problem})")
                 return
             fileset = FileSet(index)
         instances = list(fileset)
@@ -127,21 +128,24 @@ def _dicomdir_files(path: Path) -> Iterator[FileRef | Skipped]:
             yield Skipped(str(ref), MISSING_FILE)
 
 
-def _records_loop(index) -> bool:
-    """Whether following a DICOMDIR's "next" and "lower level" record offsets from its first record comes back
-    to a record already reached (each record is one node of a tree, reached once)."""
+def _record_links_problem(index) -> str | None:
+    """What is wrong with a DICOMDIR's record links, followed from its first record through each record's "next"
+    and "lower level" offsets: one that comes back to a record already reached (each record is one node of a
+    tree), or one that points to no record (FileSet raised a bare KeyError); None when they are sound."""
     records = {item.seq_item_tell: item for item in index.get("DirectoryRecordSequence", [])}
     reached, todo = set(), [index.get("OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity")]
     while todo:
         offset = todo.pop()
-        if not offset or offset not in records:
-            continue  # the end of a chain, or an offset FileSet reports itself
+        if not offset:
+            continue  # 0 or absent: the end of a chain
+        if offset not in records:
+            return "one of its records points to a place in the file where no record is"
         if offset in reached:
-            return True
+            return "its records link back to each other in a loop"
         reached.add(offset)
         record = records[offset]
         todo += [record.get("OffsetOfTheNextDirectoryRecord"), record.get("OffsetOfReferencedLowerLevelDirectoryEntity")]
-    return False
+    return None
 
 
 @contextlib.contextmanager

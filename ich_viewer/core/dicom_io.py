@@ -216,6 +216,8 @@ def _per_frame_problem(ds: Dataset) -> str | None:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     frames = header_checks.integer(ds, "NumberOfFrames", 1, low=1, high=header_checks.MAX_FRAMES)
     if per_frame is not None and frames > 1 and len(per_frame) != frames:
+        if len(per_frame) > frames:
+            return f"its per-frame functional groups describe {len(per_frame)} frames, but it has {frames}"
         return (f"its per-frame functional groups describe {len(per_frame)} of its {frames} frames, so the others' "
                 "positions and Hounsfield units are unknown")
     return None

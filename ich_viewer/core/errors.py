@@ -47,7 +47,7 @@ def one_line(exc: BaseException) -> str:
 
 
 # C0 and C1 control characters, and the Unicode controls that reorder or hide text on a terminal
-_FORMAT_CONTROLS = "\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_FORMAT_CONTROLS = "\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff"  # zero-width, line separators
 _ANY_CONTROL = re.compile("[\x00-\x1f" + _FORMAT_CONTROLS + "]")
 _CONTROL_BUT_LAYOUT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f" + _FORMAT_CONTROLS + "]")  # not \t \n \r
 

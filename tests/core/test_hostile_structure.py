@@ -158,7 +158,8 @@ def test_a_deflated_ct_slice_still_loads(tmp_path):
     assert len(result.series) == 1 and not result.skipped
 
 
-def _dicomdir_with_a_loop(folder: Path) -> Path:
+def _dicomdir_with_a_loop(folder: Path, into_the_item: int = 0) -> Path:
+    """A DICOMDIR whose last image record's "next" is the first image record (or ``into_the_item`` bytes into it)."""
     fileset = FileSet()
     for i in range(2):
         ds = make.read("CT_small.dcm")
@@ -170,7 +171,7 @@ def _dicomdir_with_a_loop(folder: Path) -> Path:
     images = [r for r in pydicom.dcmread(path).DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
     last = images[-1].seq_item_tell
     assert raw[last + 8:last + 14] == b"\x04\x00\x00\x14UL"  # the item's first element: the next record's offset
-    raw[last + 16:last + 20] = struct.pack("<I", images[0].seq_item_tell)  # the last image's "next" is the first
+    raw[last + 16:last + 20] = struct.pack("<I", images[0].seq_item_tell + into_the_item)
     path.write_bytes(bytes(raw))
     return path
 
@@ -183,6 +184,13 @@ def test_a_dicomdir_whose_records_loop_is_refused_not_followed_for_ever(tmp_path
     worker.join(60)
     assert outcome, "the loader was still following the DICOMDIR's records after 60 s"
     assert "its records link back to each other in a loop" in str(outcome[0])
+
+
+def test_a_dicomdir_record_pointing_where_no_record_is_gets_a_sentence(tmp_path):
+    """A third tester: an offset into the middle of a record read "unreadable DICOMDIR (KeyError 1032)"."""
+    outcome = _load_or_error(_dicomdir_with_a_loop(tmp_path / "cd", into_the_item=8))
+    assert "one of its records points to a place in the file where no record is" in str(outcome)
+    assert "KeyError" not in str(outcome)
 
 
 def _load_or_error(path: Path):
