@@ -220,7 +220,31 @@ def _per_frame_problem(ds: Dataset) -> str | None:
             return f"its per-frame functional groups describe {len(per_frame)} frames, but it has {frames}"
         return (f"its per-frame functional groups describe {len(per_frame)} of its {frames} frames, so the others' "
                 "positions and Hounsfield units are unknown")
+    if per_frame is None or frames == 1:
+        return None
+    # Each frame's rescale and position, from its own group, the shared group or (rescale) the top level: a frame
+    # without a rescale read its stored values as HU (bone for brain), one without a position scrambled the order
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    top_rescale = "RescaleSlope" in ds and "RescaleIntercept" in ds
+    no_rescale, no_position = [], []
+    for frame, group in enumerate(per_frame, 1):
+        transform = _group_item(group, shared, "PixelValueTransformationSequence")
+        if not top_rescale and (transform is None or "RescaleSlope" not in transform or "RescaleIntercept" not in transform):
+            no_rescale.append(frame)
+        plane = _group_item(group, shared, "PlanePositionSequence")
+        if plane is None or "ImagePositionPatient" not in plane:
+            no_position.append(frame)
+    if no_rescale:
+        return f"{_frames_text(no_rescale, frames)} no rescale, so their Hounsfield units are unknown"
+    if no_position and len(no_position) < frames:  # none at all: frames keep their stored order, as the file has it
+        return f"{_frames_text(no_position, frames)} no position, so the slices' order is unknown"
     return None
+
+
+def _frames_text(frames: list[int], total: int) -> str:
+    """"frame 3 of its 6 has" or "frames 1, 2 of its 6 have"."""
+    shown = ", ".join(map(str, frames[:5])) + (", ..." if len(frames) > 5 else "")
+    return f"frame {shown} of its {total} has" if len(frames) == 1 else f"frames {shown} of its {total} have"
 
 
 def _check_pixel_bytes(ds: Dataset, fp, tsuid: dicom_uid.UID) -> str | None:

@@ -96,6 +96,23 @@ def test_an_enhanced_ct_whose_per_frame_groups_miss_frames_is_refused_not_read_w
         ich_viewer.load(tmp_path)
 
 
+def test_an_enhanced_ct_frame_without_a_rescale_or_a_position_is_refused(tmp_path):
+    """A third tester: a frame whose groups held no rescale read its stored values as HU (bone for brain), and
+    one without a position scrambled the order, both without a word."""
+    ds = make.read("eCT_Supplemental.dcm")
+    shared_transform = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    del ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    ds.PerFrameFunctionalGroupsSequence[0].PixelValueTransformationSequence = shared_transform  # frame 1 has its own
+    ds.save_as(tmp_path / "no_rescale.dcm")
+    with pytest.raises(NoImagesFoundError, match="frame 2 of its 2 has no rescale, so their Hounsfield units"):
+        ich_viewer.load(tmp_path / "no_rescale.dcm")
+    ds = make.read("eCT_Supplemental.dcm")
+    del ds.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence
+    ds.save_as(tmp_path / "no_position.dcm")
+    with pytest.raises(NoImagesFoundError, match="frame 2 of its 2 has no position, so the slices' order is unknown"):
+        ich_viewer.load(tmp_path / "no_position.dcm")
+
+
 def test_real_cq500_series_orders_by_position_and_reports_its_gap(cq500_dir):
     series = ich_viewer.load(cq500_dir).series[0]
     assert len(series) == 238 and series.geometry.ordering == "position"
