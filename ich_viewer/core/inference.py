@@ -15,7 +15,7 @@ from skimage.transform import resize
 
 from ich_viewer.core.contract import CLASSES, BatchResult
 from ich_viewer.core.errors import DecodeError
-from ich_viewer.core.model import IchModel
+from ich_viewer.core.model import Cancellation, Cancelled, IchModel
 from ich_viewer.core.slabs import SlabPlan
 
 BATCH = 16
@@ -100,7 +100,12 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
             continue
         if slabs is not None:
             hu = slabs.average(indices, wanted, hu)
-        batch = _valid_rows(model.run(hu, indices), result.failed)
+        try:  # a Cancellation also stops a batch already running
+            batch = model.run(hu, indices, cancel) if isinstance(cancel, Cancellation) else model.run(hu, indices)
+        except Cancelled:
+            result.cancelled = True
+            break
+        batch = _valid_rows(batch, result.failed)
         if not len(batch.indices):
             continue
         result.add(batch)

@@ -27,9 +27,11 @@ re-seal a file they changed, so a model from an untrusted source is still untrus
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -252,12 +254,22 @@ class IchModel:
         path, expected = bundled_model_path(models_dir)
         return cls(path, expected_sha256=expected, threads=threads)
 
-    def run(self, hu: np.ndarray, indices: np.ndarray | None = None) -> BatchResult:
-        """HU [N, 1, H, W] (or [N, H, W]) of the slices ``indices`` (default 0..N-1) -> their :class:`BatchResult`."""
+    def run(self, hu: np.ndarray, indices: np.ndarray | None = None,
+            cancel: "Cancellation | None" = None) -> BatchResult:
+        """HU [N, 1, H, W] (or [N, H, W]) of the slices ``indices`` (default 0..N-1) -> their :class:`BatchResult`.
+        ``cancel`` set during the run stops ONNX Runtime mid-batch: :class:`Cancelled`."""
         hu = np.asarray(hu, np.float32)
         if hu.ndim == 3:
             hu = hu[:, None]
-        outputs = dict(zip(self._output_names, self.session.run(self._output_names, {INPUT_NAME: hu})))
+        options = ort.RunOptions()
+        with cancel.watching(options) if cancel is not None else contextlib.nullcontext():
+            try:
+                values = self.session.run(self._output_names, {INPUT_NAME: hu}, options)
+            except Exception:  # noqa: BLE001 - ONNX Runtime's own type for "terminated"
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled() from None
+                raise
+        outputs = dict(zip(self._output_names, values))
         probabilities, cam = outputs["probabilities"], outputs["cam"]
         # The declared shapes can leave these open ("N, ?"): what came back is checked before anything uses it
         if probabilities.shape != (len(hu), len(CLASSES)) or cam.ndim != 4 or cam.shape[:2] != (len(hu), len(CLASSES)) \
@@ -268,6 +280,37 @@ class IchModel:
                              f"{MAX_CAM_SIDE}.")
         return BatchResult(np.arange(len(hu)) if indices is None else np.asarray(indices, int),
                            probabilities, cam, outputs.get("logits"))
+
+
+class Cancelled(Exception):
+    """A run stopped by its :class:`Cancellation`."""
+
+
+class Cancellation(threading.Event):
+    """A cancel flag that also stops the model runs in progress: between batches is not enough when one batch
+    of a slow model never ends (closing the window then destroyed a running thread, which aborts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._runs: list = []
+        self._lock = threading.Lock()
+
+    def set(self) -> None:
+        super().set()
+        with self._lock:
+            for options in self._runs:
+                options.terminate = True
+
+    @contextlib.contextmanager
+    def watching(self, options):
+        with self._lock:
+            self._runs.append(options)
+            options.terminate = self.is_set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._runs.remove(options)
 
 
 # --------------------------------------------------------------------------- the contract

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal
@@ -11,6 +10,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal
 import ich_viewer
 from ich_viewer.core.errors import IchViewerError
 from ich_viewer.core.inference import predict_series
+from ich_viewer.core.model import Cancellation
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Job(QObject):
 
     def __init__(self, function, parent=None):
         super().__init__(parent)
-        self.cancel_event = threading.Event()
+        self.cancel_event = Cancellation()  # also stops a model run in progress
         self.thread = QThread()
         self.worker = _Worker(lambda: function(self))
         self.worker.moveToThread(self.thread)

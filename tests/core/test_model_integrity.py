@@ -138,7 +138,7 @@ def _card(data: bytes) -> dict:
 
 
 def _carrier(card, classes: int = 6, grid: int = 2, hu_shape=("N", 1, "H", "W"), probabilities_shape=("N", 6),
-             cam_shape=("N", 6, 2, 2), open_shapes: bool = False) -> bytes:
+             cam_shape=("N", 6, 2, 2), open_shapes: bool = False, slow: bool = False) -> bytes:
     """A sealed contract model of five nodes (hu -> probabilities [N, 6], cam [N, 6, 2, 2]) carrying ``card``;
     or, for a hostile model, another number of classes, heat map grid and declared shapes. ``open_shapes``:
     the outputs are reshaped to a shape computed at run time, so ONNX Runtime cannot know them beforehand."""
@@ -151,6 +151,22 @@ def _carrier(card, classes: int = 6, grid: int = 2, hu_shape=("N", 1, "H", "W"),
              helper.make_node("Mul", ["pooled", "grid"], [last[1]])]
     weights = [numpy_helper.from_array(np.linspace(-1, 1, classes, dtype=np.float32)[None], "w"),
                numpy_helper.from_array(np.ones((1, 6, grid, grid), np.float32), "grid")]
+    if slow:  # "pooled" waits for a loop of two billion additions (minutes): a model that never seems to end
+        body = helper.make_graph(
+            [helper.make_node("Add", ["acc_in", "one"], ["acc_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+            "body", [helper.make_tensor_value_info("it", TensorProto.INT64, []),
+                     helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                     helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1])],
+            initializer=[numpy_helper.from_array(np.ones(1, np.float32), "one")])
+        nodes[0] = helper.make_node("GlobalAveragePool", ["hu"], ["pooled_now"])
+        nodes += [helper.make_node("Loop", ["trips", "yes", "start"], ["counted"], body=body),
+                  helper.make_node("Mul", ["counted", "nothing"], ["zero"]),
+                  helper.make_node("Add", ["pooled_now", "zero"], ["pooled"])]
+        weights += [numpy_helper.from_array(np.array(2_000_000_000, np.int64), "trips"),
+                    numpy_helper.from_array(np.array(True), "yes"), numpy_helper.from_array(np.zeros(1, np.float32), "start"),
+                    numpy_helper.from_array(np.zeros(1, np.float32), "nothing")]
     if open_shapes:
         nodes += [helper.make_node("Shape", ["hu"], ["n"], start=0, end=1),
                   helper.make_node("Concat", ["n", "rest_p"], ["shape_p"], axis=0),
@@ -196,6 +212,38 @@ def test_a_model_whose_outputs_break_the_contract_at_run_time_is_refused_with_a_
     model = IchModel(path)  # the declared shapes leave it open: the outputs themselves are checked
     with pytest.raises(ModelError, match=r"for 2 slices it gave probabilities \[2, \d\] and heat maps \[2, 6, "):
         model.run(np.zeros((2, 1, 16, 16), np.float32))
+
+
+def test_cancelling_stops_a_model_run_in_progress(bundled_bytes, tmp_path):
+    """A third tester: with a model whose batch never ended, Cancel did nothing and closing the window destroyed a
+    running thread, which aborted the process. A Cancellation stops ONNX Runtime mid-run."""
+    import threading
+    import time
+
+    from ich_viewer.core.inference import predict_series
+    from ich_viewer.core.model import Cancellation, Cancelled
+
+    path = tmp_path / "slow.onnx"
+    path.write_bytes(_carrier(_card(bundled_bytes), slow=True))
+    model, cancel, outcome = IchModel(path), Cancellation(), []
+
+    def run():
+        try:
+            model.run(np.zeros((2, 1, 16, 16), np.float32), cancel=cancel)
+        except Cancelled as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    time.sleep(1.0)
+    assert worker.is_alive()  # still counting
+    cancel.set()
+    worker.join(10)
+    assert not worker.is_alive() and len(outcome) == 1
+    cancel = Cancellation()
+    threading.Timer(1.0, cancel.set).start()
+    result = predict_series(model, np.zeros((3, 16, 16), np.float32), cancel=cancel)
+    assert result.cancelled and not result.done.any()
 
 
 def test_the_carrier_with_the_bundled_card_loads_and_runs(bundled_bytes, tmp_path):

@@ -309,3 +309,31 @@ def test_a_preset_with_long_reasons_does_not_widen_the_dock_or_shrink_the_image(
     QApplication.processEvents()
     assert any(label.text().startswith("not flagged: never reaches") for label in panel.readouts.values())
     assert (window.view.width(), panel.width()) == before
+
+
+def test_closing_the_window_stops_a_model_run_that_never_ends(qtbot, tmp_path, study):
+    """Found by a third tester: with a model whose batch never ended, Model > Cancel classification did nothing,
+    and closing the window destroyed the still running thread: "QThread: Destroyed while thread is still running",
+    then the process aborted. Cancelling now stops ONNX Runtime in the middle of the batch."""
+    import json
+
+    from ich_viewer.paths import models_dir
+    from tests.core.test_model_integrity import _card, _carrier
+
+    manifest = json.loads((models_dir() / "manifest.json").read_text())
+    card = _card((models_dir() / manifest["models"][0]["file"]).read_bytes())
+    (tmp_path / "slow.onnx").write_bytes(_carrier(card, slow=True))
+    window = new_window(qtbot, tmp_path / "s.ini", IchModel(tmp_path / "slow.onnx"))
+    window.open_paths([study])
+    qtbot.waitUntil(lambda: window.classify is not None, timeout=60000)
+    job = window.classify
+    qtbot.wait(500)
+    assert job.thread.isRunning()  # the first batch is still counting
+    window.cancel_classification()
+    qtbot.waitUntil(lambda: not job.thread.isRunning(), timeout=10000)
+    assert window.viewer.prediction is None or not window.viewer.prediction.done.any()
+    window.open_series(window.viewer.study, window.viewer.series)  # classify again, then close mid-batch
+    qtbot.waitUntil(lambda: window.classify is not None and window.classify.thread.isRunning(), timeout=10000)
+    job = window.classify
+    window.close()
+    assert not job.thread.isRunning()
