@@ -211,6 +211,18 @@ class SeriesBrowser(QTreeWidget):
             self._label(item)
             self.resizeColumnToContents(0)
 
+    def forget_flagged(self, series=None) -> None:
+        """Drop what the tree says ``series`` (default: every series) has flagged: another model, or a run that
+        failed, makes it stale ("flagged: any, IPH" stayed from the bundled model after another was refused)."""
+        for i in range(self.topLevelItemCount()):
+            top = self.topLevelItem(i)
+            for j in range(top.childCount()):
+                item = top.child(j)
+                data = item.data(0, Qt.ItemDataRole.UserRole)
+                if data and (series is None or data[1].uid == series.uid):
+                    self.flagged.pop(data[1].uid, None)
+                    self._label(item)
+
     def _label(self, item: QTreeWidgetItem) -> None:
         study, series = item.data(0, Qt.ItemDataRole.UserRole)
         short, full = self.flagged.get(series.uid, ("", ""))

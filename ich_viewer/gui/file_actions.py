@@ -127,7 +127,9 @@ class FileActions:
         except IchViewerError as exc:
             site = ()
             self.statusBar().showMessage(str(exc), 15000)
+        self._previous_model = self.viewer.model  # restored if this one's outputs turn out to break the contract
         self.viewer.set_model(model, site_presets=site)
+        self.browser.forget_flagged()  # what another model flagged is not this one's
 
     def open_model(self, path: Path) -> bool:
         try:

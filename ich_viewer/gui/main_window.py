@@ -12,7 +12,7 @@ from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer
 from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSlider,
                                QVBoxLayout, QWidget)
 
-from ich_viewer.core.errors import IchViewerError
+from ich_viewer.core.errors import IchViewerError, ModelError
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.series import LoadResult
 from ich_viewer.core.viewer_model import ViewerModel
@@ -47,6 +47,7 @@ class MainWindow(FileActions, QMainWindow):
         self.jobs = workers.Jobs()
         self.load_job: workers.Job | None = None  # the latest open's scan
         self.classify: workers.Job | None = None  # the classification in progress
+        self._previous_model: IchModel | None = None  # the model before the last one set
         self._build_widgets()
         self._build_menus()
         self._connect_viewer()
@@ -271,8 +272,7 @@ class MainWindow(FileActions, QMainWindow):
         # batches count (an old 6-slice batch would not fit a 1-slice series) and only it ends classifying.
         job.batch.connect(lambda batch, job=job: self.classify is job and self.viewer.add_batch(batch))
         job.finished.connect(lambda prediction, job=job: self.classify is job and self._on_classified(prediction))
-        job.failed.connect(lambda message, job=job: self.classify is job and (
-            self._on_classified(None), QMessageBox.warning(self, "ICH Viewer", message)))
+        job.failed.connect(lambda message, job=job: self.classify is job and self._on_classify_failed(job, message))
         self.classify = job
         self.progress.setRange(0, len(self.viewer.series))
         self.progress.setValue(0)
@@ -299,6 +299,19 @@ class MainWindow(FileActions, QMainWindow):
         if self.classify is not None and self.classify.running:
             self.classify.cancel()
             self.classify.wait()
+
+    def _on_classify_failed(self, job: workers.Job, message: str) -> None:
+        """A run that failed says so and leaves nothing stale. A model refused by its own outputs (the contract's
+        shapes are checked per batch) gives way to the model in use before it, which the message names."""
+        self._on_classified(None)
+        self.browser.forget_flagged(self.viewer.series)
+        self.statusBar().showMessage("Classification stopped: nothing is flagged", 10000)
+        previous = self._previous_model
+        if isinstance(job.worker.error, ModelError) and previous is not None and previous is not self.viewer.model:
+            self.set_model(previous)
+            message += f"\n\nThe model in use before it, {previous.card.name} {previous.card.version}, is back."
+            self.run_classification()
+        QMessageBox.warning(self, "ICH Viewer", message)
 
     def _on_classified(self, prediction) -> None:
         """The run's result, or None when it failed; ``classify`` is None from here on."""

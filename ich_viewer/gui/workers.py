@@ -27,9 +27,11 @@ class _Worker(QObject):
         # Drop the function as it runs: its closure holds the job's inputs (a classification's loader
         # holds a whole study), which must not live as long as the Job object does.
         function, self.function = self.function, None
+        self.error = None  # what ended the run, for the GUI thread after ``failed`` (a refused model is restored)
         try:
             self.finished.emit(function())
         except IchViewerError as exc:
+            self.error = exc
             self.failed.emit(str(exc))
         except Exception as exc:  # noqa: BLE001 - shown as a message; details only in the debug log
             log.debug("background job failed", exc_info=True)

@@ -337,3 +337,32 @@ def test_closing_the_window_stops_a_model_run_that_never_ends(qtbot, tmp_path, s
     job = window.classify
     window.close()
     assert not job.thread.isRunning()
+
+
+def test_a_model_refused_by_its_outputs_gives_way_to_the_previous_one(qtbot, tmp_path, study, monkeypatch):
+    """Found by a third tester: after a model was refused mid-run (its outputs broke the contract), the series
+    list kept the previous model's "flagged: any, IPH, IVH", the status bar said "Classifying..." for good, and
+    the refused model stayed in use, so every run brought the same message back."""
+    import json
+
+    from ich_viewer.gui import main_window
+    from ich_viewer.paths import models_dir
+    from tests.core.test_model_integrity import _card, _carrier
+
+    shown = []
+    monkeypatch.setattr(main_window.QMessageBox, "warning", lambda parent, title, text: shown.append(text))
+    bundled = IchModel.bundled(models_dir())
+    window = new_window(qtbot, tmp_path / "s.ini", bundled)
+    opened(qtbot, window, [study])
+    assert "flagged" in window.browser.series_item(window.viewer.series).text(0)
+    manifest = json.loads((models_dir() / "manifest.json").read_text())
+    card = _card((models_dir() / manifest["models"][0]["file"]).read_bytes())
+    (tmp_path / "five.onnx").write_bytes(_carrier(card, classes=5, probabilities_shape=("N", None), open_shapes=True))
+    assert window.open_model(tmp_path / "five.onnx")  # loads: its shapes are left open until it runs
+    qtbot.waitUntil(lambda: bool(shown), timeout=60000)
+    assert "gave probabilities" in shown[0] and f"{card['name']} {card['version']}, is back" in shown[0]
+    assert window.viewer.model is bundled
+    qtbot.waitUntil(lambda: window.classify is None and window.viewer.prediction is not None
+                    and window.viewer.prediction.complete, timeout=60000)
+    assert "flagged" in window.browser.series_item(window.viewer.series).text(0)  # the bundled model's own run
+    assert not window.statusBar().currentMessage().startswith("Classifying")
