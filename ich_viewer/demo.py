@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,10 +31,33 @@ def demo_study_dir(seed: int = 2019) -> Path:
         log.info("the demo study cannot be cached (%s); writing it to a temporary folder", exc.strerror or exc)
     from ich_viewer.core.phantom import make_phantom, write_phantom_study
 
-    folder = Path(tempfile.mkdtemp(prefix="ich-viewer-demo-"))
+    _remove_orphans()
+    folder = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, folder, True)
     write_phantom_study(make_phantom(seed=seed, n_slices=DEMO_SLICES), folder / "study")
     return folder / "study"
+
+
+TEMPORARY_PREFIX = "ich-viewer-demo-"  # then the writing process's id: a later start removes it once that has ended
+
+
+def _remove_orphans() -> None:
+    """Temporary demo folders whose program ended without removing them (killed, or ended by a signal: atexit
+    does not run then), 19 MB each."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMPORARY_PREFIX}*-*"):
+        pid = folder.name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive, and not ours to judge
+        return True
+    return True
 
 
 def _cached_demo(seed: int) -> Path:

@@ -140,6 +140,15 @@ def test_the_demo_runs_where_the_home_folder_cannot_be_written(tmp_path):
     folder, n_files = run.stdout.split()
     assert Path(folder).is_relative_to(tmp_path / "tmp") and int(n_files) == 36
     assert not any((tmp_path / "tmp").iterdir())  # removed when the program ended
+    # a third tester: a run ended by SIGTERM, SIGHUP or kill -9 left its 19 MB folder; the next start removes it
+    killed = subprocess.Popen([sys.executable, "-u", "-c", code + "; import time; time.sleep(60)"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    left = Path(killed.stdout.readline().split()[0]).parent
+    killed.kill()
+    killed.wait()
+    assert left.is_dir()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0 and not left.exists() and not any((tmp_path / "tmp").iterdir())
     env["QT_QPA_PLATFORM"] = "offscreen"
     run = subprocess.run([sys.executable, "-m", "ich_viewer", "--demo", "--quit-after", "8"], capture_output=True,
                          text=True, timeout=180, env=env)
