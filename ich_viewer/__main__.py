@@ -177,6 +177,9 @@ def _run_command(args: argparse.Namespace) -> int:
         logging.getLogger("ich_viewer").debug("unexpected error", exc_info=True)
         print(f"ich-viewer: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's code for it, not a traceback
+        print(f"\nich-viewer {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 class _TerminalSafe:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import ich_viewer
 from ich_viewer.core import decoder_process, site_presets
 from ich_viewer.core.errors import CalibrationError, ModelError, NoImagesFoundError
 from ich_viewer.core.inference import predict_series
+from ich_viewer.core.model import Cancellation
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.results import NOTICE, write_csv, write_json
 from ich_viewer.core.viewer_model import ViewerModel
@@ -102,6 +104,35 @@ def _users_file_kind(path: Path, inputs: list[Path]) -> str | None:
     return None
 
 
+def _interruptible(run):
+    """``run(cancel)`` on a worker thread, so that Ctrl-C is heard while ONNX Runtime holds this one: Python
+    runs its signal handlers only in the main thread, between instructions, and a batch that never ended
+    made triage deaf to Ctrl-C. The interrupt cancels the run (mid-batch) and goes on as KeyboardInterrupt.
+    It waits on an Event, not on ``Thread.join``: a join interrupted by Ctrl-C can report a running thread as
+    ended (CPython's bpo-21822), and leaving it inside ONNX Runtime at exit aborted the process."""
+    cancel, outcome, done = Cancellation(), {}, threading.Event()
+
+    def work():
+        try:
+            outcome["value"] = run(cancel)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as it is
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="triage-inference", daemon=True).start()
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        cancel.set()
+        done.wait(30)  # a cancelled batch ends within moments
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def _one_of_the_files_read(path: Path, loaded) -> bool:
     """Whether ``path`` is, by hard or symbolic link, one of the files the scan found (images, skipped files, a
     study's CSV and TXT): the folder check before the scan sees only names."""
@@ -181,8 +212,10 @@ def run(paths: list[Path], model_path: Path | None = None, preset: str | None = 
         for series in study.series:
             viewer.open_series(study, series)
             # No screen to stream to: the run's own result goes to the viewer model once, when it ends.
-            viewer.finish_prediction(predict_series(viewer.model, viewer.loader, len(series), slabs=viewer.slab_plan(),
-                                                    on_batch=lambda batch: progress.advance(len(batch.indices))))
+            viewer.finish_prediction(_interruptible(
+                lambda cancel: predict_series(viewer.model, viewer.loader, len(series), slabs=viewer.slab_plan(),
+                                              on_batch=lambda batch: progress.advance(len(batch.indices)),
+                                              cancel=cancel)))
             results.append(viewer.series_result())
     viewer.close_series()
     progress.close()

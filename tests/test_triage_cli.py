@@ -203,3 +203,32 @@ def test_a_file_name_that_is_not_utf8_is_written_escaped(tiny_model, study, tmp_
     out, summary = tmp_path / "slices.csv", tmp_path / "summary.json"
     assert main(["triage", str(folder), "--model", str(tiny_model), "--out", str(out), "--json", str(summary)]) == 0
     assert "Ren\\xe9e.dcm" in out.read_text(encoding="utf-8") and len(out.read_text().splitlines()) == 5
+
+
+def test_ctrl_c_ends_triage_even_inside_a_batch_that_never_ends(study, tmp_path):
+    """Found by a third tester: with a model whose batch never ends, triage ignored Ctrl-C (Python hears a signal
+    only between instructions of the main thread, which ONNX Runtime held). It now ends with one line and 130."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ich_viewer.paths import models_dir
+    from tests.core.test_model_integrity import _card, _carrier
+
+    manifest = json.loads((models_dir() / "manifest.json").read_text())
+    card = _card((models_dir() / manifest["models"][0]["file"]).read_bytes())
+    (tmp_path / "slow.onnx").write_bytes(_carrier(card, slow=True))
+    run = subprocess.Popen([sys.executable, "-m", "ich_viewer", "triage", str(study), "--model",
+                            str(tmp_path / "slow.onnx"), "--out", str(tmp_path / "out.csv")],
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "HOME": str(tmp_path / "home")})
+    time.sleep(8)  # started, scanned, and inside the first batch
+    assert run.poll() is None
+    run.send_signal(signal.SIGINT)
+    try:
+        err = run.communicate(timeout=30)[1]
+    finally:
+        run.kill()
+    assert run.returncode == 130 and "ich-viewer triage: interrupted" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out.csv").exists()

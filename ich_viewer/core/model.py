@@ -262,6 +262,7 @@ class IchModel:
         if hu.ndim == 3:
             hu = hu[:, None]
         options = ort.RunOptions()
+        options.log_severity_level = 4  # a cancelled run is reported by Cancelled, not by ONNX Runtime's red log line
         with cancel.watching(options) if cancel is not None else contextlib.nullcontext():
             try:
                 values = self.session.run(self._output_names, {INPUT_NAME: hu}, options)
