@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import threading
 import zipfile
 from collections import OrderedDict
@@ -67,7 +68,8 @@ def member_problem(info: zipfile.ZipInfo) -> str | None:
     """Why one member is not read, or None."""
     name = info.filename.replace("\\", "/")
     parts = PurePosixPath(name).parts
-    if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+    inside = posixpath.normpath(name)  # "d/../s.dcm" stays inside; "../s.dcm" and "d/../../s.dcm" do not
+    if name.startswith("/") or inside == ".." or inside.startswith("../") or (parts and ":" in parts[0]):
         return "a zip member whose path leaves the archive (refused)"
     if info.flag_bits & 0x1:
         return "an encrypted zip member"

@@ -126,7 +126,7 @@ def scan_file(ref: FileRef) -> _Scanned | Skipped:
     except archives.ArchiveError as exc:
         return Skipped(str(ref), str(exc))
     except MemoryError:
-        return Skipped(str(ref), "unreadable DICOM file (its header claims more memory than it can have)")
+        return Skipped(str(ref), "unreadable DICOM file (its header needs more memory than this machine gives it)")
     except RecursionError:
         return Skipped(str(ref), "unreadable DICOM file (its sequences nest too deeply to read)")
     except Exception as exc:  # noqa: BLE001 - a broken file is a skip reason, not a crash

@@ -236,11 +236,14 @@ def test_a_zip_is_opened_once_not_once_per_member(tmp_path, monkeypatch):
 
 def test_zip_bombs_and_escaping_paths_are_refused_member_by_member(tmp_path):
     bomb = b"\0" * (8 * 2**20)  # deflates ~1000:1
-    archive = _zip_of_good_slices(tmp_path, extra=[("bomb.dcm", bomb), ("../outside.dcm", b"x"), ("/abs.dcm", b"x")])
+    archive = _zip_of_good_slices(tmp_path, extra=[("bomb.dcm", bomb), ("../outside.dcm", b"x"), ("/abs.dcm", b"x"),
+                                                   ("d/../../up.dcm", b"x"), ("d/../inside.dcm", b"x")])
     result = ich_viewer.load(archive)
     reasons = {Path(s.path).name: s.reason for s in result.skipped}
     assert "zip bomb" in reasons["bomb.dcm"]
     assert "leaves the archive" in reasons["outside.dcm"] and "leaves the archive" in reasons["abs.dcm"]
+    assert "leaves the archive" in reasons["up.dcm"]
+    assert reasons["inside.dcm"] == "not a DICOM file"  # read: "d/../inside.dcm" stays inside (a third tester)
     assert len(read_volume(result.series[0])) == GOOD
 
 
