@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.model import sha256
 from training.config import Config
 from training.data.cache import Cache
 from training.export import ContractGraph
@@ -61,11 +61,7 @@ def _differences(trained: dict, given: dict, prefix: str = "") -> list[str]:
 
 def checkpoint_sha256(config: Config) -> str:
     """The checkpoint file's SHA-256: the card written from it names it, and ``export`` checks it."""
-    digest = hashlib.sha256()
-    with open(config.run_dir / "checkpoint.pt", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256(config.run_dir / "checkpoint.pt")
 
 
 @torch.no_grad()
