@@ -184,7 +184,7 @@ _UNPACK = {little: tuple(struct.Struct(("<" if little else ">") + f).unpack_from
 _PIXEL_DATA = (0x7FE0, 0x0010)
 _ITEM = {True: b"\xfe\xff\x00\xe0", False: b"\xff\xfe\xe0\x00"}
 MAX_NESTING = 32  # sequences within items: real CT headers nest a few levels
-MAX_HEADER_VALUE = 16 * 2**20  # the values before the pixel data, one or all together: private blocks are kilobytes
+MAX_HEADER_VALUE = 16 * 2**20  # the values before the pixel data, all together: private blocks are kilobytes
 
 
 def lengths_fit(path: str) -> bool:
@@ -240,9 +240,7 @@ def _walk(buf, pos: int, explicit: bool, little: bool, stop_group: int | None = 
                 if pos + 12 > end:
                     return None, syntax
                 length, pos = u32(buf, pos + 8)[0], pos + 12
-                if length != _UNDEFINED and length > min(end - pos, MAX_HEADER_VALUE) and vr != b"SQ":
-                    return None, syntax
-                if vr == b"SQ" and length != _UNDEFINED and length > end - pos:
+                if length != _UNDEFINED and length > end - pos:
                     return None, syntax
                 if vr == b"SQ" or length == _UNDEFINED:  # a sequence's items are walked into
                     open_ends.append(None if length == _UNDEFINED else pos + length)
@@ -256,10 +254,10 @@ def _walk(buf, pos: int, explicit: bool, little: bool, stop_group: int | None = 
             if length == _UNDEFINED or (length >= 8 and buf[pos:pos + 4] == item):  # a sequence, as GDCM reads it
                 open_ends.append(None if length == _UNDEFINED else pos + length)
                 continue
-        if length > min(end - pos, MAX_HEADER_VALUE):  # GDCM reads every value: a 4 GB one in a sparse file took 4 GB
+        if length > end - pos:
             return None, syntax
-        values += length
-        if values > MAX_HEADER_VALUE:  # 250 values of 15 MB took 3.8 GB as surely as one of 4 GB
+        values += length  # GDCM reads every value: one of 4 GB in a sparse file took 4 GB, 250 of 15 MB 3.8 GB
+        if values > MAX_HEADER_VALUE:
             return None, syntax
         if (group, element) == TRANSFER_SYNTAX_TAG:
             syntax = bytes(buf[pos:pos + length]).decode("ascii", "replace").strip("\x00 ")
