@@ -101,7 +101,7 @@ def predict_series(model: IchModel, volume, n_slices: int | None = None, *, batc
         if slabs is not None:
             hu = slabs.average(indices, wanted, hu)
         try:  # a Cancellation also stops a batch already running
-            batch = model.run(hu, indices, cancel) if isinstance(cancel, Cancellation) else model.run(hu, indices)
+            batch = model.run(hu, indices, cancel if isinstance(cancel, Cancellation) else None)
         except Cancelled:
             result.cancelled = True
             break

@@ -173,7 +173,8 @@ class FileActions:
     def ask_export_summary(self) -> None:
         self._ask_export("Export study summary", "summary.pdf", "PDF (*.pdf)", self.export_summary_pdf)
 
-    def _ask_export(self, title: str, name: str, kinds: str, write) -> None:
+    def _ask_export(self, title: str, name: str, kinds: str, write, said=lambda path: f"Exported {path.name}") -> None:
+        """Ask where, write there (``write(path)``), say so in the status bar (``said(path)``) or why not in a box."""
         path, _ = self._file_dialog(QFileDialog.getSaveFileName, title, str(Path(self._export_folder()) / name), kinds)
         if path:
             try:
@@ -182,7 +183,7 @@ class FileActions:
                 QMessageBox.warning(self, "ICH Viewer", str(exc))
                 return
             self._remember_export_folder(Path(path))
-            self.statusBar().showMessage(f"Exported {Path(path).name}", 5000)
+            self.statusBar().showMessage(said(Path(path)), 5000)
 
     def _export_folder(self) -> str:
         """The last export's folder; with the anonymised display the home folder (the dialog lists a folder's
@@ -196,18 +197,9 @@ class FileActions:
             self.settings.setValue("export_folder", str(path.parent))
 
     def ask_export_results(self) -> None:
-        # Starts where the other exports do: it began in the program's working folder.
-        path, _ = self._file_dialog(QFileDialog.getSaveFileName, "Export this series' results",
-                                    str(Path(self._export_folder()) / "results.csv"), "CSV (*.csv)")
-        if path:
-            try:
-                self.export_results(Path(path), Path(path).with_suffix(".json"))
-            except (IchViewerError, OSError) as exc:
-                QMessageBox.warning(self, "ICH Viewer", str(exc))
-                return
-            self._remember_export_folder(Path(path))
-            self.statusBar().showMessage(f"Exported this series' results: {Path(path).name} and "
-                                         f"{Path(path).with_suffix('.json').name}", 5000)
+        self._ask_export("Export this series' results", "results.csv", "CSV (*.csv)",
+                         lambda path: self.export_results(path, path.with_suffix(".json")),
+                         lambda path: f"Exported this series' results: {path.name} and {path.with_suffix('.json').name}")
 
     # ------------------------------------------------------------------ calibration
 

@@ -335,6 +335,16 @@ def test_anonymised_file_dialogs_show_and_keep_no_folder_history(qtbot, window, 
     window.actions["anonymise"].trigger()
 
 
+def test_export_results_writes_both_files_and_says_so(qtbot, window, study, tmp_path, monkeypatch):
+    opened(qtbot, window, study)
+    monkeypatch.setattr(file_actions.QFileDialog, "getSaveFileName",
+                        lambda parent, title, start, kinds, **kw: (str(tmp_path / "r.csv"), kinds))
+    window.ask_export_results()
+    assert (tmp_path / "r.csv").read_text().startswith("path,") and (tmp_path / "r.json").is_file()
+    assert window.statusBar().currentMessage() == "Exported this series' results: r.csv and r.json"
+    assert window.settings.value("export_folder") == str(tmp_path)
+
+
 def test_the_anonymised_display_keeps_no_folders_and_exports_start_at_home(qtbot, window, study, tmp_path, monkeypatch):
     """Found by a second outside tester: anonymised, Ctrl+E's dialog opened in the last export folder (named after
     its patient, its files listed), and the app's own settings still gained each folder opened or exported to."""
