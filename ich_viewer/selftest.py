@@ -182,14 +182,12 @@ def _decode(work: Path) -> list[tuple[str, str]]:
 
 def _render(work: Path, state: dict) -> str:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from PySide6.QtCore import QSettings
+    from PySide6.QtCore import QSettings, qInstallMessageHandler
     from PySide6.QtGui import QImage
     from PySide6.QtWidgets import QApplication
 
     from ich_viewer.gui.export import export_png, png_scale
     from ich_viewer.gui.main_window import MainWindow
-
-    from PySide6.QtCore import qInstallMessageHandler
 
     # Qt's own notes ("Detected locale C", the offscreen plugin's size hints) would break one line per step
     qInstallMessageHandler(lambda _mode, _context, message: logging.getLogger("qt").debug("%s", message))

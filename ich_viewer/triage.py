@@ -16,8 +16,7 @@ import ich_viewer
 from ich_viewer.core import decoder_process, site_presets
 from ich_viewer.core.errors import CalibrationError, ModelError, NoImagesFoundError
 from ich_viewer.core.inference import predict_series
-from ich_viewer.core.model import Cancellation
-from ich_viewer.core.model import IchModel
+from ich_viewer.core.model import Cancellation, IchModel
 from ich_viewer.core.results import NOTICE, write_csv, write_json
 from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.paths import models_dir

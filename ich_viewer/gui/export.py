@@ -117,10 +117,9 @@ def class_line(viewer: ViewerModel, c: int, probability: float, flagged: bool, s
     why = viewer.thresholds.not_flagged().get(key)
     if why:
         return f"{name} {p}  not flagged ({why.split(':')[0]})"
-    threshold = viewer.thresholds.values[key]
     if not viewer.flags_shown:  # each line says why, as the PDF does: "any 0.967" alone reads as under threshold
         return f"{name} {p}  not flagged (outside intended use)"
-    return f"{name} {p}  threshold {threshold_text(threshold)}" + ("  FLAGGED" if flagged else "")
+    return f"{name} {p}  threshold {threshold_text(viewer.thresholds.values[key])}" + ("  FLAGGED" if flagged else "")
 
 
 def model_lines(viewer: ViewerModel) -> list[str]:
