@@ -32,8 +32,7 @@ def calibrate(paths: list[Path], model: IchModel, max_flag_rate: float = site_pr
     rate or name; or a cancelled run. Nothing is saved here (:func:`site_presets.save` does that)."""
     card = model.card
     site_presets.check_name(name, card.presets)
-    if not 0.0 < max_flag_rate < 1.0:
-        raise CalibrationError(f"the flag rate must be above 0 and below 1 (0.05 is 5%), not {max_flag_rate:g}.")
+    site_presets.check_flag_rate(max_flag_rate)  # before the minutes of inference, not after
     viewer = ViewerModel()
     viewer.set_model(model)
     viewer.set_result(load(paths))

@@ -69,8 +69,7 @@ def thresholds_for_flag_rate(probabilities: np.ndarray, max_flag_rate: float,
     never trades away the sensitivity the card reports for a flag budget that is merely unspent.
     Flags are ``probability >= threshold`` in float32, as :meth:`Thresholds.flags` computes them.
     """
-    if not 0.0 < max_flag_rate < 1.0:
-        raise CalibrationError(f"the flag rate must be above 0 and below 1 (0.05 is 5%), not {max_flag_rate:g}.")
+    check_flag_rate(max_flag_rate)
     p = np.asarray(probabilities, np.float32)
     p = p[~np.isnan(p).any(1)]
     allowed = int(math.floor(max_flag_rate * len(p) + 1e-9))  # slices that may flag
@@ -111,6 +110,11 @@ def refuse_small(slices: int, studies: int) -> None:
         raise CalibrationError(
             f"Too few normal slices to calibrate on: {slices} slice(s) from {studies} stud{'y' if studies == 1 else 'ies'} "
             f"within the model's intended use; at least {MIN_SLICES} slices from {MIN_STUDIES} studies are needed.")
+
+
+def check_flag_rate(max_flag_rate: float) -> None:
+    if not 0.0 < max_flag_rate < 1.0:
+        raise CalibrationError(f"the flag rate must be above 0 and below 1 (0.05 is 5%), not {max_flag_rate:g}.")
 
 
 def check_name(name: str, card_presets) -> None:
