@@ -40,6 +40,7 @@ FLAG_SUMMARIES = ("Flagged: ", "Not flagged: ")
 class MainWindow(FileActions, QMainWindow):
     def __init__(self, settings: QSettings | None = None, model: IchModel | None = None, load_bundled: bool = True):
         super().__init__()
+        workers.collect_garbage_in_the_gui_thread()  # Qt objects are destroyed in the GUI thread only
         self.setWindowTitle("ICH Viewer")
         self.setAcceptDrops(True)
         self.settings = settings or QSettings()

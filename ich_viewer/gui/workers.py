@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal
+from pyqtgraph.util.garbage_collector import GarbageCollector
 
 import ich_viewer
 from ich_viewer.core.errors import IchViewerError
@@ -13,6 +15,28 @@ from ich_viewer.core.inference import predict_series
 from ich_viewer.core.model import Cancellation
 
 log = logging.getLogger(__name__)
+
+#: Python's cycle collector, run on a GUI-thread timer (None until a window starts it).
+garbage_collector: GarbageCollector | None = None
+
+
+def collect_garbage_in_the_gui_thread() -> None:
+    """Python's automatic collector runs in whichever thread happens to allocate when it is due. Freeing a Qt
+    widget's wrapper there destroys the widget off the GUI thread: a load worker freeing a closed window's menus
+    deadlocked with the GUI thread (each held a lock the other needed, a Qt mutex and the GIL) and hung a CI run.
+    pyqtgraph's GarbageCollector turns the automatic collector off and collects on a timer in the GUI thread."""
+    global garbage_collector
+    if garbage_collector is None:
+        garbage_collector = GarbageCollector(interval=1.0)
+
+
+def collect_garbage_anywhere() -> None:
+    """The automatic collector back, for code that runs on without an event loop to fire the timer (tests)."""
+    global garbage_collector
+    if garbage_collector is not None:
+        garbage_collector.timer.stop()
+        garbage_collector = None
+    gc.enable()
 
 
 class _Worker(QObject):

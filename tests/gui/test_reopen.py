@@ -12,6 +12,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QSettings
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.gui.main_window import MainWindow
+from ich_viewer.gui import workers
 from ich_viewer.gui.workers import Job
 
 pytestmark = pytest.mark.gui
@@ -45,10 +46,11 @@ def alive_after_flush(refs: list[weakref.ref]) -> int:
 
 @pytest.fixture
 def no_cyclic_gc():
-    gc.collect()
-    gc.disable()
+    workers.collect_garbage_in_the_gui_thread()  # as a window starts it: then paused, so that only
+    gc.collect()  # reference counting frees anything during the test
+    workers.garbage_collector.timer.stop()
     yield
-    gc.enable()
+    workers.garbage_collector.timer.start()
 
 
 @pytest.mark.parametrize("with_model", [False, True], ids=["no model", "classified"])
