@@ -155,8 +155,7 @@ class ThresholdPanel(QWidget):
         value = self.thresholds.values[name]
         self.values[name].setText(threshold_text(value))
         readout = self.thresholds.readout(name)
-        text = "no validation curve" if readout is None else (
-            f"P {_share(readout['precision'])}  R {_share(readout['recall'])}  Sp {readout['specificity']:.2f}")
+        text = "no validation curve" if readout is None else _point(readout, "  ")
         # the curve's point lies below the slider: say where, or a preset's numbers seem to break its rule
         at = "" if readout is None or abs(readout["measured_at"] - value) < 0.0005 else \
             f"  (at {readout['measured_at']:.3f})"
@@ -167,7 +166,7 @@ class ThresholdPanel(QWidget):
         why = self.thresholds.not_flagged().get(name)
         if self.thresholds.card.calibration[name] == NOT_CALIBRATED:  # a long line already: the point is in the tooltip
             text = ("NOT CALIBRATED" + ("" if self.thresholds.enabled[name] else ", not flagged")
-                    + f" ({' '.join(text.split())})")  # single spaces: it fits the dock's width on one line
+                    + f" ({text if readout is None else _point(readout, ' ')})")  # single spaces: one line if it fits
         elif not why:
             text += at
         else:  # the preset's rule cannot be met: say so instead of showing numbers it does not reach
@@ -175,6 +174,14 @@ class ThresholdPanel(QWidget):
             text = f"not flagged: {why.split(': ', 1)[-1].split(' on the ')[0]}"
         self.readouts[name].setText(text)
         self.readouts[name].setToolTip("\n".join(part for part in (why, measured) if part))
+
+
+def _point(readout: dict, gap: str) -> str:
+    """The curve's point, "P 0.02  R 0.44  Sp 0.86": each name bound to its value by a no-break space, so a
+    narrow dock wraps between the pairs, never inside one ("Sp" alone at a line's end)."""
+    pairs = (("P", _share(readout["precision"])), ("R", _share(readout["recall"])),
+             ("Sp", f"{readout['specificity']:.2f}"))
+    return gap.join(f"{name}\N{NO-BREAK SPACE}{value}" for name, value in pairs)
 
 
 def _share(value: float | None) -> str:

@@ -130,7 +130,7 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
                     for key in ("precision", "recall", "specificity")}
         for position in range(0, STEPS + 1, STEPS // 50):
             panel.sliders[name].setValue(position)
-            shown = re.search(r"P (\S+)\s+R ([0-9.]+)\s+Sp ([0-9.]+)", panel.readouts[name].text())
+            shown = re.search(r"P\s(\S+)\s+R\s([0-9.]+)\s+Sp\s([0-9.]+)", panel.readouts[name].text())
             assert shown, panel.readouts[name].text()
             precision, recall, specificity = shown.groups()
             assert recall in measured["recall"] and specificity in measured["specificity"], (name, position)
@@ -140,10 +140,10 @@ def test_every_slider_position_reads_a_point_the_validation_data_has(qtbot, tmp_
                 assert precision in measured["precision"], (name, position)
             assert "Measured on the validation patients" in panel.readouts[name].toolTip()
     panel.sliders["epidural"].setValue(slider_position(0.95))
-    assert panel.readouts["epidural"].text().startswith("P -  R 0.00")
+    assert panel.readouts["epidural"].text().startswith("P\N{NO-BREAK SPACE}-  R\N{NO-BREAK SPACE}0.00")
     # A second tester: "any" at 0.99 read "P 1.00  R 0.00" (one positive of hundreds): the recall is said.
     window.viewer.set_threshold("any", 0.99)
-    assert re.match(r"P 1\.00  R 0\.00[1-9]  Sp ", panel.readouts["any"].text())
+    assert re.match(r"P\s1\.00  R\s0\.00[1-9]  Sp\s", panel.readouts["any"].text())
     # and a preset's read-out names the curve point it comes from, so P 0.69 under "precision 0.7" is explained
     panel.apply_preset("precision_0.7")
     readout = window.viewer.thresholds.readout("any")

@@ -43,7 +43,7 @@ def test_a_saved_site_preset_shows_beside_the_cards_and_applies(qtbot, config_ho
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert window.viewer.thresholds.preset == "site" and panel.values["any"].text() == "0.900"
     assert "preset: site (site: at most 5%" in panel.preset_label.text()
-    assert panel.readouts["any"].text().startswith("P ")  # the card's validation read-outs, still shown
+    assert panel.readouts["any"].text().startswith("P\N{NO-BREAK SPACE}")  # the card's validation read-outs, still shown
 
 
 def test_calibrating_in_the_window_saves_and_shows_the_preset(qtbot, config_home, tmp_path, tiny_model):

@@ -292,6 +292,24 @@ def test_a_narrow_thresholds_dock_wraps_its_read_outs_instead_of_cutting_them(qt
             assert label.height() >= label.heightForWidth(label.width()), (width, label.text())
     assert any(label.heightForWidth(label.width()) > label.fontMetrics().height() * 1.5
                for label in panel.readouts.values())  # at the narrowest, some read-out does take two lines
+    # ... and breaks between the pairs, never inside one: it had ended a line with "Sp" and begun the next "0.86)".
+    for label in panel.readouts.values():
+        lines = wrapped_lines(label.text(), label.font(), label.contentsRect().width())
+        assert not any(line.rstrip().endswith((" P", " R", " Sp", "(P")) for line in lines), lines
+
+
+def wrapped_lines(text: str, font, width: int) -> list[str]:
+    """The lines Qt's text layout breaks ``text`` into at ``width`` pixels, as a word-wrapped label does."""
+    from PySide6.QtGui import QTextLayout
+
+    layout = QTextLayout(text, font)
+    layout.beginLayout()
+    lines = []
+    while (line := layout.createLine()).isValid():
+        line.setLineWidth(width)
+        lines.append(text[line.textStart():line.textStart() + line.textLength()])
+    layout.endLayout()
+    return lines
 
 
 def test_a_preset_with_long_reasons_does_not_widen_the_dock_or_shrink_the_image(qtbot, tmp_path):
