@@ -165,10 +165,10 @@ def _decode(work: Path) -> list[tuple[str, str]]:
     missing = {uid: sorted(set(names) - set(found.get(uid, []))) for uid, names in expected["decoders"].items()}
     _check(not any(missing.values()), "decoders missing: " + "; ".join(f"{uid}: {', '.join(names)}"
                                                                        for uid, names in missing.items() if names))
-    from ich_viewer.core.dicom_pixels import _plugin
+    from ich_viewer.core.dicom_pixels import decoder_plugin
 
     # the one each syntax is decoded with, then the others installed (gdcm among them, never chosen for pixels)
-    lines = [("decoders", "; ".join(f"{uid}: {_plugin(uid) or 'pydicom'} (installed: {', '.join(names)})"
+    lines = [("decoders", "; ".join(f"{uid}: {decoder_plugin(uid) or 'pydicom'} (installed: {', '.join(names)})"
                                     for uid, names in found.items()))]
     for name, uid in SAMPLES.items():
         result = ich_viewer.load([folder / name])

@@ -77,7 +77,8 @@ def decoder_problem(tsuid: dicom_uid.UID) -> str | None:
     return None
 
 
-def _plugin(transfer_syntax: str) -> str:
+def decoder_plugin(transfer_syntax: str) -> str:
+    """The pydicom decoding plugin used for this syntax ("" for pydicom's own choice); the selftest names it."""
     label = imagecodecs_plugin.plugin_for(transfer_syntax)
     if label:
         return label
@@ -119,7 +120,7 @@ def decode_stored(ref: SliceRef) -> np.ndarray:
                 # pixel_array() reads raw file offsets, which a deflated stream does not have.
                 stored = pydicom.dcmread(fp).pixel_array
                 return stored[ref.frame] if ref.frame is not None else stored
-            return pixel_array(fp, index=ref.frame, decoding_plugin=_plugin(ref.transfer_syntax))
+            return pixel_array(fp, index=ref.frame, decoding_plugin=decoder_plugin(ref.transfer_syntax))
     except archives.ArchiveError as exc:
         raise DecodeError(str(exc)) from exc
     except MemoryError as exc:

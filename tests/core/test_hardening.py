@@ -363,7 +363,7 @@ def test_a_corrupt_element_length_in_a_real_slice_costs_no_memory(tmp_path, cq50
 
 def test_no_compressed_syntax_is_decoded_by_gdcm():
     """GDCM aborts the whole process on some malformed data; every syntax has a decoder that raises instead."""
-    from ich_viewer.core.dicom_pixels import DECODER_ADVICE, _plugin
+    from ich_viewer.core.dicom_pixels import DECODER_ADVICE, decoder_plugin
 
-    chosen = {str(syntax): _plugin(syntax) for syntax in DECODER_ADVICE if syntax != uid.RLELossless}
+    chosen = {str(syntax): decoder_plugin(syntax) for syntax in DECODER_ADVICE if syntax != uid.RLELossless}
     assert "" not in chosen.values() and "gdcm" not in chosen.values(), chosen
