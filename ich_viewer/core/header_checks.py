@@ -22,6 +22,9 @@ MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 #: Rescale bounds far beyond any CT scale (extended scales reach ~30,000 HU), so HU stay finite in float32.
 MAX_ABS_SLOPE = 1e4
 MAX_ABS_INTERCEPT = 1e6
+# A position or spacing in mm beyond a kilometre is not a measurement: 1e308 passed as finite and made a slice
+# spacing of 5e307 mm (and differences of two such positions overflow to infinity).
+MAX_ABS_MM = 1e6
 
 
 class HeaderError(ValueError):
@@ -72,8 +75,8 @@ def number(ds, keyword: str, default: float) -> float:
 
 
 def vector(ds, keyword: str, size: int) -> tuple[float, ...] | None:
-    """Exactly ``size`` finite numbers, or None when the element is absent, malformed or of another length
-    (then the loader falls back, as for a missing tag: positions to instance order, spacing to 1 mm)."""
+    """Exactly ``size`` finite numbers of at most MAX_ABS_MM, or None when the element is absent, malformed or of
+    another length (then the loader falls back, as for a missing tag: positions to instance order, spacing to 1 mm)."""
     raw = ds.get(keyword)
     if raw is None:
         return None
@@ -82,7 +85,7 @@ def vector(ds, keyword: str, size: int) -> tuple[float, ...] | None:
         out = tuple(float(v) for v in values)
     except (TypeError, ValueError, OverflowError):
         return None
-    if len(out) != size or not all(math.isfinite(v) for v in out):
+    if len(out) != size or not all(math.isfinite(v) and abs(v) <= MAX_ABS_MM for v in out):
         return None
     return out
 

@@ -55,6 +55,20 @@ def test_falls_back_to_instance_number_then_file_name(tmp_path):
     assert "file name" in by_name.geometry.warnings[0]
 
 
+@pytest.mark.parametrize("z", ["1e308", "-2e6"])
+def test_a_position_kilometres_away_counts_as_no_position(tmp_path, z):
+    """An outside tester: ImagePositionPatient 1e308 is finite, so it was taken, and the series read as spaced
+    5e307 mm with a gap. A position beyond a kilometre is not a measurement: the series falls back to instance order."""
+    series = write_series(tmp_path, [0.0, 5.0, 10.0])
+    ds = pydicom.dcmread(series.files[2])
+    ds.ImagePositionPatient = [-60, -60, z]
+    ds.save_as(series.files[2])
+    reread = ich_viewer.load(tmp_path).series[0]
+    assert reread.geometry.ordering == "instance" and not reread.geometry.gaps
+    assert np.isfinite(reread.z).all() and abs(reread.spacing[0]) < 1e6
+    assert "no usable ImagePositionPatient" in reread.geometry.warnings[0]
+
+
 def test_duplicates_gaps_and_irregular_spacing_are_reported(tmp_path):
     (tmp_path / "dup").mkdir(), (tmp_path / "gap").mkdir(), (tmp_path / "irr").mkdir()
     dup = write_series(tmp_path / "dup", [0.0, 5.0, 5.0, 10.0])
