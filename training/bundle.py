@@ -52,14 +52,30 @@ def add_to_card(path: Path, entries: dict) -> None:
     save_sealed(proto, path)
 
 
-def run_bundle(config: Config, compare: list[str] = (), root: Path = REPO, cross_validation: list[str] = (),
+def bundling_refusal(config: Config) -> str | None:
+    """Why this run must not replace the viewer's bundled model (a test or smoke run), or None. The bundled model
+    is replaced at most once per issue: a smoke run bundled by mistake would spend that."""
+    if all(source.get("kind") == "phantom" for source in config.data.sources):
+        return "it learned from synthetic phantoms only"
+    if config.train.max_steps is not None:
+        return f"its training stopped after {config.train.max_steps} optimiser steps (a test or smoke run)"
+    return None
+
+
+def run_bundle(config: Config, compare: list[str] = (), root: Path | None = None, cross_validation: list[str] = (),
                leave_one_out: list[str] = ()) -> dict:
     """Bundle the run's model into ``root`` (the repository; tests pass a scratch folder).
 
     ``compare``: other runs for the experiment table; ``cross_validation``: this recipe's runs on the other
     folds, for the out-of-fold table; ``leave_one_out``: its runs without one hospital each. All are recipe
     names or run folders. The external checks and the leave-one-hospital-out figures also go into the
-    bundled file's card (``external_validation``), so the viewer's model dialog shows them."""
+    bundled file's card (``external_validation``), so the viewer's model dialog shows them. A smoke or test run
+    (:func:`bundling_refusal`) is refused for the repository, before anything is written."""
+    root = REPO if root is None else Path(root)
+    if root.resolve() == REPO.resolve():
+        if why := bundling_refusal(config):
+            raise ValueError(f"{config.name} is not bundled into the viewer: {why}. To try the step, bundle it into "
+                             "a scratch folder (run_bundle's root)")
     source = _exported(config)
     models = root / "resources" / "models"
     models.mkdir(parents=True, exist_ok=True)

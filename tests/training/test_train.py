@@ -509,3 +509,23 @@ def test_a_train_only_share_caps_the_phantoms_draws_and_balances_each_side_apart
     assert np.mean(np.asarray(draws) >= 200) == pytest.approx(0.1, abs=0.01)
     with pytest.raises(ValueError, match="train_only_share"):
         shared_sample_weights(labels, 0.5, is_phantom, 1.0)
+
+
+def test_a_smoke_or_test_run_is_not_bundled_into_the_viewer(tmp_path, monkeypatch, caplog):
+    """Left alone at stop 27: ``python -m training bundle --config phantom_smoke`` would have replaced the viewer's
+    model with seconds of training on phantoms (and spent the issue's one replacement). It is refused before
+    anything is written; the same step into a scratch folder (the tests' use) still runs."""
+    from training import bundle
+
+    monkeypatch.setattr(bundle, "REPO", tmp_path)  # the repository, as the step sees it: nothing real at stake
+    smoke = load_config("phantom_smoke")
+    assert bundle.bundling_refusal(smoke) == "it learned from synthetic phantoms only"
+    real = load_config("two_hospitals_resnet18")
+    assert bundle.bundling_refusal(real) is None
+    assert bundle.bundling_refusal(load_config("two_hospitals_resnet18", ["train.max_steps=3"])) == \
+        "its training stopped after 3 optimiser steps (a test or smoke run)"
+    with pytest.raises(ValueError, match="phantom_smoke is not bundled into the viewer: it learned from synthetic"):
+        bundle.run_bundle(smoke)
+    assert training_main(["bundle", "--config", "phantom_smoke"]) == 2
+    assert "synthetic phantoms only" in caplog.text
+    assert not (tmp_path / "resources").exists()
