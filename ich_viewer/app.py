@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -90,4 +91,12 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | 
             QTimer.singleShot(0, lambda: QMessageBox.warning(window, "ICH Viewer", message))
     if paths:
         window.open_paths(list(paths))
-    return app.exec()
+    code = app.exec()
+    # Closing cancelled every job and waited 5 s; one still running when Python exits destroys a running QThread,
+    # which aborts the process. A job that will not end (a scan inside a vast folder) is left to the exit itself.
+    if not window.jobs.wait_all(30000):
+        print("ich-viewer: a background job did not end; exiting without waiting for it", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)
+    return code

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from ich_viewer.__main__ import main
 
@@ -186,3 +187,26 @@ def test_line_separators_and_zero_width_characters_are_escaped_too():
 
     assert escaped_controls("a\u2028b\u200bc\ufeffd") == "a\\u2028b\\u200bc\\ufeffd"
     assert terminal_safe("x\u2029y\n") == "x\\u2029y\n"
+
+
+CLOSE_AFTER = ("import sys\n"
+               "from PySide6.QtCore import QTimer\n"
+               "from PySide6.QtWidgets import QApplication\n"
+               "from ich_viewer.app import run_gui\n"
+               "app = QApplication(sys.argv[:1])\n"
+               "close = lambda: [w.close() for w in app.topLevelWidgets() if w.isVisible()]  # the title bar's X\n"
+               "QTimer.singleShot(int(sys.argv[1]), close)\n"
+               "sys.exit(run_gui(demo=True))\n")
+
+
+@pytest.mark.parametrize("delay_ms", [0, 300])
+def test_closing_the_window_while_its_study_opens_ends_the_program_cleanly(tmp_path, delay_ms):
+    """Found by an outside tester: closing the window within a second of opening a study aborted the program at
+    exit ("QThread: Destroyed while thread is still running", 15 of 15 runs). The scan ended after the close,
+    opened its series in the closed window and started a classification there, still running when Python exited.
+    --quit-after, which the smoke tests use, also ends the event loop at once and never showed it."""
+    env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, "-c", CLOSE_AFTER, str(delay_ms)], capture_output=True, text=True,
+                         timeout=180, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Destroyed while thread" not in run.stderr and "Fatal" not in run.stderr

@@ -47,6 +47,7 @@ class MainWindow(FileActions, QMainWindow):
         self.viewer = ViewerModel()
         self.jobs = workers.Jobs()
         self.load_job: workers.Job | None = None  # the latest open's scan
+        self.closed = False  # once closed, nothing new starts
         self.classify: workers.Job | None = None  # the classification in progress
         self._previous_model: IchModel | None = None  # the model before the last one set
         self._build_widgets()
@@ -262,6 +263,8 @@ class MainWindow(FileActions, QMainWindow):
     # ------------------------------------------------------------------ model and classification
 
     def run_classification(self) -> None:
+        if self.closed:
+            return
         if self.viewer.model is None or self.viewer.series is None:
             self.statusBar().showMessage("No model loaded: Model > Open model...", 5000)
             return
@@ -324,9 +327,18 @@ class MainWindow(FileActions, QMainWindow):
             self.statusBar().showMessage(
                 "Classification cancelled" if prediction.cancelled else self._flag_summary(), 10000)
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.closed = False  # a window shown again works again
+        super().showEvent(event)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        self.settings.sync()
+        # A scan that ends after this opens nothing: it had opened its series in the closed window and started a
+        # classification there, whose thread was still running when the app exited (Qt aborts then).
+        self.closed = True
+        self.load_job = None
         self.cancel_classification()
         for job in self.jobs:  # a calibration stops between batches too
             job.cancel()

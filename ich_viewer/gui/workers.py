@@ -12,7 +12,7 @@ from pyqtgraph.util.garbage_collector import GarbageCollector
 import ich_viewer
 from ich_viewer.core.errors import IchViewerError
 from ich_viewer.core.inference import predict_series
-from ich_viewer.core.model import Cancellation
+from ich_viewer.core.model import Cancellation, Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +137,25 @@ class Jobs:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def wait_all(self, ms: int) -> None:
+    def wait_all(self, ms: int) -> bool:
+        """Wait up to ``ms`` for each job; True when none is running any more."""
         for job in list(self._jobs):
             job.wait(ms)
+        return not any(job.running for job in self._jobs)
 
 
 def load_job(paths: list[Path], parent=None) -> Job:
-    return Job(lambda job: ich_viewer.load(paths), parent)
+    """The header scan of an open. Cancelling stops it at the next file (it fails with :class:`Cancelled`, which
+    its owner, having moved on, ignores): closing the window mid-scan must not leave a thread running at exit."""
+
+    def scan(job: Job):
+        def stop_if_cancelled(done: int, total: int) -> None:
+            if job.cancel_event.is_set():
+                raise Cancelled()
+
+        return ich_viewer.load(paths, progress=stop_if_cancelled)
+
+    return Job(scan, parent)
 
 
 def classify_job(model, loader, n_slices: int, parent=None, slabs=None) -> Job:

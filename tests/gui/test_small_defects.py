@@ -384,3 +384,31 @@ def test_a_model_refused_by_its_outputs_gives_way_to_the_previous_one(qtbot, tmp
                     and window.viewer.prediction.complete, timeout=60000)
     assert "flagged" in window.browser.series_item(window.viewer.series).text(0)  # the bundled model's own run
     assert not window.statusBar().currentMessage().startswith("Classifying")
+
+
+def test_a_window_closed_while_its_study_opens_opens_nothing_and_leaves_no_thread(qtbot, tmp_path, tiny_model, study):
+    """Found by an outside tester: a window closed mid-scan opened the series when the scan ended and started a
+    classification in the closed window; dropping such windows one after another piled up threads until Qt
+    aborted the process ("QThread: Destroyed while thread is still running")."""
+    window = new_window(qtbot, tmp_path / "s.ini", IchModel(tiny_model))
+    window.open_paths([study])
+    window.close()
+    qtbot.waitUntil(lambda: not any(job.running for job in window.jobs), timeout=10000)
+    qtbot.wait(200)  # the scan's queued result, had it been taken
+    assert window.viewer.series is None and window.classify is None
+    window.show()  # shown again, it works again
+    opened(qtbot, window, [study])
+    assert window.viewer.prediction.complete
+
+
+def test_a_cancelled_scan_stops_instead_of_reading_every_header(qtbot, study):
+    from ich_viewer.gui.workers import load_job
+
+    job, outcome = load_job([study]), []
+    job.finished.connect(lambda result: outcome.append("finished"))
+    job.failed.connect(outcome.append)
+    job.cancel()
+    job.start()
+    qtbot.waitUntil(lambda: bool(outcome), timeout=10000)
+    assert outcome[0] != "finished" and "Cancelled" in outcome[0]
+    job.wait()
