@@ -22,12 +22,45 @@ def install_excepthook() -> None:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     def hook(kind, value, tb):
+        if issubclass(kind, KeyboardInterrupt):  # Ctrl-C before its handler was in place: exit, no empty box
+            _interrupted()
+            return
         log.error("unexpected error: %s", "".join(traceback.format_exception_only(kind, value)).strip())
         log.debug("".join(traceback.format_exception(kind, value, tb)))
         if QApplication.instance() is not None:
             QMessageBox.critical(None, "ICH Viewer", f"Something went wrong: {value}\n\nNothing was changed on disk.")
 
     sys.excepthook = hook
+
+
+def _interrupted(signum=None, frame=None) -> None:
+    """Ctrl-C in the terminal: close every window as a user would (settings kept, jobs ended), then exit 130 as
+    the command-line tools do. Raises nothing: a KeyboardInterrupt raised inside a Qt call showed an empty
+    "Something went wrong" box that kept the program alive, or crashed it during start-up."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    def close_and_exit() -> None:
+        print("\nich-viewer: interrupted", file=sys.stderr)
+        QApplication.instance().setQuitOnLastWindowClosed(False)  # its later quit() would make the exit code 0
+        for widget in QApplication.topLevelWidgets():
+            widget.close()
+        QApplication.exit(130)
+
+    QTimer.singleShot(0, close_and_exit)  # from the event loop, never from inside whatever Qt call was running
+
+
+def quit_on_interrupt(app) -> None:
+    """SIGINT ends the GUI (:func:`_interrupted`). Python runs a signal handler only between bytecodes, so a timer
+    lets the interpreter in while Qt idles."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    signal.signal(signal.SIGINT, _interrupted)
+    app._interrupt_tick = QTimer(app)  # kept with the app
+    app._interrupt_tick.timeout.connect(lambda: None)
+    app._interrupt_tick.start(200)
 
 
 def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | None = None,
@@ -62,6 +95,7 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | 
 
         app.setWindowIcon(QIcon(str(icon)))
     install_excepthook()
+    quit_on_interrupt(app)
     window = MainWindow()
     window.show()
     from PySide6.QtCore import QTimer
