@@ -189,14 +189,26 @@ def test_line_separators_and_zero_width_characters_are_escaped_too():
     assert terminal_safe("x\u2029y\n") == "x\\u2029y\n"
 
 
-CLOSE_AFTER = ("import sys\n"
-               "from PySide6.QtCore import QTimer\n"
-               "from PySide6.QtWidgets import QApplication\n"
-               "from ich_viewer.app import run_gui\n"
-               "app = QApplication(sys.argv[:1])\n"
-               "close = lambda: [w.close() for w in app.topLevelWidgets() if w.isVisible()]  # the title bar's X\n"
-               "QTimer.singleShot(int(sys.argv[1]), close)\n"
-               "sys.exit(run_gui(demo=True))\n")
+# The viewer's own entry point, with the demo study opening; after argv[2] ms, argv[1]: "close" (the title bar's X)
+# or "interrupt" (Ctrl-C in the terminal).
+GUI_THEN = ("import os, signal, sys\n"
+            "from PySide6.QtCore import QTimer\n"
+            "from PySide6.QtWidgets import QApplication\n"
+            "from ich_viewer.app import run_gui\n"
+            "app = QApplication(sys.argv[:1])\n"
+            "close = lambda: [w.close() for w in app.topLevelWidgets() if w.isVisible()]\n"
+            "interrupt = lambda: os.kill(os.getpid(), signal.SIGINT)\n"
+            "QTimer.singleShot(int(sys.argv[2]), close if sys.argv[1] == 'close' else interrupt)\n"
+            "sys.exit(run_gui(demo=True))\n")
+
+
+def gui_then(action: str, delay_ms: int, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
+    try:
+        return subprocess.run([sys.executable, "-c", GUI_THEN, action, str(delay_ms)], capture_output=True, text=True,
+                              timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the viewer was still running 60 s after its {action}")
 
 
 @pytest.mark.parametrize("delay_ms", [0, 300])
@@ -205,20 +217,9 @@ def test_closing_the_window_while_its_study_opens_ends_the_program_cleanly(tmp_p
     exit ("QThread: Destroyed while thread is still running", 15 of 15 runs). The scan ended after the close,
     opened its series in the closed window and started a classification there, still running when Python exited.
     --quit-after, which the smoke tests use, also ends the event loop at once and never showed it."""
-    env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
-    run = subprocess.run([sys.executable, "-c", CLOSE_AFTER, str(delay_ms)], capture_output=True, text=True,
-                         timeout=180, env=env)
+    run = gui_then("close", delay_ms, tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Destroyed while thread" not in run.stderr and "Fatal" not in run.stderr
-
-
-INTERRUPT_AFTER = ("import os, signal, sys\n"
-                   "from PySide6.QtCore import QTimer\n"
-                   "from PySide6.QtWidgets import QApplication\n"
-                   "from ich_viewer.app import run_gui\n"
-                   "app = QApplication(sys.argv[:1])\n"
-                   "QTimer.singleShot(int(sys.argv[1]), lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C\n"
-                   "sys.exit(run_gui(demo=True))\n")
 
 
 @pytest.mark.parametrize("delay_ms", [0, 1500])
@@ -226,12 +227,7 @@ def test_ctrl_c_ends_the_viewer_with_one_line_and_exit_code_130(tmp_path, delay_
     """Found by an outside tester: Ctrl-C in the terminal raised KeyboardInterrupt inside a Qt call; the error hook
     showed an empty "Something went wrong: " box and the program never ended (46 of 55 runs), and during start-up
     on a busy machine it sometimes crashed. It now closes the window as a user would and exits 130."""
-    env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
-    try:
-        run = subprocess.run([sys.executable, "-c", INTERRUPT_AFTER, str(delay_ms)], capture_output=True, text=True,
-                             timeout=60, env=env)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the viewer was still running 60 s after Ctrl-C")
+    run = gui_then("interrupt", delay_ms, tmp_path)
     assert run.returncode == 130, run.stderr[-3000:]
     assert "ich-viewer: interrupted" in run.stderr and "Something went wrong" not in run.stderr
     assert "Traceback" not in run.stderr and "Destroyed while thread" not in run.stderr
