@@ -58,9 +58,9 @@ def quit_on_interrupt(app) -> None:
     from PySide6.QtCore import QTimer
 
     signal.signal(signal.SIGINT, _interrupted)
-    app._interrupt_tick = QTimer(app)  # kept with the app
-    app._interrupt_tick.timeout.connect(lambda: None)
-    app._interrupt_tick.start(200)
+    tick = QTimer(app)  # its parent keeps it: no reference needed here
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
 
 
 def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | None = None,
