@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -97,8 +98,6 @@ def test_triage_output_is_spreadsheet_safe_and_its_stderr_free_of_pydicom_chatte
     assert run.returncode == 0, run.stderr
     assert "pydicom" not in run.stderr and "Warning" not in run.stderr, run.stderr
     assert "\x1b" not in run.stderr
-    import csv
-
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3 and {row["patient"] for row in rows} == {"'" + FORMULA_ID}
     assert all(row["z"].startswith("-") or float(row["z"]) >= 0 for row in rows)  # numbers are left as they are
@@ -106,6 +105,29 @@ def test_triage_output_is_spreadsheet_safe_and_its_stderr_free_of_pydicom_chatte
                          timeout=300, env=env)  # the table on standard output: no raw ESC either
     assert run.returncode == 0 and '"\'=HYPERLINK(' in run.stdout, run.stdout  # quoted by the CSV, and defused
     assert "\x1b" not in run.stdout, [line for line in run.stdout.splitlines() if "\x1b" in line]
+
+
+def test_a_csv_file_written_by_triage_holds_no_control_characters_from_the_files(tmp_path):
+    """Left alone at stop 27: standard output escaped a file's ESC bytes, but `--out slices.csv` kept them, so
+    `cat slices.csv` cleared the screen. Names and IDs are written with their controls as escapes."""
+    study = _hostile_study(tmp_path)
+    (study / "bad\x1b[2Jname\n.dcm").unlink()
+    first = sorted(study.glob("ID_*.dcm"))[0]
+    first.rename(study / "ID_\x1b[2Jslice.dcm")
+    for path in study.glob("ID_*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.PatientID = "P\x1b]0;TITLE\x07"
+        ds.save_as(path)
+    out = tmp_path / "slices.csv"
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "triage", str(study), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    written = out.read_text()
+    assert "\x1b" not in written and "\x07" not in written
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 and {row["patient"] for row in rows} == {"P\\x1b]0;TITLE\\x07"}
+    assert sum(row["path"].endswith("ID_\\x1b[2Jslice.dcm") for row in rows) == 1
 
 
 def test_console_script_help_lists_subcommands():

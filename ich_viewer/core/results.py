@@ -20,6 +20,7 @@ import numpy as np
 from ich_viewer.core.inference import SeriesPrediction, summarize
 from ich_viewer.core.intended_use import UseCheck
 from ich_viewer.core.contract import CLASSES
+from ich_viewer.core.errors import escaped_controls
 from ich_viewer.core.series import LoadResult, Series, Study
 
 CSV_FIELDS = ["path", "patient", "study_uid", "series_uid", "sop_instance_uid", "slice_index", "z",
@@ -91,10 +92,16 @@ def spreadsheet_safe(value):
     return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
+def _file_text_cell(value):
+    """A cell of text from a file, its control characters written as escapes: an ESC sequence in a file name or
+    patient ID would otherwise clear the screen of whoever runs `cat` on the CSV."""
+    return spreadsheet_safe(escaped_controls(value) if isinstance(value, str) else value)
+
+
 def _write_rows(stream, rows: list[dict]) -> None:
     writer = csv.DictWriter(stream, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({**row, **{key: spreadsheet_safe(row.get(key)) for key in FILE_TEXT_FIELDS}} for row in rows)
+    writer.writerows({**row, **{key: _file_text_cell(row.get(key)) for key in FILE_TEXT_FIELDS}} for row in rows)
 
 
 def study_summaries(results: list[SeriesResult], thresholds: np.ndarray, anonymise: bool = False) -> list[dict]:
