@@ -59,6 +59,11 @@ def bundling_refusal(config: Config) -> str | None:
         return "it learned from synthetic phantoms only"
     if config.train.max_steps is not None:
         return f"its training stopped after {config.train.max_steps} optimiser steps (a test or smoke run)"
+    card = config.run_dir / "eval" / "card.json"
+    if card.is_file() and not json.loads(card.read_text())["validation"]["split"].startswith("pooled out-of-fold"):
+        # the contract's curves and presets: every labelled patient, not one fold's 60 (subdural had 4 there)
+        return ("its thresholds and curves come from one fold's patients, not pooled out-of-fold predictions "
+                "(evaluate it with --oof and the recipe's fold runs)")
     return None
 
 

@@ -514,7 +514,8 @@ def test_a_train_only_share_caps_the_phantoms_draws_and_balances_each_side_apart
 def test_a_smoke_or_test_run_is_not_bundled_into_the_viewer(tmp_path, monkeypatch, caplog):
     """Left alone at stop 27: ``python -m training bundle --config phantom_smoke`` would have replaced the viewer's
     model with seconds of training on phantoms (and spent the issue's one replacement). It is refused before
-    anything is written; the same step into a scratch folder (the tests' use) still runs."""
+    anything is written; the same step into a scratch folder (the tests' use) still runs. So is a run whose card's
+    curves come from one fold (left alone at stop 26): the contract asks for pooled out-of-fold curves."""
     from training import bundle
 
     monkeypatch.setattr(bundle, "REPO", tmp_path)  # the repository, as the step sees it: nothing real at stake
@@ -529,3 +530,11 @@ def test_a_smoke_or_test_run_is_not_bundled_into_the_viewer(tmp_path, monkeypatc
     assert training_main(["bundle", "--config", "phantom_smoke"]) == 2
     assert "synthetic phantoms only" in caplog.text
     assert not (tmp_path / "resources").exists()
+    one_fold = load_config("two_hospitals_resnet18", [f"out={tmp_path / 'runs'}"])
+    (one_fold.run_dir / "eval").mkdir(parents=True)
+    split = {"validation": {"split": "patient-level: fold 0 of 3 stratified grouped folds (seed 0)"}}
+    (one_fold.run_dir / "eval" / "card.json").write_text(json.dumps(split))
+    assert "come from one fold's patients" in bundle.bundling_refusal(one_fold)  # the contract asks for pooled curves
+    split["validation"]["split"] = "pooled out-of-fold: 3 patient-level fold runs (f0, f1, f2), ..."
+    (one_fold.run_dir / "eval" / "card.json").write_text(json.dumps(split))
+    assert bundle.bundling_refusal(one_fold) is None
