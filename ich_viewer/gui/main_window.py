@@ -12,6 +12,7 @@ from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer
 from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSlider,
                                QVBoxLayout, QWidget)
 
+from ich_viewer.core.contract import ABBREVIATIONS
 from ich_viewer.core.errors import IchViewerError, ModelError
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.series import LoadResult
@@ -24,6 +25,7 @@ from ich_viewer.gui.file_actions import NOT_FOR_DIAGNOSIS, FileActions
 from ich_viewer.gui.plot_panel import ProbabilityPlot
 from ich_viewer.gui.side_panel import SidePanel
 from ich_viewer.gui.slice_view import SliceView, WheelMovesSlices
+from ich_viewer.gui.status_bar import ElidedLabel, fitting, share_room
 from ich_viewer.gui.threshold_panel import ThresholdPanel
 from ich_viewer.paths import models_dir
 
@@ -102,17 +104,22 @@ class MainWindow(FileActions, QMainWindow):
         self.skipped_dock = self._dock("Skipped files", self.skipped, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.skipped_dock.hide()  # opened from the status bar's count
         self.progress = QProgressBar(maximumWidth=220, visible=False)
-        self.hover_label, self.model_label, notice = QLabel(""), QLabel(""), QLabel(NOT_FOR_DIAGNOSIS)
-        self.model_label.setTextFormat(Qt.TextFormat.PlainText)  # a card's name is the file's text, not markup
-        self.other_files_label = QLabel("")  # CSV/TXT beside the study: a count, not "skipped" (names in its tooltip)
+        self.hover_label, self.model_label, notice = QLabel(""), ElidedLabel(), QLabel(NOT_FOR_DIAGNOSIS)
+        self.other_files_label = ElidedLabel()  # CSV/TXT beside the study: a count, not "skipped" (names in its tooltip)
         self.skipped_button = QPushButton("", flat=True, visible=False, toolTip="show or hide the skipped files")
         self.skipped_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.skipped_button.setStyleSheet("color: #c0392b; text-decoration: underline; padding: 0 4px;")
         self.skipped_button.clicked.connect(lambda: self.skipped_dock.setVisible(not self.skipped_dock.isVisible()))
         notice.setStyleSheet("color: #c0392b;")
-        for widget in (self.hover_label, self.progress, self.skipped_button, self.other_files_label, self.model_label,
-                       notice):
+        self.permanent_widgets = [self.hover_label, self.progress, self.skipped_button, self.other_files_label,
+                                  self.model_label, notice]
+        for widget in self.permanent_widgets:
             self.statusBar().addPermanentWidget(widget)
+        self.statusBar().messageChanged.connect(self._share_status_bar)  # the skipped files' button comes with one
+
+    def _share_status_bar(self, *_) -> None:
+        """The model's name and the other-files count give up width before a message does."""
+        share_room(self.statusBar(), self.permanent_widgets, [self.model_label, self.other_files_label])
 
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
         dock = QDockWidget(title, self, objectName=title, features=QDockWidget.DockWidgetFeature.DockWidgetMovable
@@ -296,8 +303,12 @@ class MainWindow(FileActions, QMainWindow):
 
     def _flag_summary(self) -> str:
         viewer = self.viewer
-        return (f"Not flagged: {viewer.use_check.sentence}" if not viewer.flags_shown else
-                "Flagged: " + (", ".join(viewer.flagged_classes()) or "nothing"))
+        if not viewer.flags_shown:
+            return f"Not flagged: {viewer.use_check.sentence}"
+        flagged = viewer.flagged_classes()
+        self._share_status_bar()  # the caps as they will be with this message, for the room it is measured in
+        return fitting(self.statusBar(), self.permanent_widgets, "Flagged: " + (", ".join(flagged) or "nothing"),
+                       "Flagged: " + (", ".join(ABBREVIATIONS[c] for c in flagged) or "nothing"))
 
     def cancel_classification(self) -> None:
         if self.classify is not None and self.classify.running:
@@ -326,6 +337,10 @@ class MainWindow(FileActions, QMainWindow):
             self._show_flagged_in_tree()
             self.statusBar().showMessage(
                 "Classification cancelled" if prediction.cancelled else self._flag_summary(), 10000)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._share_status_bar()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.closed = False  # a window shown again works again

@@ -182,9 +182,48 @@ def test_the_slider_scale_is_a_logit_scale_that_round_trips():
         ["0.00020", "0.00023", "0.0057", "0.500", "0.99930", "1.000"]
 
 
+def test_at_the_smallest_window_the_flag_summary_is_whole_and_the_model_name_gives_way(qtbot, tmp_path, study):
+    """Left alone since stop 26: at the smallest window (a 1366 x 768 laptop at 150% is 911 px wide) the model's
+    name and the notice took the status bar, and "Flagged: any, ..." was cut to "Flag". The name is now cut
+    instead (whole in its tooltip), and the summary says the classes' abbreviations when full names do not fit."""
+    from ich_viewer.core.contract import ABBREVIATIONS
+    from ich_viewer.gui.status_bar import message_room
+    from ich_viewer.paths import models_dir
+
+    window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                        model=IchModel.bundled(models_dir()))  # its name is a long one
+    qtbot.addWidget(window)
+    window.show()
+    window.resize(window.minimumSizeHint())
+    status, label = window.statusBar(), window.model_label
+
+    def fits() -> bool:  # as laid out: QStatusBar draws a message from x = 6 to 2 px left of its first permanent widget
+        first_permanent = min(w.x() for w in window.permanent_widgets if w.isVisible())
+        return first_permanent - 8 >= status.fontMetrics().horizontalAdvance(status.currentMessage())
+
+    opened(qtbot, window, study)
+    assert status.currentMessage().startswith("Flagged: ")  # said as the classification ended
+    qtbot.waitUntil(fits)
+    window.threshold_panel.apply_preset("high_sensitivity")
+    flagged = window.viewer.flagged_classes()
+    whole, short = (f"Flagged: {', '.join(names)}" for names in (flagged, [ABBREVIATIONS[c] for c in flagged]))
+    assert len(flagged) >= 2 and status.currentMessage() in (whole, short)
+    assert status.fontMetrics().horizontalAdvance(status.currentMessage()) <= message_room(status, window.permanent_widgets)
+    qtbot.waitUntil(fits)
+    card = window.viewer.model.card
+    assert label.width() < label.sizeHint().width()  # cut, but whole where it is asked for
+    assert label.text() == label.toolTip() == f"model: {card.name} {card.version}"
+    window.resize(1800, 900)
+    qtbot.waitUntil(lambda: label.width() >= label.sizeHint().width())
+    window.viewer.set_threshold("any", window.viewer.thresholds.values["any"])  # said again
+    assert status.currentMessage() == f"Flagged: {', '.join(window.viewer.flagged_classes())}"  # room for full names
+    assert label.toolTip() == ""  # nothing is cut, so there is nothing to show
+
+
 def test_the_status_bars_flag_summary_follows_the_thresholds(qtbot, window, study):
     """Found by an outside tester: "Flagged: any, intraparenchymal, intraventricular" stayed while a preset
     flagged epidural too, and "Not flagged: outside the model's intended use" while its flags were shown."""
+    window.resize(1800, 900)  # room for the classes' full names
     opened(qtbot, window, study)
     status = window.statusBar()
     assert status.currentMessage().startswith("Flagged: ")
