@@ -182,10 +182,13 @@ def _positions_on_normal(series: Series) -> np.ndarray:
 
 
 def slice_normal(orientation: tuple[float, ...]) -> np.ndarray:
-    """The unit normal of an ImageOrientationPatient (row direction x column direction)."""
+    """The unit normal of an ImageOrientationPatient (row direction x column direction), turned so that its
+    strongest component is positive: towards the head for axial slices. Rows mirrored (IOP -1,0,0 / 0,1,0) or
+    columns flipped give a normal towards the feet, which ordered such a series vertex first with z negated."""
     row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float)
     normal = np.cross(row, col)
-    return normal / (np.linalg.norm(normal) or 1.0)
+    normal /= np.linalg.norm(normal) or 1.0
+    return -normal if normal[np.argmax(np.abs(normal))] < 0 else normal
 
 
 def project_on_normal(position: tuple[float, float, float], orientation: tuple[float, ...]) -> float:

@@ -36,6 +36,18 @@ def test_order_follows_position_on_a_tilted_normal_not_file_names(tmp_path):
     assert series.spacing[0] == pytest.approx(10) and not series.geometry.warnings
 
 
+@pytest.mark.parametrize("orientation", [(-1, 0, 0, 0, 1, 0), (1, 0, 0, 0, -1, 0)])
+def test_a_mirrored_orientation_still_orders_inferior_to_superior_with_the_patients_z(tmp_path, orientation):
+    """An outside tester: with rows mirrored (IOP -1,0,0 / 0,1,0) or columns flipped, the slice normal points to the
+    feet; the series was ordered vertex first and its z read with the wrong sign ("z -10.0 mm" at IPP z +10)."""
+    series = write_series(tmp_path, [40.0, -10.0, 10.0, 30.0, 20.0], orientation=orientation)
+    patient_z = {name: float(pydicom.dcmread(name).ImagePositionPatient[2]) for name in series.files}
+    assert series.geometry.ordering == "position"
+    assert sorted(patient_z.values()) == [-40, -30, -20, -10, 10]  # placed along the normal, which points to the feet
+    assert [patient_z[name] for name in series.files] == sorted(patient_z.values())  # inferior first
+    np.testing.assert_allclose(series.z, sorted(patient_z.values()), atol=1e-4)  # the patient's z, as it is
+
+
 def test_falls_back_to_instance_number_then_file_name(tmp_path):
     series = write_series(tmp_path, [0.0, 10.0, 20.0], instances=[3, 1, 2])
     for name in series.files:  # strip positions

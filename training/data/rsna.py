@@ -31,7 +31,7 @@ from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.dicom_io import scan_file
 from ich_viewer.core.dicom_pixels import decode_slice
 from ich_viewer.core.phantom import RSNA_ORDER
-from ich_viewer.core.series import FileRef, HuTransform, Skipped, SliceRef
+from ich_viewer.core.series import FileRef, HuTransform, Skipped, SliceRef, project_on_normal
 from training.data.base import SliceRecord
 
 __all__ = ["LabelTable", "RsnaSource", "read_labels"]
@@ -107,8 +107,7 @@ def _scan_one(path: str) -> tuple[str, ...]:
     ref = result.slices[0]
     z = float("nan")
     if ref.position is not None and result.orientation is not None and len(result.orientation) == 6:
-        normal = np.cross(result.orientation[:3], result.orientation[3:])
-        z = float(np.dot(ref.position, normal))
+        z = project_on_normal(ref.position, result.orientation)  # as the viewer orders slices
     elif ref.position is not None:
         z = float(ref.position[2])
     elif ref.instance is not None:
