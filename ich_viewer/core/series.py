@@ -170,6 +170,13 @@ class Series:
         return self.orientation is not None and all(s.position is not None for s in self.slices)
 
     @property
+    def pixel_aspect(self) -> float:
+        """A pixel's width over its height in mm (PixelSpacing is the row spacing, then the column spacing): how
+        much wider than tall it is drawn. 1 where the files state no spacing."""
+        rows_mm, columns_mm = self.pixel_spacing
+        return columns_mm / rows_mm if self.pixel_spacing_known and rows_mm > 0 and columns_mm > 0 else 1.0
+
+    @property
     def spacing(self) -> tuple[float, float, float]:
         """(slice, row, column) spacing in mm; the slice spacing is the median step, 0 if unknown."""
         return (self.geometry.slice_spacing or 0.0, *self.pixel_spacing)

@@ -33,6 +33,7 @@ from ich_viewer.core.windows import apply_window, composite_rgb, to_uint8
 
 OVERLAY_OPACITY = 0.6  # the slice view's default
 FLAG_RED, NOTICE_RED, TEXT = QColor(255, 90, 70), QColor(200, 40, 30), QColor(235, 235, 235)
+MARKER = QColor(255, 220, 120)  # the view's orientation letters
 
 
 def default_lut() -> np.ndarray:
@@ -179,10 +180,22 @@ def png_scale(rows: int, columns: int) -> int:
     return max(1, min(wanted, PNG_MAX_SIDE // max(1, rows, columns)))
 
 
+def square_millimetres(image: QImage, aspect: float) -> QImage:
+    """``image`` stretched so that a millimetre is as long across as down, for pixels ``aspect`` times wider than
+    tall (non-square PixelSpacing: rows 0.98 mm apart and columns 0.49 mm exported the head squashed 2:1)."""
+    if abs(aspect - 1.0) < 1e-3:
+        return image
+    w, h = (image.width() * aspect, image.height()) if aspect > 1 else (image.width(), image.height() / aspect)
+    shrink = min(1.0, PNG_MAX_SIDE / max(w, h))
+    return image.scaled(max(1, round(w * shrink)), max(1, round(h * shrink)), Qt.AspectRatioMode.IgnoreAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation)
+
+
 def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
                  opacity: float = OVERLAY_OPACITY) -> tuple[QImage, list[str]]:
-    """The current slice with its overlay and text burned in, and the strings drawn: at rows x columns, or a whole
-    multiple of it (smoothly scaled) that is at least ``PNG_MIN_SIDE`` on its short side. The text's size follows
+    """The current slice with its overlay, orientation letters and text burned in, and the strings drawn: at rows x
+    columns, or a whole multiple of it (smoothly scaled) that is at least ``PNG_MIN_SIDE`` on its short side, then
+    stretched to square millimetres where the pixels are not square. The text's size follows
     the image's, with a floor to stay legible: on a 256 px slice at its own size it covered about 40% of it."""
     hu = current_slice(viewer)
     overlay = viewer.overlay()  # drawn and described below: computed once
@@ -192,6 +205,7 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
     if factor > 1:
         image = image.scaled(image.width() * factor, image.height() * factor, Qt.AspectRatioMode.IgnoreAspectRatio,
                              Qt.TransformationMode.SmoothTransformation)
+    image = square_millimetres(image, viewer.series.pixel_aspect)
     drawn: list[str] = []
     h, w = image.height(), image.width()
     painter = QPainter(image)
@@ -213,6 +227,7 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
         y = margin if sum(widest) + 3 * margin <= w else y  # side by side, or under each other on a narrow image
         for line in right:
             y = text.line(w - margin, y, line, align=Qt.AlignmentFlag.AlignRight, box=shade)
+        top_text_end = max(y, margin + line_h * len(left))
         prediction, flags = viewer.prediction, viewer.slice_flags()
         rows = []
         if prediction is not None and prediction.done[viewer.index]:
@@ -230,6 +245,10 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
         notice_h = text.measure(w - 2 * margin, NOTICE).height()
         painter.setFont(font)
         y = h - margin - line_h * len(rows) - notice_h
+        if markers := viewer.orientation_markers():
+            painter.setFont(bold)
+            _draw_markers(text, markers, w, top_text_end, y, margin)
+            painter.setFont(font)
         for line, colour in rows:
             y = text.line(margin, y, line, colour, width=w - 2 * margin, box=shade)
         painter.setFont(bold)
@@ -237,6 +256,20 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
     finally:
         painter.end()
     return image, drawn
+
+
+def _draw_markers(text: _Text, markers: dict[str, str], w: float, top: float, bottom: float, margin: float) -> None:
+    """The view's orientation letters at the middle of each edge, between the text at the top and at the bottom:
+    without them an export of a series with mirrored rows showed the patient's left on the left, unsaid."""
+    line_h = QFontMetricsF(text.painter.font()).height()
+    middle = (top + bottom - line_h) / 2
+    shade = QColor(0, 0, 0, 150)
+    text.line(w / 2 - QFontMetricsF(text.painter.font()).horizontalAdvance(markers["top"]) / 2, top, markers["top"],
+              MARKER, box=shade)
+    text.line(w / 2 - QFontMetricsF(text.painter.font()).horizontalAdvance(markers["bottom"]) / 2, bottom - line_h,
+              markers["bottom"], MARKER, box=shade)
+    text.line(margin, middle, markers["left"], MARKER, box=shade)
+    text.line(w - margin, middle, markers["right"], MARKER, align=Qt.AlignmentFlag.AlignRight, box=shade)
 
 
 def export_png(viewer: ViewerModel, path: Path, lut: np.ndarray | None = None,
@@ -343,7 +376,8 @@ def draw_summary(painter: QPainter, page: QRectF, viewer: ViewerModel, lut: np.n
                 hu = None
             if hu is not None:
                 cam = class_cam(viewer, worst, c, hu)
-                image = to_qimage(blend(windowed_rgb(viewer, hu), cam, lut, opacity))
+                image = square_millimetres(to_qimage(blend(windowed_rgb(viewer, hu), cam, lut, opacity)),
+                                           viewer.series.pixel_aspect)
                 scaled = image.size().scaled(round(thumb), round(thumb), Qt.AspectRatioMode.KeepAspectRatio)
                 painter.drawImage(QRectF(cx + (thumb - scaled.width()) / 2, cy + (thumb - scaled.height()) / 2,
                                          scaled.width(), scaled.height()), image)

@@ -69,6 +69,8 @@ class SliceView(pg.GraphicsLayoutWidget):
         viewer.series_opened.connect(lambda study, series: self._on_series_opened(series))
 
     def _on_series_opened(self, series) -> None:
+        # a millimetre as long across as down: rows 0.49 mm apart and columns 0.98 mm showed the head squashed 2:1
+        self.viewbox.setAspectLocked(True, ratio=series.pixel_aspect)
         self.overlays.set_markers(self.viewer.orientation_markers())
         # across the columns: the bar is horizontal; none where the files state no spacing (1 mm is a guess)
         self.overlays.set_pixel_spacing(series.pixel_spacing[1] if series.pixel_spacing_known else None)

@@ -97,7 +97,9 @@ class ViewportOverlays:
 
     def _place_scale_bar(self, w: float, h: float) -> None:
         """A round length in mm at the bottom left, for the zoom shown now."""
-        screen_px = self.viewbox.viewPixelSize()[0] if w > 0 else 0.0  # image pixels per screen pixel
+        # image pixels per screen pixel, from the range itself: at sigRangeChanged, viewPixelSize() still holds the
+        # zoom before (its cache is renewed with the matrix, later), so the bar read 3-5% short after a fit
+        screen_px = self.viewbox.viewRect().width() / w if w > 0 else 0.0
         bar = None if self.mm_per_pixel is None else scale_bar(self.mm_per_pixel * screen_px, w)
         self.scale_line.setVisible(bar is not None)
         self.scale_text.setVisible(bar is not None)

@@ -3,6 +3,7 @@ probabilities, thresholds, model and disclaimer; no patient name or ID anywhere 
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 import zlib
@@ -18,6 +19,7 @@ from ich_viewer.core.results import NOTICE
 from ich_viewer.gui.export import windowed_rgb
 from ich_viewer.gui.main_window import MainWindow
 from tests.gui.test_main_window import opened
+from tests.gui.windows import opened as opened_anew
 
 NAME, PATIENT_ID = "PHANTOM^ICH", "PAT-EXPORT"
 
@@ -121,6 +123,45 @@ def test_png_is_the_slice_scaled_to_512_px_with_text_and_overlay_burned_in(qtbot
     drawn = window.export_png(tmp_path / "anonymous.png")
     assert NOTICE in drawn
     assert not any(NAME in line or PATIENT_ID in line or "20260101" in line for line in drawn)
+
+
+def test_png_of_non_square_or_mirrored_pixels_is_true_to_millimetres_and_says_its_orientation(qtbot, window, tmp_path):
+    """An outside tester: a slice whose rows are 1.32 mm apart and columns 0.66 mm was exported squashed 2:1, and an
+    export carried no orientation letters, so a series with mirrored rows showed the patient's left on the left
+    unsaid. The export is stretched to square millimetres and has the view's letters (top, bottom, left, right)."""
+    import pydicom
+
+    from tests.conftest import dicom_testfile
+
+    source = pydicom.dcmread(dicom_testfile("CT_small.dcm"))
+    half_rows, mirrored = copy.deepcopy(source), copy.deepcopy(source)  # a shallow copy shares its elements
+    pixels = source.pixel_array[::2]
+    half_rows.Rows, half_rows.PixelData = pixels.shape[0], pixels.tobytes()
+    half_rows.PixelSpacing = [2 * float(source.PixelSpacing[0]), float(source.PixelSpacing[1])]
+    mirrored.PixelData = np.ascontiguousarray(source.pixel_array[:, ::-1]).tobytes()
+    mirrored.ImageOrientationPatient = [-1, 0, 0, 0, 1, 0]
+    for copy_, name in ((half_rows, "half-rows.dcm"), (mirrored, "mirrored.dcm")):  # two series, not one
+        copy_.SeriesInstanceUID = copy_.SOPInstanceUID = pydicom.uid.generate_uid()
+        copy_.save_as(tmp_path / name)
+
+    def export(name: str) -> tuple[QImage, list[str]]:
+        opened_anew(qtbot, window, [tmp_path / name])  # waits for this series, not for the one already open
+        drawn = window.export_png(tmp_path / f"{name}.png")
+        return QImage(str(tmp_path / f"{name}.png")), drawn
+
+    image, drawn = export("half-rows.dcm")
+    series = window.viewer.series
+    assert (series.rows, series.columns) == (64, 128)
+    mm_across, mm_down = series.columns * series.pixel_spacing[1], series.rows * series.pixel_spacing[0]
+    assert image.width() / image.height() == pytest.approx(mm_across / mm_down, rel=0.01)
+    assert image.width() >= 512 and image.height() >= 512
+
+    def letters(drawn: list[str]) -> list[str]:
+        return [line for line in drawn if line in ("A", "P", "R", "L")]
+
+    assert letters(drawn) == ["A", "P", "R", "L"]  # the standard view: the patient's right on the left
+    _, drawn = export("mirrored.dcm")
+    assert letters(drawn) == ["A", "P", "L", "R"]
 
 
 def test_pdf_summary_is_one_page_with_model_disclaimer_and_each_class(qtbot, window, study, tmp_path):
