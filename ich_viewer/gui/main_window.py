@@ -117,9 +117,10 @@ class MainWindow(FileActions, QMainWindow):
             self.statusBar().addPermanentWidget(widget)
         self.statusBar().messageChanged.connect(self._share_status_bar)  # the skipped files' button comes with one
 
-    def _share_status_bar(self, *_) -> None:
-        """The model's name and the other-files count give up width before a message does."""
-        share_room(self.statusBar(), self.permanent_widgets, [self.model_label, self.other_files_label])
+    def _share_status_bar(self, message: str | None = None) -> None:
+        """The model's name and the other-files count give up width before a message (default: the one shown)."""
+        share_room(self.statusBar(), self.permanent_widgets, [self.model_label, self.other_files_label],
+                   self.statusBar().currentMessage() if message is None else message)
 
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
         dock = QDockWidget(title, self, objectName=title, features=QDockWidget.DockWidgetFeature.DockWidgetMovable
@@ -306,8 +307,9 @@ class MainWindow(FileActions, QMainWindow):
         if not viewer.flags_shown:
             return f"Not flagged: {viewer.use_check.sentence}"
         flagged = viewer.flagged_classes()
-        self._share_status_bar()  # the caps as they will be with this message, for the room it is measured in
-        return fitting(self.statusBar(), self.permanent_widgets, "Flagged: " + (", ".join(flagged) or "nothing"),
+        whole = "Flagged: " + (", ".join(flagged) or "nothing")
+        self._share_status_bar(whole)  # the caps as they will be with this message, for the room it is measured in
+        return fitting(self.statusBar(), self.permanent_widgets, whole,
                        "Flagged: " + (", ".join(ABBREVIATIONS[c] for c in flagged) or "nothing"))
 
     def cancel_classification(self) -> None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QLabel, QStatusBar
 
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no maximum"
+
 #: The room a message keeps left of the permanent widgets ("Flagged: any, EDH, IPH, IVH, SAH, SDH" is 230 px).
 MESSAGE_RESERVE_PX = 240
 MIN_LABEL_PX = 60
 SPACING_PX = 8  # per widget: the layout's spacing and the frame QStatusBar draws around each
+EDGES_PX = 24  # the message's 6 px inset, its 2 px gap and the bar's right margin, measured at 18, with slack
 
 
 class ElidedLabel(QLabel):
@@ -58,20 +61,24 @@ class ElidedLabel(QLabel):
             QLabel.setToolTip(self, self.whole_text if shown != self.whole_text else "")
 
 
-def share_room(status: QStatusBar, permanent: list, elided: list[ElidedLabel]) -> None:
-    """Cap the ``elided`` labels so that the message keeps MESSAGE_RESERVE_PX where the window allows; the
-    others of ``permanent`` (the notice, the skipped files' button) keep their full width."""
+def share_room(status: QStatusBar, permanent: list, elided: list[ElidedLabel], message: str) -> None:
+    """Cap the ``elided`` labels, in proportion to their text, only as far as ``message`` needs (at most
+    MESSAGE_RESERVE_PX): with no message, or room enough, they are whole. The others of ``permanent`` (the
+    notice, the skipped files' button, the HU under the cursor) keep their full width."""
+    reserve = min(MESSAGE_RESERVE_PX, status.fontMetrics().horizontalAdvance(message) + EDGES_PX) if message else 0
     fixed = sum(w.sizeHint().width() + SPACING_PX for w in permanent if w.isVisibleTo(status) and w not in elided)
-    each = (status.width() - fixed - MESSAGE_RESERVE_PX) // max(1, len(elided)) - SPACING_PX
+    wanted = sum(label.sizeHint().width() for label in elided)
+    room = status.width() - fixed - reserve - SPACING_PX * len(elided)  # for the labels' text
     for label in elided:
-        label.setMaximumWidth(max(MIN_LABEL_PX, each))
+        label.setMaximumWidth(QWIDGETSIZE_MAX if wanted <= room else
+                              max(MIN_LABEL_PX, label.sizeHint().width() * max(0, room) // wanted))
 
 
 def message_room(status: QStatusBar, permanent: list) -> int:
     """How many pixels a message has, from the bar's left to its first visible ``permanent`` widget, as the
     layout will place them (it may not have run yet)."""
     taken = sum(min(w.sizeHint().width(), w.maximumWidth()) + SPACING_PX for w in permanent if w.isVisibleTo(status))
-    return status.width() - taken - 12
+    return status.width() - taken - EDGES_PX
 
 
 def fitting(status: QStatusBar, permanent: list, whole: str, short: str) -> str:
