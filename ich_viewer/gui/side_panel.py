@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHeaderView, QLabel, QSlider, QStyledItemDelegate,
                                QVBoxLayout, QWidget)
 
@@ -11,6 +11,20 @@ from ich_viewer.core.viewer_model import TOP_CLASS, ViewerModel
 from ich_viewer.gui.class_panel import ClassPanel
 from ich_viewer.gui.dialogs import SeriesBrowser
 from ich_viewer.gui.slice_view import SliceView
+
+
+class TypingPicksAnEntry(QObject):
+    """Plain keys typed into a focused drop-down pick its entry (Qt's keyboard search) instead of setting off the
+    window's one-key shortcuts: "a" for "any" turned the anonymised display off and showed the patient's name,
+    "s" for subdural switched sigmoid windowing. Keys with Ctrl or Alt still reach the window."""
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.ShortcutOverride:
+            held = event.modifiers() & ~(Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.KeypadModifier)
+            if held == Qt.KeyboardModifier.NoModifier and event.text().isprintable() and event.text().strip():
+                event.accept()  # the widget wants the key: no shortcut runs, the key press comes to it
+                return True
+        return False
 
 
 class CamControls(QWidget):
@@ -40,6 +54,9 @@ class CamControls(QWidget):
         # and without a mouse Tab reaches them (Escape gives the keys back to the image).
         for widget in (self.cam_class, self.cam_opacity, self.cam_map, self.cam_below):
             widget.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.typing = TypingPicksAnEntry(self)
+        for combo in (self.cam_class, self.cam_map):
+            combo.installEventFilter(self.typing)
 
 
 class _WrappedFirstColumn(QStyledItemDelegate):

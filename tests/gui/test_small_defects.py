@@ -158,6 +158,32 @@ def test_after_the_cam_combo_arrow_keys_and_wheel_move_slices(qtbot, window, stu
     assert window.viewer.index == start + 1 and combo.currentText() == "any"
 
 
+def test_letters_typed_into_a_drop_down_pick_its_entry_and_set_off_no_shortcut(qtbot, window, study):
+    """An outside tester, keyboard only: with the anonymised display on, Tab to the Grad-CAM class drop-down and
+    type "a" for "any". The "A" shortcut ran instead and showed the patient's name; "s" switched sigmoid
+    windowing, "m" the model view. A letter in a focused drop-down now picks its entry, as in any Qt drop-down."""
+    opened(qtbot, window, [study], classify=False)
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    window.actions["anonymise"].trigger()
+    assert window.viewer.anonymised
+    combo, colours = window.cam_controls.cam_class, window.cam_controls.cam_map
+    combo.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.waitUntil(combo.hasFocus)
+    qtbot.keyClicks(combo, "a")
+    assert window.viewer.anonymised and window.actions["anonymise"].isChecked()  # still anonymised
+    assert combo.currentText() == "any"
+    qtbot.wait(QApplication.keyboardInputInterval() + 100)  # a new search, not "as"
+    qtbot.keyClicks(combo, "s")
+    assert combo.currentText() == "subarachnoid" and not window.actions["sigmoid"].isChecked()
+    colours.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.waitUntil(colours.hasFocus)
+    qtbot.keyClicks(colours, "m")
+    assert colours.currentText() == "magma" and not window.viewer.composite  # not the model view
+    qtbot.keyClick(colours, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)  # a shortcut with Ctrl still runs
+    qtbot.waitUntil(lambda: not window.isVisible())
+
+
 def test_the_demo_is_written_once_to_the_cache_and_reused(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "tmp").mkdir()
