@@ -1,17 +1,49 @@
-"""Dialogs and small panels: the model card, keyboard shortcuts, skipped files, the series browser."""
+"""Dialogs and small panels: the model card, keyboard shortcuts, skipped files, the series browser, the flag
+rate a site calibration asks for."""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QListWidget, QTextBrowser, QTreeWidget, QTreeWidgetItem,
-                               QVBoxLayout)
+from PySide6.QtCore import QEvent, QLocale, QObject, Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDoubleSpinBox, QInputDialog, QListWidget,
+                               QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout)
 
 from ich_viewer.core.contract import ABBREVIATIONS, CLASSES, NOT_CALIBRATED, ModelCard
 from ich_viewer.core.thresholds import threshold_text
 from ich_viewer.gui.actions import shortcut_rows
+
+
+class CommaIsADecimalPoint(QObject):
+    """A comma typed into a number box is its decimal point: "2,5" and "2.5" both mean two and a half."""
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.KeyPress and event.text() == ",":
+            QApplication.sendEvent(watched, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Period, event.modifiers(), "."))
+            return True
+        return False
+
+
+def flag_rate_dialog(parent, percent: float) -> QInputDialog:
+    """The site calibration's "largest share of normal slices a class may flag (%)", with a dot for decimals
+    whatever the system's language, as every number in the app is written. Under a German locale Qt's box
+    showed "5,0" and read a typed "2.5" as 25 (a thousands separator): a ten times higher flag rate, within the
+    allowed range, so nothing warned. Now a comma is the decimal point too, and a thousands separator is refused."""
+    dialog = QInputDialog(parent, windowTitle="Calibrate to this site",
+                          labelText="Largest share of these normal slices a class may flag (%):")
+    locale = QLocale.c()
+    locale.setNumberOptions(QLocale.NumberOption.RejectGroupSeparator)
+    dialog.setLocale(locale)
+    dialog.setInputMode(QInputDialog.InputMode.DoubleInput)
+    dialog.setDoubleRange(0.1, 50.0)
+    dialog.setDoubleDecimals(1)
+    dialog.setDoubleValue(percent)
+    box = dialog.findChild(QDoubleSpinBox)
+    box.setLocale(locale)
+    box.lineEdit().installEventFilter(CommaIsADecimalPoint(dialog))
+    return dialog
 
 
 def _fmt(value) -> str:

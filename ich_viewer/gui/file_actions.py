@@ -17,7 +17,7 @@ from ich_viewer.core import site_presets
 from ich_viewer.core.errors import IchViewerError
 from ich_viewer.core.model import IchModel
 from ich_viewer.gui import export, workers
-from ich_viewer.gui.dialogs import ModelCardDialog, ShortcutsDialog
+from ich_viewer.gui.dialogs import ModelCardDialog, ShortcutsDialog, flag_rate_dialog
 
 NOT_FOR_DIAGNOSIS = "Teaching and demonstration only: not for diagnostic use"
 MAX_RECENT = 8
@@ -212,10 +212,10 @@ class FileActions:
                                    options=QFileDialog.Option.ShowDirsOnly)
         if not folder:
             return
-        rate, ok = QInputDialog.getDouble(self, "Calibrate to this site", "Largest share of these normal slices a "
-                                          "class may flag (%):", site_presets.DEFAULT_MAX_FLAG_RATE * 100, 0.1, 50.0, 1)
-        if not ok:
+        asked = flag_rate_dialog(self, site_presets.DEFAULT_MAX_FLAG_RATE * 100)
+        if not asked.exec():
             return
+        rate = asked.doubleValue()
         name, ok = QInputDialog.getText(self, "Calibrate to this site", "Preset name:", text=site_presets.DEFAULT_NAME)
         if ok and name.strip():
             self.calibrate_site([Path(folder)], rate / 100.0, name.strip())

@@ -166,3 +166,34 @@ def test_the_calibrate_menu_item_without_a_model_says_so(qtbot, config_home, tmp
                         lambda *a: pytest.fail("asked for a folder without a model"))
     window.actions["Calibrate to this site..."].trigger()
     assert said == ["No model is loaded."]
+
+
+@pytest.mark.parametrize("language", ["German", "English"])
+def test_the_flag_rate_reads_a_dot_or_a_comma_as_the_decimal_point_in_any_language(qtbot, language):
+    """An outside tester: under a German locale the rate box showed "5,0" and read a typed "2.5" as 25 (a
+    thousands separator); under English, "2,5" was 25. Either is a ten times higher flag rate, inside the allowed
+    range, so nothing warned, and higher thresholds miss bleeds."""
+    from PySide6.QtCore import QLocale
+    from PySide6.QtWidgets import QDoubleSpinBox
+
+    from ich_viewer.gui.dialogs import flag_rate_dialog
+
+    before = QLocale()
+    QLocale.setDefault(QLocale(getattr(QLocale.Language, language), QLocale.Country.AnyCountry))
+    try:
+        dialog = flag_rate_dialog(None, 5.0)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        box = dialog.findChild(QDoubleSpinBox)
+        assert box.text() == "5.0"  # as every number in the app is written
+        for typed in ("2.5", "2,5", "0,5", "12.5"):
+            box.lineEdit().selectAll()
+            qtbot.keyClicks(box.lineEdit(), typed)
+            box.interpretText()
+            assert box.value() == pytest.approx(float(typed.replace(",", "."))), typed
+        box.lineEdit().selectAll()
+        qtbot.keyClicks(box.lineEdit(), "1,000")  # a thousands separator is not one here: 1.0 (then "00"), never 1000
+        box.interpretText()
+        assert box.value() == pytest.approx(1.0) and dialog.doubleValue() == box.value()
+    finally:
+        QLocale.setDefault(before)
