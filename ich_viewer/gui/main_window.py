@@ -8,9 +8,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer
-from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSlider,
-                               QVBoxLayout, QWidget)
+from PySide6.QtCore import QSettings, QSignalBlocker, QSize, Qt, QTimer
+from PySide6.QtWidgets import (QDockWidget, QFrame, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+                               QScrollArea, QSlider, QVBoxLayout, QWidget)
 
 from ich_viewer.core.contract import ABBREVIATIONS
 from ich_viewer.core.errors import IchViewerError, ModelError
@@ -39,6 +39,30 @@ STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.
 #: How the status bar begins a summary of what is flagged, which must follow the thresholds while shown.
 FLAG_SUMMARIES = ("Flagged: ", "Not flagged: ")
 
+class ScrollsDown(QScrollArea):
+    """A dock's panel in a scroll area that scrolls up and down only: on a short screen (a 1366 x 768 laptop at
+    150% has about 470 px for the window) the docks' full height made the window taller than the screen. Its
+    width follows the panel's, as without the scroll area."""
+
+    MIN_HEIGHT = 80
+
+    def __init__(self, panel: QWidget):
+        super().__init__(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the panel's controls take focus, the frame around them not
+        self.setWidget(panel)
+
+    def _bar(self) -> int:
+        return self.verticalScrollBar().sizeHint().width() if self.verticalScrollBar().isVisible() else 0
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(self.widget().minimumSizeHint().width() + self._bar(), self.MIN_HEIGHT)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        hint = self.widget().sizeHint()
+        return QSize(hint.width() + self._bar(), hint.height())
+
+
 class MainWindow(FileActions, QMainWindow):
     def __init__(self, settings: QSettings | None = None, model: IchModel | None = None, load_bundled: bool = True):
         super().__init__()
@@ -55,7 +79,8 @@ class MainWindow(FileActions, QMainWindow):
         self._build_widgets()
         self._build_menus()
         self._connect_viewer()
-        self.resize(1280, 800)
+        screen = self.screen().availableGeometry()  # 1280 x 800 at most: a 1366 x 768 laptop lost the status bar
+        self.resize(min(1280, screen.width()), min(800, screen.height()))
         if self.settings.value("window/geometry") is not None:
             self.restoreGeometry(self.settings.value("window/geometry"))
         if self.settings.value("window/state") is not None:  # the docks as the user left them
@@ -92,10 +117,11 @@ class MainWindow(FileActions, QMainWindow):
         self.setCentralWidget(centre)
         side = SidePanel(self.viewer, self.view)
         self.browser, self.classes, self.cam_controls = side.browser, side.classes, side.cam_controls
-        self._dock("Browser and classes", side, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Browser and classes", ScrollsDown(side), Qt.DockWidgetArea.LeftDockWidgetArea)
         self.threshold_panel = ThresholdPanel(self.viewer)
         plot_dock = self._dock("Probabilities", self.plot, Qt.DockWidgetArea.RightDockWidgetArea)
-        thresholds_dock = self._dock("Thresholds", self.threshold_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        thresholds_dock = self._dock("Thresholds", ScrollsDown(self.threshold_panel),
+                                     Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([plot_dock], [340], Qt.Orientation.Horizontal)
         self.resizeDocks([plot_dock, thresholds_dock], [330, 350], Qt.Orientation.Vertical)
         WheelMovesSlices(self.view).watch(self.slider, *self.threshold_panel.sliders.values(),

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QSlider
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
+from ich_viewer.gui.main_window import MainWindow
 from tests.gui.windows import new_window, opened
 
 pytestmark = pytest.mark.gui
@@ -240,6 +241,33 @@ def test_a_small_window_narrows_the_docks_not_the_image_to_a_strip(qtbot, tmp_pa
     bar = view.overlays.colour_bar
     assert bar.isVisible() and bar.bar.rect().height() <= 0.25 * viewport.height() + 1
     assert viewport.contains(bar.title.mapRectToScene(bar.title.boundingRect()))
+
+
+def test_the_window_fits_a_small_laptop_screen_and_its_docks_scroll(qtbot, tmp_path, tiny_model, study):
+    """An outside tester: the first window was 1280 x 800 whatever the screen, and the window could not be made
+    shorter than 519 px, more than a 1366 x 768 laptop at 150% offers (about 470 px under a title bar and a
+    panel): the status bar with the teaching notice, and the presets' explanation, were off the screen for good.
+    The first size fits the screen, and the side panel and the thresholds scroll instead of setting the height."""
+    from PySide6.QtWidgets import QScrollArea
+
+    window = MainWindow(settings=QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat),
+                        model=IchModel(tiny_model))
+    qtbot.addWidget(window)
+    screen = window.screen().availableGeometry()
+    assert window.width() <= screen.width() and window.height() <= screen.height()  # offscreen: 800 x 800
+    assert window.minimumSizeHint().width() <= 911 and window.minimumSizeHint().height() <= 470
+    window.resize(911, 470)
+    window.show()
+    opened(qtbot, window, [study])
+    QApplication.processEvents()
+    assert window.height() == 470 and window.statusBar().isVisible()
+    assert window.view.width() >= 300 and window.view.height() >= 300
+    panel = window.threshold_panel
+    scroll = next(area for area in window.findChildren(QScrollArea) if area.widget() is panel)
+    assert scroll.verticalScrollBar().maximum() > 0  # the rest is a scroll away
+    scroll.ensureWidgetVisible(panel.preset_label)  # the preset's rule, at the bottom
+    assert scroll.verticalScrollBar().value() > 0
+    assert panel.width() >= panel.minimumSizeHint().width()  # scrolled down, never squeezed across
 
 
 def test_a_model_cards_name_is_shown_as_text_not_markup(qtbot, tmp_path):
