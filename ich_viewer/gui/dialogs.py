@@ -145,12 +145,19 @@ def _thickness_html(thickness_mm: float | None) -> str:
             "of neighbouring slices), and the view still shows the thin slice")
 
 
+def resize_within_screen(widget, width: int, height: int) -> None:
+    """``width`` x ``height``, or less where the widget's screen has less room: a 760 x 640 model card on a
+    1920 x 1080 screen at 200% (960 x 540) had its Close button below the screen."""
+    screen = widget.screen().availableGeometry()
+    widget.resize(min(width, screen.width()), min(height, screen.height()))
+
+
 class ModelCardDialog(QDialog):
     def __init__(self, card: ModelCard, path: Path, sha256: str, parent=None, weights_sha256: str | None = None,
                  quantised: bool = False):
         super().__init__(parent)
         self.setWindowTitle("Model card")
-        self.resize(760, 640)
+        resize_within_screen(self, 760, 640)
         layout = QVBoxLayout(self)
         self.text = QTextBrowser()
         self.text.setHtml(card_html(card, path, sha256, weights_sha256, quantised))
@@ -164,7 +171,7 @@ class ShortcutsDialog(QDialog):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
-        self.resize(560, 420)
+        resize_within_screen(self, 560, 420)
         layout = QVBoxLayout(self)
         text = QTextBrowser()
         text.setHtml("<table cellpadding=4>" + "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>"

@@ -20,7 +20,7 @@ from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.core.windows import PRESETS
 from ich_viewer.gui import workers
 from ich_viewer.gui.actions import build_menus
-from ich_viewer.gui.dialogs import SkippedList
+from ich_viewer.gui.dialogs import SkippedList, resize_within_screen
 from ich_viewer.gui.file_actions import NOT_FOR_DIAGNOSIS, FileActions
 from ich_viewer.gui.plot_panel import ProbabilityPlot
 from ich_viewer.gui.side_panel import SidePanel
@@ -79,8 +79,7 @@ class MainWindow(FileActions, QMainWindow):
         self._build_widgets()
         self._build_menus()
         self._connect_viewer()
-        screen = self.screen().availableGeometry()  # 1280 x 800 at most: a 1366 x 768 laptop lost the status bar
-        self.resize(min(1280, screen.width()), min(800, screen.height()))
+        resize_within_screen(self, 1280, 800)  # 1280 x 800 on a 1366 x 768 laptop put the status bar below it
         if self.settings.value("window/geometry") is not None:
             self.restoreGeometry(self.settings.value("window/geometry"))
         if self.settings.value("window/state") is not None:  # the docks as the user left them

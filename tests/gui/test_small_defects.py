@@ -268,6 +268,11 @@ def test_the_window_fits_a_small_laptop_screen_and_its_docks_scroll(qtbot, tmp_p
     scroll.ensureWidgetVisible(panel.preset_label)  # the preset's rule, at the bottom
     assert scroll.verticalScrollBar().value() > 0
     assert panel.width() >= panel.minimumSizeHint().width()  # scrolled down, never squeezed across
+    from ich_viewer.gui.dialogs import ShortcutsDialog, resize_within_screen
+
+    dialog = ShortcutsDialog(window)  # the dialogs likewise: a model card had its Close button below the screen
+    resize_within_screen(dialog, 5000, 3000)
+    assert (dialog.width(), dialog.height()) == (screen.width(), screen.height())
 
 
 def test_a_model_cards_name_is_shown_as_text_not_markup(qtbot, tmp_path):
