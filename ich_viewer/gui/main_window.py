@@ -125,6 +125,10 @@ class MainWindow(FileActions, QMainWindow):
         self.resizeDocks([plot_dock, thresholds_dock], [330, 350], Qt.Orientation.Vertical)
         WheelMovesSlices(self.view).watch(self.slider, *self.threshold_panel.sliders.values(),
                                           self.cam_controls.cam_class, self.cam_controls.cam_map)
+        # what a screen reader says for each part (the threshold sliders name themselves)
+        for widget, name in ((self.view, "CT slice"), (self.slider, "slice"), (self.browser, "studies and series"),
+                             (self.classes, "model output per class"), (self.plot, "probability of each class by slice")):
+            widget.setAccessibleName(name)
         self.skipped = SkippedList()
         self.skipped_dock = self._dock("Skipped files", self.skipped, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.skipped_dock.hide()  # opened from the status bar's count
@@ -171,6 +175,8 @@ class MainWindow(FileActions, QMainWindow):
         viewer.loaded.connect(self._on_loaded)
         viewer.series_opened.connect(self._on_series_opened)
         viewer.slice_changed.connect(lambda i: self.slider.setValue(i))  # its valueChanged -> go_to(the same): no loop
+        viewer.slice_changed.connect(lambda i: self.slider.setAccessibleDescription(
+            f"slice {i + 1} of {len(viewer.series)}" if viewer.series is not None else ""))  # counted as on screen
         viewer.model_changed.connect(lambda m: self.model_label.setText(f"model: {m.card.name} {m.card.version}"))
         viewer.prediction_changed.connect(
             lambda batch: batch is not None and self.progress.setValue(int(viewer.prediction.done.sum())))

@@ -275,6 +275,32 @@ def test_the_window_fits_a_small_laptop_screen_and_its_docks_scroll(qtbot, tmp_p
     assert (dialog.width(), dialog.height()) == (screen.width(), screen.height())
 
 
+def test_a_screen_reader_names_the_parts_and_reads_thresholds_and_slices_as_shown(qtbot, window, study):
+    """An outside tester: the threshold sliders had no name and read as positions 0-4000 (2260 for 0.768), the
+    slice slider as 0-based, and the image, tree, table and plot had no name. The read-outs' grey was 3.4:1."""
+    opened(qtbot, window, [study])
+    for widget in (window.view, window.slider, window.browser, window.classes, window.plot):
+        assert widget.accessibleName(), type(widget).__name__
+    window.viewer.go_to(2)
+    assert window.slider.accessibleDescription() == f"slice 3 of {len(window.viewer.series)}"
+    panel = window.threshold_panel
+    for name, slider in panel.sliders.items():
+        assert slider.accessibleName() == f"{name} threshold"
+        assert slider.accessibleDescription().startswith(f"threshold {panel.values[name].text()}; ")
+    window.viewer.set_threshold("any", 0.5)
+    assert panel.sliders["any"].accessibleDescription().startswith("threshold 0.500; ")
+
+    def luminance(colour) -> float:
+        channels = [c / 255 for c in colour.getRgb()[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    readout = panel.readouts["any"]
+    text, back = readout.palette().color(readout.foregroundRole()), readout.palette().color(readout.backgroundRole())
+    lighter, darker = sorted((luminance(text), luminance(back)), reverse=True)
+    assert (lighter + 0.05) / (darker + 0.05) >= 4.5  # WCAG's contrast for small text
+
+
 def test_a_model_cards_name_is_shown_as_text_not_markup(qtbot, tmp_path):
     """Found by an outside tester: a card named '<b>...' or '<img src=file:...>' was rendered as rich text in
     the status bar."""
