@@ -80,7 +80,7 @@ class _Scanned:
 
     __slots__ = ("slices", "study_uid", "series_uid", "shape", "orientation", "spacing", "study_date",
                  "study_description", "patient", "series_description", "series_number", "file_window", "acquisition",
-                 "spacing_known")
+                 "spacing_known", "monochrome1")
 
     def __init__(self, slices, ds, shape, orientation, spacing, spacing_known):
         self.slices = slices
@@ -94,6 +94,7 @@ class _Scanned:
         self.patient = Patient(name=_text(ds, "PatientName"), id=_text(ds, "PatientID"),
                                birth_date=_text(ds, "PatientBirthDate"), sex=_text(ds, "PatientSex"))
         self.series_description = _text(ds, "SeriesDescription")
+        self.monochrome1 = _text(ds, "PhotometricInterpretation").strip().upper() == "MONOCHROME1"
         try:
             self.series_number = _int(header_checks.first(ds.get("SeriesNumber")))
         except Exception:  # noqa: BLE001 - an unreadable series number only changes the series' order
@@ -484,6 +485,7 @@ def _make_series(uid: str, items: list[_Scanned], skipped: list[Skipped]) -> Ser
         file_window=reference.file_window,
         acquisition=reference.acquisition,
         pixel_spacing_known=reference.spacing_known,
+        monochrome1=reference.monochrome1,
     )
 
 

@@ -148,6 +148,9 @@ class Series:
     #: False when the files state no usable PixelSpacing: ``pixel_spacing`` is then 1 mm by assumption,
     #: so no scale bar and no distance is shown as if it were measured
     pixel_spacing_known: bool = True
+    #: MONOCHROME1: after the window, the lowest value is shown white (DICOM's rule); HU and the model's input are
+    #: the same as for MONOCHROME2, only the grey on screen and in exports is inverted
+    monochrome1: bool = False
 
     def __len__(self) -> int:
         return len(self.slices)

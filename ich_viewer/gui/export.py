@@ -53,7 +53,10 @@ def windowed_rgb(viewer: ViewerModel, hu: np.ndarray) -> np.ndarray:
     function = viewer.window_function
     if viewer.composite:
         return to_uint8(composite_rgb(hu, viewer.composite, function))
-    return np.repeat(to_uint8(apply_window(hu, viewer.window, function))[..., None], 3, axis=2)
+    grey = to_uint8(apply_window(hu, viewer.window, function))
+    if viewer.series is not None and viewer.series.monochrome1:  # its lowest value is white, as in the view
+        grey = 255 - grey
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def blend(rgb: np.ndarray, values: np.ndarray | None, lut: np.ndarray, opacity: float) -> np.ndarray:

@@ -227,6 +227,28 @@ def test_non_square_pixels_are_drawn_a_millimetre_as_long_across_as_down(qtbot, 
     assert window.view.hu.shape == (64, 128)
 
 
+def test_a_monochrome1_slice_is_shown_and_exported_white_for_its_lowest_value(qtbot, window, tmp_path):
+    """An outside tester: a real slice marked MONOCHROME1 showed and exported air black, as MONOCHROME2 does.
+    DICOM shows a MONOCHROME1 image's lowest value white after the window; HU and the model's input are the same."""
+    from ich_viewer.gui.export import windowed_rgb
+
+    ds = pydicom.dcmread(dicom_testfile("CT_small.dcm"))
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.SeriesInstanceUID = ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(tmp_path / "monochrome1.dcm")
+    shown, exported = [], []
+    for path in (Path(dicom_testfile("CT_small.dcm")), tmp_path / "monochrome1.dcm"):
+        opened(qtbot, window, [path], classify=False)
+        window.view.image.render()
+        image = window.view.image.qimage.convertToFormat(window.view.image.qimage.Format.Format_Grayscale8)
+        shown.append(np.array([[image.pixelColor(x, y).red() for x in range(0, 128, 8)] for y in range(0, 128, 8)]))
+        exported.append(windowed_rgb(window.viewer, window.viewer.loader.slice(0))[..., 0].astype(int))
+    assert window.viewer.series.monochrome1
+    np.testing.assert_array_equal(exported[1], 255 - exported[0])
+    assert np.abs(shown[1] - (255 - shown[0])).max() <= 1
+    assert shown[0][0, 0] < 30 and shown[1][0, 0] > 225  # the corner's air: black, then white
+
+
 @pytest.mark.parametrize("size", [(1280, 800), (1000, 700)])
 def test_the_scale_bar_is_as_long_as_its_millimetres_on_the_image_after_a_fit(qtbot, tmp_path, tiny_model, study, size):
     """An outside tester measured the bar 3-5% short after a fit against lines 50 mm apart in a phantom: it was
