@@ -51,6 +51,8 @@ ACTIONS = (
     Action("View", "Fit to window", lambda w: w.view.fit(), "F", "fit the image to the window"),
     Action("View", "Actual size (1:1)", lambda w: w.view.actual_size(), "Ctrl+1",
            "actual size: one image pixel per screen pixel"),
+    Action("View", "Zoom in", lambda w: w.view.zoom(1.25), "Ctrl++", "zoom in, around the middle of the view"),
+    Action("View", "Zoom out", lambda w: w.view.zoom(0.8), "Ctrl+-", "zoom out"),
     Action("View", "-"),
     Action("View", "Anonymised display", lambda w: w.viewer.set_anonymised(w.actions["anonymise"].isChecked()), "A",
            "anonymised display on/off", checkable=True, name="anonymise"),

@@ -132,6 +132,10 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.viewbox.setRange(QRectF(centre.x() - size.width() / 2, centre.y() - size.height() / 2,
                                      size.width(), size.height()), padding=0)
 
+    def zoom(self, factor: float) -> None:
+        """``factor`` times larger, around the middle of the view (the View menu's zoom, for the keyboard)."""
+        self.viewbox.scaleBy((1 / factor, 1 / factor))
+
     def set_window(self, window: Window) -> None:
         self.window, self.composite = window, None
         self._render()

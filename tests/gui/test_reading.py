@@ -171,6 +171,15 @@ def test_fit_and_actual_size_keys(qtbot, window, study):
         visible.adjusted(-1, -1, 1, 1).contains(view.image.boundingRect())
     assert min(visible.width(), visible.height()) == pytest.approx(128, rel=0.03)
     assert "F" in [a.shortcut().toString() for a in window.actions.values()]
+    # An outside tester, keyboard only: zoom needed Ctrl+wheel. Ctrl++ and Ctrl+- zoom around the middle.
+    width, centre = view.viewbox.viewRect().width(), view.viewbox.viewRect().center()
+    qtbot.keyClick(window, Qt.Key.Key_Plus, Qt.KeyboardModifier.ControlModifier)
+    settle(qtbot, window)
+    assert view.viewbox.viewRect().width() == pytest.approx(width / 1.25, rel=0.01)
+    assert view.viewbox.viewRect().center().x() == pytest.approx(centre.x(), abs=0.5)
+    qtbot.keyClick(window, Qt.Key.Key_Minus, Qt.KeyboardModifier.ControlModifier)
+    settle(qtbot, window)
+    assert view.viewbox.viewRect().width() == pytest.approx(width, rel=0.01)
 
 
 def test_markers_from_a_real_file_and_none_without_an_orientation(qtbot, window, tmp_path):
