@@ -117,6 +117,11 @@ class ThresholdPanel(QWidget):
             button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
             button.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
             self.preset_row.addWidget(button)
+        # Tab in the order they are seen: the presets at the top came after every slider (made later, at first)
+        buttons = [self.preset_row.itemAt(i).widget() for i in range(self.preset_row.count())]
+        chain = [*buttons, *(w for name in CLASSES for w in (self.flag_boxes[name], self.sliders[name]))]
+        for before, after in zip(chain, chain[1:]):
+            QWidget.setTabOrder(before, after)
         self._sync()
 
     def _preset_buttons(self) -> list[str]:

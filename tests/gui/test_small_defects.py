@@ -301,6 +301,26 @@ def test_a_screen_reader_names_the_parts_and_reads_thresholds_and_slices_as_show
     assert (lighter + 0.05) / (darker + 0.05) >= 4.5  # WCAG's contrast for small text
 
 
+def test_tab_reaches_the_presets_before_the_sliders_as_they_are_laid_out(qtbot, window, study):
+    """An outside tester: the preset buttons sit at the top of the thresholds but came last in Tab order, after
+    all twelve flag boxes and sliders (the buttons are made when a model is set, after the sliders)."""
+    from PySide6.QtWidgets import QPushButton
+
+    opened(qtbot, window, [study], classify=False)
+    panel = window.threshold_panel
+    buttons = [b for b in panel.findChildren(QPushButton) if b.objectName().startswith("preset_")]
+    order, widget = [], window  # the chain from its start, as Tab walks it from the window's first control
+    while len(order) < len(buttons) + 2 * len(CLASSES):
+        widget = widget.nextInFocusChain()
+        assert widget is not window, order  # round the whole chain without finding them all
+        if widget.focusPolicy() & Qt.FocusPolicy.TabFocus and panel.isAncestorOf(widget):
+            order.append(widget.objectName())
+    first = sorted(buttons, key=lambda b: b.x())
+    assert order[:len(buttons)] == [b.objectName() for b in first]  # left to right
+    assert order[len(buttons):len(buttons) + 2] == ["flag_any", "threshold_any"]
+    assert order[-1] == "threshold_subdural"
+
+
 def test_a_model_cards_name_is_shown_as_text_not_markup(qtbot, tmp_path):
     """Found by an outside tester: a card named '<b>...' or '<img src=file:...>' was rendered as rich text in
     the status bar."""
