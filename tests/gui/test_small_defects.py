@@ -321,6 +321,27 @@ def test_tab_reaches_the_presets_before_the_sliders_as_they_are_laid_out(qtbot, 
     assert order[-1] == "threshold_subdural"
 
 
+def test_the_image_and_the_plot_show_when_they_have_the_keys(qtbot, window, study):
+    """An outside tester, keyboard only: the image and the plot take focus (arrows move slices there) but showed
+    nothing when they had it. Each draws a highlight border round its ViewBox while focused, taking no room."""
+    opened(qtbot, window, [study], classify=False)
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    highlight = window.palette().color(window.palette().ColorRole.Highlight)
+    view_box, plot_box = window.view.viewbox, window.plot.plotItem.vb
+    before = view_box.sceneBoundingRect()
+
+    def framed(box) -> bool:
+        return box.border.style() != Qt.PenStyle.NoPen and box.border.color() == highlight
+
+    window.view.setFocus()
+    qtbot.waitUntil(lambda: framed(view_box))
+    assert not framed(plot_box) and view_box.sceneBoundingRect() == before
+    window.plot.setFocus()
+    qtbot.waitUntil(lambda: framed(plot_box))
+    assert not framed(view_box)
+
+
 def test_a_model_cards_name_is_shown_as_text_not_markup(qtbot, tmp_path):
     """Found by an outside tester: a card named '<b>...' or '<img src=file:...>' was rendered as rich text in
     the status bar."""
