@@ -115,6 +115,7 @@ class ThresholdPanel(QWidget):
             button.setObjectName(f"preset_{name}")
             button.setToolTip(thresholds.card.preset_rules.get(name) or thresholds.extra_rules.get(name, ""))
             button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+            button.setAutoDefault(True)  # Enter presses it when focused, as Space does
             button.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
             self.preset_row.addWidget(button)
         # Tab in the order they are seen: the presets at the top came after every slider (made later, at first)

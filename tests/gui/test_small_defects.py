@@ -319,6 +319,10 @@ def test_tab_reaches_the_presets_before_the_sliders_as_they_are_laid_out(qtbot, 
     assert order[:len(buttons)] == [b.objectName() for b in first]  # left to right
     assert order[len(buttons):len(buttons) + 2] == ["flag_any", "threshold_any"]
     assert order[-1] == "threshold_subdural"
+    high = next(b for b in buttons if b.objectName() == "preset_high_sensitivity")
+    high.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.keyClick(high, Qt.Key.Key_Return)  # Enter presses a focused preset, as Space does
+    assert window.viewer.thresholds.preset == "high_sensitivity"
 
 
 def test_the_image_and_the_plot_show_when_they_have_the_keys(qtbot, window, study):
