@@ -22,7 +22,6 @@ from ich_viewer.gui import workers
 from ich_viewer.gui.actions import build_menus
 from ich_viewer.gui.dialogs import SkippedList, resize_within_screen
 from ich_viewer.gui.file_actions import NOT_FOR_DIAGNOSIS, FileActions
-from ich_viewer.gui.focus_frame import FocusFrame
 from ich_viewer.gui.plot_panel import ProbabilityPlot
 from ich_viewer.gui.side_panel import SidePanel
 from ich_viewer.gui.slice_view import SliceView, WheelMovesSlices
@@ -130,7 +129,6 @@ class MainWindow(FileActions, QMainWindow):
         for widget, name in ((self.view, "CT slice"), (self.slider, "slice"), (self.browser, "studies and series"),
                              (self.classes, "model output per class"), (self.plot, "probability of each class by slice")):
             widget.setAccessibleName(name)
-        self.focus_frames = [FocusFrame(self.view, self.view.viewbox), FocusFrame(self.plot, self.plot.plotItem.vb)]
         self.skipped = SkippedList()
         self.skipped_dock = self._dock("Skipped files", self.skipped, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.skipped_dock.hide()  # opened from the status bar's count

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QSizePolicy
 
 from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.viewer_model import ViewerModel
+from ich_viewer.gui.focus_frame import show_focus
 
 FIRST_SLICE = 1  # the x axis numbers slices as the window and triage do (the viewer's index + 1)
 COLOURS = ((230, 230, 230), (255, 140, 0), (220, 50, 50), (80, 160, 255), (120, 220, 120), (200, 120, 255))
@@ -102,3 +103,11 @@ class ProbabilityPlot(pg.PlotWidget):
         index = int(round(point.x())) - FIRST_SLICE
         if 0 <= index < self.n_slices:
             self.sliceClicked.emit(index)
+
+    def focusInEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().focusInEvent(event)
+        show_focus(self, self.plotItem.vb, True)  # where the keys go
+
+    def focusOutEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().focusOutEvent(event)
+        show_focus(self, self.plotItem.vb, False)

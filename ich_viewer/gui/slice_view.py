@@ -17,6 +17,7 @@ from ich_viewer.core.contract import CLASSES
 from ich_viewer.core.inference import cam_blank
 from ich_viewer.core.viewer_model import ViewerModel
 from ich_viewer.core.windows import Window, WindowFunction, apply_window, composite_rgb
+from ich_viewer.gui.focus_frame import show_focus
 from ich_viewer.gui.view_overlays import ViewportOverlays
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
@@ -183,6 +184,14 @@ class SliceView(pg.GraphicsLayoutWidget):
                                 autoLevels=False)
 
     # ------------------------------------------------------------------ interaction
+
+    def focusInEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().focusInEvent(event)
+        show_focus(self, self.viewbox, True)  # where the keys go
+
+    def focusOutEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().focusOutEvent(event)
+        show_focus(self, self.viewbox, False)
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
