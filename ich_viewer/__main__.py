@@ -95,6 +95,9 @@ def build_gui_parser() -> argparse.ArgumentParser:
                         help="close the window by itself after SECONDS (a smoke test of the installation)")
     parser.add_argument("--screenshot", type=Path, metavar="PNG",
                         help="with --quit-after: save the window as a PNG just before it closes")
+    # Qt's own options for a style (a dark or high-contrast one): passed on to Qt, as any Qt program takes them
+    parser.add_argument("-style", metavar="STYLE", help="Qt's widget style, e.g. fusion (as QT_STYLE_OVERRIDE)")
+    parser.add_argument("-stylesheet", metavar="QSS", type=Path, help="a Qt style sheet file applied to the window")
     return parser
 
 
@@ -231,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         return selftest.run()
     from ich_viewer.app import run_gui
 
-    return run_gui(args.paths, demo=args.demo, quit_after=args.quit_after, screenshot=args.screenshot)
+    qt_options = [item for flag in ("style", "stylesheet") if getattr(args, flag) is not None
+                  for item in (f"-{flag}", str(getattr(args, flag)))]
+    return run_gui(args.paths, demo=args.demo, quit_after=args.quit_after, screenshot=args.screenshot,
+                   qt_options=qt_options)
 
 
 if __name__ == "__main__":

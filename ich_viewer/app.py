@@ -64,7 +64,7 @@ def quit_on_interrupt(app) -> None:
 
 
 def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | None = None,
-            screenshot: Path | None = None) -> int:
+            screenshot: Path | None = None, qt_options: Sequence[str] = ()) -> int:
     """The viewer until its window closes; ``quit_after`` seconds: close it by itself then (smoke tests).
 
     Exit code 1, with one sentence on stderr, when Qt's platform plugin cannot start here (no display, or
@@ -86,7 +86,7 @@ def run_gui(paths: Sequence[Path] = (), demo: bool = False, quit_after: float | 
 
     limit_heap_retention()  # freed studies go back to the system: a long session does not grow
     decoder_process.prestart()  # ready before the first study is opened
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance() or QApplication([*sys.argv[:1], *qt_options])  # -style fusion and the like
     app.setApplicationName("ICH Viewer")
     app.setOrganizationName("ICH Viewer")
     icon = resources_dir() / "icons" / "ich-viewer.png"

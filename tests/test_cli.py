@@ -255,3 +255,31 @@ def test_ctrl_c_ends_the_viewer_with_one_line_and_exit_code_130(tmp_path, delay_
     assert "Traceback" not in run.stderr and "Destroyed while thread" not in run.stderr
     # closed as a user would: the window's geometry is written on close (an open writes only its folder)
     assert "geometry" in (tmp_path / ".config" / "ICH Viewer" / "ICH Viewer.conf").read_text()
+
+
+def test_quitting_before_the_first_study_is_open_ends_cleanly(tmp_path):
+    """Found while adding Qt's style options: with a fresh home the demo is still being written when --quit-after 1
+    closes the window, and an event filter on the image, still called while the window was torn down, crashed
+    the program at exit (3 of 3 runs)."""
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "--demo", "--quit-after", "0.5"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Fatal" not in run.stderr
+
+
+def test_qt_style_options_reach_qt_for_a_dark_or_high_contrast_look(tmp_path):
+    """An outside tester: `ich-viewer --demo -style fusion` ended with "unrecognized arguments: -style", though any Qt
+    program takes Qt's style options. A style sheet given with -stylesheet is applied to the real window."""
+    sheet = tmp_path / "contrast.qss"
+    sheet.write_text("QStatusBar { background: #ff00ff; }")
+    shot = tmp_path / "window.png"
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen"}
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "--demo", "-style", "fusion", "-stylesheet", str(sheet),
+                          "--quit-after", "1", "--screenshot", str(shot)], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(shot))
+    assert image.pixelColor(image.width() // 2, image.height() - 3).name() == "#ff00ff"  # the status bar's colour
