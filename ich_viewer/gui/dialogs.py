@@ -6,44 +6,63 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QLocale, QObject, Qt, Signal
-from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QDoubleSpinBox, QInputDialog, QListWidget,
-                               QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout)
+from PySide6.QtCore import QLocale, Qt, Signal
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QLabel, QListWidget, QTextBrowser,
+                               QTreeWidget, QTreeWidgetItem, QVBoxLayout)
 
 from ich_viewer.core.contract import ABBREVIATIONS, CLASSES, NOT_CALIBRATED, ModelCard
 from ich_viewer.core.thresholds import threshold_text
 from ich_viewer.gui.actions import shortcut_rows
 
 
-class CommaIsADecimalPoint(QObject):
-    """A comma typed into a number box is its decimal point: "2,5" and "2.5" both mean two and a half."""
+class DotOrCommaBox(QDoubleSpinBox):
+    """A number box that takes a dot or a comma as the decimal point, typed or pasted, and shows a dot, as every
+    number in the app is written. Qt's box follows the system's language: under German it showed "5,0" and read
+    a typed "2.5" as 25 (a thousands separator), and under English "2,5" was 25 and a pasted "2,5" was refused,
+    leaving the default. Thousands separators are refused."""
 
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
-        if event.type() == QEvent.Type.KeyPress and event.text() == ",":
-            QApplication.sendEvent(watched, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Period, event.modifiers(), "."))
-            return True
-        return False
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        locale = QLocale.c()
+        locale.setNumberOptions(QLocale.NumberOption.RejectGroupSeparator)
+        self.setLocale(locale)
+
+    def validate(self, text: str, pos: int):
+        return super().validate(text.replace(",", "."), pos)
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
+        return super().valueFromText(text.replace(",", "."))
 
 
-def flag_rate_dialog(parent, percent: float) -> QInputDialog:
-    """The site calibration's "largest share of normal slices a class may flag (%)", with a dot for decimals
-    whatever the system's language, as every number in the app is written. Under a German locale Qt's box
-    showed "5,0" and read a typed "2.5" as 25 (a thousands separator): a ten times higher flag rate, within the
-    allowed range, so nothing warned. Now a comma is the decimal point too, and a thousands separator is refused."""
-    dialog = QInputDialog(parent, windowTitle="Calibrate to this site",
-                          labelText="Largest share of these normal slices a class may flag (%):")
-    locale = QLocale.c()
-    locale.setNumberOptions(QLocale.NumberOption.RejectGroupSeparator)
-    dialog.setLocale(locale)
-    dialog.setInputMode(QInputDialog.InputMode.DoubleInput)
-    dialog.setDoubleRange(0.1, 50.0)
-    dialog.setDoubleDecimals(1)
-    dialog.setDoubleValue(percent)
-    box = dialog.findChild(QDoubleSpinBox)
-    box.setLocale(locale)
-    box.lineEdit().installEventFilter(CommaIsADecimalPoint(dialog))
-    return dialog
+class FlagRateDialog(QDialog):
+    """The site calibration's "largest share of these normal slices a class may flag (%)": a ten times higher
+    rate than meant is inside the allowed range, so nothing would warn, and higher thresholds miss bleeds."""
+
+    LABEL = "Largest share of these normal slices a class may flag (%):"
+
+    def __init__(self, parent, percent: float):
+        super().__init__(parent, windowTitle="Calibrate to this site")
+        self.box = DotOrCommaBox(self)
+        self.box.setRange(0.1, 50.0)
+        self.box.setDecimals(1)
+        self.box.setValue(percent)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(self.LABEL))
+        layout.addWidget(self.box)
+        layout.addWidget(buttons)
+
+    def labelText(self) -> str:  # noqa: N802 - as QInputDialog names it
+        return self.LABEL
+
+    def doubleValue(self) -> float:  # noqa: N802
+        self.box.interpretText()
+        return self.box.value()
+
+    def setDoubleValue(self, value: float) -> None:  # noqa: N802
+        self.box.setValue(value)
 
 
 def _fmt(value) -> str:

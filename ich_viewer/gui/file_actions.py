@@ -17,7 +17,7 @@ from ich_viewer.core import site_presets
 from ich_viewer.core.errors import IchViewerError
 from ich_viewer.core.model import IchModel
 from ich_viewer.gui import export, workers
-from ich_viewer.gui.dialogs import ModelCardDialog, ShortcutsDialog, flag_rate_dialog
+from ich_viewer.gui.dialogs import FlagRateDialog, ModelCardDialog, ShortcutsDialog
 
 NOT_FOR_DIAGNOSIS = "Teaching and demonstration only: not for diagnostic use"
 MAX_RECENT = 8
@@ -212,7 +212,7 @@ class FileActions:
                                    options=QFileDialog.Option.ShowDirsOnly)
         if not folder:
             return
-        asked = flag_rate_dialog(self, site_presets.DEFAULT_MAX_FLAG_RATE * 100)
+        asked = FlagRateDialog(self, site_presets.DEFAULT_MAX_FLAG_RATE * 100)
         if not asked.exec():
             return
         rate = asked.doubleValue()

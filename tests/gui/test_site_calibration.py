@@ -96,11 +96,13 @@ def answer_input_dialogs(answers: list) -> list[str]:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QInputDialog
 
+    from ich_viewer.gui.dialogs import FlagRateDialog
+
     pending, labels = list(answers), []
 
     def poll():
         dialog = QApplication.activeModalWidget()
-        if isinstance(dialog, QInputDialog) and dialog.isVisible() and pending:
+        if isinstance(dialog, (QInputDialog, FlagRateDialog)) and dialog.isVisible() and pending:
             answer = pending.pop(0)
             labels.append(dialog.labelText())
             if answer is None:
@@ -174,14 +176,14 @@ def test_the_flag_rate_reads_a_dot_or_a_comma_as_the_decimal_point_in_any_langua
     thousands separator); under English, "2,5" was 25. Either is a ten times higher flag rate, inside the allowed
     range, so nothing warned, and higher thresholds miss bleeds."""
     from PySide6.QtCore import QLocale
-    from PySide6.QtWidgets import QDoubleSpinBox
+    from PySide6.QtWidgets import QApplication, QDoubleSpinBox
 
-    from ich_viewer.gui.dialogs import flag_rate_dialog
+    from ich_viewer.gui.dialogs import FlagRateDialog
 
     before = QLocale()
     QLocale.setDefault(QLocale(getattr(QLocale.Language, language), QLocale.Country.AnyCountry))
     try:
-        dialog = flag_rate_dialog(None, 5.0)
+        dialog = FlagRateDialog(None, 5.0)
         qtbot.addWidget(dialog)
         dialog.show()
         box = dialog.findChild(QDoubleSpinBox)
@@ -195,5 +197,10 @@ def test_the_flag_rate_reads_a_dot_or_a_comma_as_the_decimal_point_in_any_langua
         qtbot.keyClicks(box.lineEdit(), "1,000")  # a thousands separator is not one here: 1.0 (then "00"), never 1000
         box.interpretText()
         assert box.value() == pytest.approx(1.0) and dialog.doubleValue() == box.value()
+        for pasted in ("2,5", "0.5"):  # an outside tester: a pasted "2,5" was refused, and the default 5 % was used
+            QApplication.clipboard().setText(pasted)
+            box.lineEdit().selectAll()
+            box.lineEdit().paste()
+            assert dialog.doubleValue() == pytest.approx(float(pasted.replace(",", "."))), pasted
     finally:
         QLocale.setDefault(before)
