@@ -455,16 +455,21 @@ def _one_patient(series_map: dict[str, list[_Scanned]], skipped: list[Skipped]) 
 
 
 def _make_series(uid: str, items: list[_Scanned], skipped: list[Skipped]) -> Series | None:
-    # One matrix size and one orientation per series: the majority wins, the rest is reported.
+    # One matrix size, one orientation and one grey scale per series: the majority wins, the rest is reported
+    # (a series that mixed MONOCHROME1 and MONOCHROME2 was shown all inverted or none, as its first file said).
     shape = Counter(i.shape for i in items).most_common(1)[0][0]
     orientations = Counter(_rounded(i.orientation) for i in items if i.shape == shape)
     orientation_key = orientations.most_common(1)[0][0]
+    inverted = Counter(i.monochrome1 for i in items if i.shape == shape).most_common(1)[0][0]
     kept, seen_sops = [], set()
     for item in items:
         if item.shape != shape:
             skipped.append(Skipped(str(item.slices[0].file), f"image size {item.shape} differs from its series {shape}"))
         elif _rounded(item.orientation) != orientation_key:
             skipped.append(Skipped(str(item.slices[0].file), "orientation differs from the rest of its series"))
+        elif item.monochrome1 != inverted:
+            skipped.append(Skipped(str(item.slices[0].file), f"MONOCHROME{1 if item.monochrome1 else 2} differs from "
+                                   f"the rest of its series (MONOCHROME{1 if inverted else 2})"))
         elif item.slices[0].sop_uid and item.slices[0].sop_uid in seen_sops:
             skipped.append(Skipped(str(item.slices[0].file), "duplicate of another file (same SOP Instance UID)"))
         else:

@@ -227,6 +227,25 @@ def test_two_series_in_one_folder_are_kept_apart(tmp_path):
     assert float(read_volume(by_uid["1.2.3.2"]).mean()) == pytest.approx(40)
 
 
+def test_a_series_mixing_monochrome1_and_2_keeps_the_majority_and_reports_the_rest(tmp_path):
+    """An outside tester: a series whose files mixed MONOCHROME1 and MONOCHROME2 was shown all inverted or none,
+    as its first file said. The majority's grey scale is kept, the others are skipped saying why, as a differing
+    orientation is."""
+    hu = np.full((16, 16), 30.0)
+    for i in range(5):
+        path = make.ct_slice_from_hu(hu, tmp_path / f"s{i}.dcm", z=i * 5, series_uid="1.2.3.1", study_uid="1.2.3",
+                                     instance=i + 1)
+        if i in (0, 3):  # the first file among them: the minority must not decide
+            ds = pydicom.dcmread(path)
+            ds.PhotometricInterpretation = "MONOCHROME1"
+            ds.save_as(path)
+    result = ich_viewer.load(tmp_path)
+    series = result.series[0]
+    assert len(series) == 3 and not series.monochrome1
+    assert reasons(result) == {"s0.dcm": "MONOCHROME1 differs from the rest of its series (MONOCHROME2)",
+                               "s3.dcm": "MONOCHROME1 differs from the rest of its series (MONOCHROME2)"}
+
+
 # ----------------------------------------------------------------------------- Hounsfield units
 
 
