@@ -387,9 +387,10 @@ def draw_summary(painter: QPainter, page: QRectF, viewer: ViewerModel, lut: np.n
                 font(6.5)
                 caption = [f"slice {worst + 1}"] + ([] if cam is not None and not cam_blank(cam) else
                                                     [no_cam_reason(viewer, worst, c, cam)])
-                for i, line in enumerate(caption):  # a line each: the thumbnail is narrow
+                for i, line in enumerate(caption):  # a line each: the thumbnail is narrow; on a dark box, as a
+                    # MONOCHROME1 slice's air is white
                     text.line(cx + 1 * mm, cy + thumb - 4 * mm * (len(caption) - i), line, QColor(230, 230, 230),
-                              thumb - 2 * mm)
+                              thumb - 2 * mm, box=QColor(0, 0, 0, 170))
         tx, ty, tw = cx + thumb + 3 * mm, cy, cell_w - thumb - 3 * mm
         for i, line in enumerate(class_cell_lines(viewer, c, maxima, bool(flags[c]))):
             font(10 if i < 2 else 8, bold=i < 2)
