@@ -121,17 +121,19 @@ def run_info(args: argparse.Namespace) -> int:
     result = ich_viewer.load(args.paths)
     anonymise = args.anonymise
     for s, study in enumerate(result.studies, 1):
-        named = f"study {s}" if anonymise else f"study {study.uid}  date {study.date or '-'}"
+        # every text from the files as one line: a UID holding a newline forged a line of output
+        named = f"study {s}" if anonymise else f"study {escaped_controls(study.uid)}  date {escaped_controls(study.date) or '-'}"
         print(f"{named}  {escaped_controls(study.description) or '(no description)'}")
         for n, series in enumerate(study.series, 1):
             spacing = series.spacing
             between = f"{spacing[0]:.3g}" if len(series) > 1 else "-"  # one slice: no distance between slices
-            print(f"  series {f'{s}.{n}' if anonymise else series.uid}: {len(series)} slice{'s' * (len(series) != 1)} "
+            print(f"  series {f'{s}.{n}' if anonymise else escaped_controls(series.uid)}: "
+                  f"{len(series)} slice{'s' * (len(series) != 1)} "
                   f"{series.rows}x{series.columns}, "
                   f"spacing {between}/{spacing[1]:.3g}/{spacing[2]:.3g} mm, "
                   f"{escaped_controls(series.description) or '(no description)'}")
             for warning in series.geometry.warnings:
-                print(f"    warning: {warning}")
+                print(f"    warning: {escaped_controls(warning)}")
     for skipped in result.skipped:  # named, for the user who asked; numbered with --anonymise
         print(f"skipped {escaped_controls(str(skipped.anonymous(result.files_found) if anonymise else skipped))}")
     if result.other_files:

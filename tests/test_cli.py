@@ -77,6 +77,10 @@ def test_text_from_files_cannot_steer_the_terminal_or_forge_output_lines(tmp_pat
     """Found by an outside tester: `info` printed a description's ESC sequences (clearing the screen, setting the
     window title) and newline (a forged "study 9 of 9" line) verbatim, and file names likewise."""
     study = _hostile_study(tmp_path)
+    for path in sorted(study.glob("ID_*.dcm")):  # a third tester: a UID's newline forged a line too
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3\nFAKE: study 8 of 9", "1.2.4\x1b[2J"
+        ds.save_as(path)
     capsys.readouterr()
     assert main(["info", str(study)]) == 0
     printed = capsys.readouterr().out
@@ -84,6 +88,7 @@ def test_text_from_files_cannot_steer_the_terminal_or_forge_output_lines(tmp_pat
     assert not any(line.startswith("FAKE") for line in printed.splitlines())
     assert "line1\\x0aFAKE: study 9 of 9\\x1b]0;TITLE\\x07" in printed  # shown, as escapes
     assert "bad\\x1b[2Jname\\x0a.dcm" in printed
+    assert "study 1.2.3\\x0aFAKE: study 8 of 9" in printed and "series 1.2.4\\x1b[2J:" in printed
 
 
 def test_triage_output_is_spreadsheet_safe_and_its_stderr_free_of_pydicom_chatter(tmp_path):
