@@ -9,7 +9,9 @@ probabilities stay visible on request). What is checked, in the header only:
   says contrast ("C+", "post contrast", "CTA", "angio", "enhanced", an injected volume or rate such as "150cc"
   or "4cc/sec"), unless it says the opposite ("non-contrast", "w/o", "plain", "NCCT");
 - not a head: BodyPartExamined or the description names another region (chest, abdomen, spine...);
-- bone-only reconstruction: a bone kernel ("BONE", Siemens H60-H90) or "bone" in the description.
+- bone-only reconstruction: a bone kernel ("BONE", Siemens H60-H90) or "bone" in the description;
+- not axial: slices more than 45 degrees from axial (a sagittal or coronal reformat), which the model, trained on
+  axial slices, had read and flagged like any other (a gantry tilt of up to 30 degrees is still axial).
 
 Image content was measured and left out: the share of intracranial pixels above 90 HU is 0.9% (median
 of the middle slices) on CQ500-CT-0 but 0.3% (median) to 20% (90th percentile, skull-base slices) on
@@ -18,10 +20,11 @@ single ``rsna-unlabelled`` slices, so it cannot tell them apart slice by slice.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
-from ich_viewer.core.series import Series
+from ich_viewer.core.series import Series, slice_normal
 
 CONTRAST = re.compile(r"(?<![a-z])(contrast|c\+|\+c|post[- ]?(contrast|con|c)|cta|angio\w*|enhanced|venogra\w*|perfusion|"
                       r"\d+(\.\d+)?\s*cc|cc\s*/?\s*s(ec)?)(?![a-z])", re.I)
@@ -33,7 +36,9 @@ HEAD = re.compile(r"head|brain|skull|cran", re.I)
 BONE_WORD = re.compile(r"(?<![a-z])bone(?![a-z])", re.I)
 BONE_KERNEL = re.compile(BONE_WORD.pattern + r"|(?<![a-z0-9])h[6-9]\d", re.I)  # also Siemens' sharp head kernels
 
-CONTRAST_ENHANCED, NOT_A_HEAD, BONE_ONLY = "contrast-enhanced", "not a head", "bone reconstruction"
+CONTRAST_ENHANCED, NOT_A_HEAD, BONE_ONLY, NOT_AXIAL = ("contrast-enhanced", "not a head", "bone reconstruction",
+                                                      "not axial slices")
+AXIAL_MIN_COS = math.cos(math.radians(45))  # the slice normal's head-to-foot share, at least
 
 
 @dataclass(frozen=True)
@@ -81,4 +86,10 @@ def check(series: Series, study_description: str = "") -> UseCheck:
     elif BONE_WORD.search(said):
         reasons.append(BONE_ONLY)
         evidence.append(f"description {said[:80]!r}")
+    if series.orientation is not None:
+        normal = slice_normal(series.orientation)
+        if abs(normal[2]) < AXIAL_MIN_COS:
+            reasons.append(NOT_AXIAL)
+            plane = "sagittal" if abs(normal[0]) >= abs(normal[1]) else "coronal"
+            evidence.append(f"{plane} slices (normal {normal[0]:+.2f} {normal[1]:+.2f} {normal[2]:+.2f})")
     return UseCheck(tuple(reasons), tuple(evidence))

@@ -10,7 +10,7 @@ import pytest
 import ich_viewer
 from ich_viewer.core import intended_use
 from ich_viewer.core.inference import predict_series
-from ich_viewer.core.intended_use import BONE_ONLY, CONTRAST_ENHANCED, NOT_A_HEAD
+from ich_viewer.core.intended_use import BONE_ONLY, CONTRAST_ENHANCED, NOT_A_HEAD, NOT_AXIAL
 from ich_viewer.core.model import IchModel
 from ich_viewer.core.phantom import make_phantom, write_phantom_study
 from ich_viewer.core.viewer_model import ViewerModel
@@ -52,6 +52,23 @@ def test_what_the_header_says(tmp_path, tags, reasons):
     assert verdict.reasons == reasons
     assert verdict.outside == bool(reasons) and (verdict.sentence.startswith("outside the model's intended use")
                                                  or not reasons)
+
+
+@pytest.mark.parametrize("orientation, plane", [
+    ((1, 0, 0, 0, 1, 0), None),  # axial
+    ((-1, 0, 0, 0, 1, 0), None),  # axial, rows mirrored
+    ((1, 0, 0, 0, float(np.cos(np.radians(30))), -float(np.sin(np.radians(30)))), None),  # a 30 degree gantry tilt
+    ((0, 1, 0, 0, 0, -1), "sagittal"),
+    ((1, 0, 0, 0, 0, -1), "coronal"),
+    ((1, 0, 0, 0, float(np.cos(np.radians(50))), -float(np.sin(np.radians(50)))), "coronal"),  # 50 degrees oblique
+])
+def test_sagittal_coronal_and_steep_oblique_slices_are_outside_the_intended_use(tmp_path, orientation, plane):
+    """An outside tester: sagittal and coronal reformats were classified and flagged as within the intended use,
+    though the model learned from axial slices (and their "z" was x or y)."""
+    verdict = _verdict(tmp_path, ImageOrientationPatient=list(orientation))
+    assert (NOT_AXIAL in verdict.reasons) == (plane is not None)
+    if plane:
+        assert verdict.evidence[-1].startswith(f"{plane} slices")
 
 
 def test_a_real_header_that_records_its_contrast_agent():
