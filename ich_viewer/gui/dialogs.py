@@ -27,11 +27,17 @@ class DotOrCommaBox(QDoubleSpinBox):
         locale.setNumberOptions(QLocale.NumberOption.RejectGroupSeparator)
         self.setLocale(locale)
 
+    @staticmethod
+    def _plain(text: str) -> str:
+        """A comma as a dot, without the per cent sign or spaces a pasted "2,5 %" brings."""
+        return text.replace(",", ".").replace("%", "").strip()
+
     def validate(self, text: str, pos: int):
-        return super().validate(text.replace(",", "."), pos)
+        plain = self._plain(text)
+        return super().validate(plain, min(pos, len(plain)))
 
     def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
-        return super().valueFromText(text.replace(",", "."))
+        return super().valueFromText(self._plain(text))
 
 
 class FlagRateDialog(QDialog):

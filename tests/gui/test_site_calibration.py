@@ -197,10 +197,11 @@ def test_the_flag_rate_reads_a_dot_or_a_comma_as_the_decimal_point_in_any_langua
         qtbot.keyClicks(box.lineEdit(), "1,000")  # a thousands separator is not one here: 1.0 (then "00"), never 1000
         box.interpretText()
         assert box.value() == pytest.approx(1.0) and dialog.doubleValue() == box.value()
-        for pasted in ("2,5", "0.5"):  # an outside tester: a pasted "2,5" was refused, and the default 5 % was used
+        for pasted in ("2,5", "0.5", "2,5%", " 2,5 %"):  # testers: a pasted "2,5" or "2,5%" was refused, and the
+            # default 5 % used
             QApplication.clipboard().setText(pasted)
             box.lineEdit().selectAll()
             box.lineEdit().paste()
-            assert dialog.doubleValue() == pytest.approx(float(pasted.replace(",", "."))), pasted
+            assert dialog.doubleValue() == pytest.approx(float(pasted.replace(",", ".").strip(" %"))), pasted
     finally:
         QLocale.setDefault(before)
