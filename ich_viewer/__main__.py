@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == [decoder_process.SERVE_FLAG]:  # a frozen build's decoder processes start through here
         return decoder_process.serve()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    while argv[:1] in (["-style"], ["-stylesheet"]) and len(argv) > 2 and argv[2] in SUBCOMMANDS:
+        argv = argv[2:]  # Qt's look means nothing to a sub-command: "-style fusion info X" runs info, not the window
     if argv and argv[0] in SUBCOMMANDS:
         if argv[0] == "triage" and {"-h", "--help"} & set(argv):  # only then is the bundled model read for its presets
             from ich_viewer.triage import preset_help

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from ich_viewer.__main__ import main
+from tests.conftest import dicom_testfile
 
 
 def test_phantom_writes_a_study_that_info_reads(tmp_path, capsys):
@@ -288,3 +289,7 @@ def test_qt_style_options_reach_qt_for_a_dark_or_high_contrast_look(tmp_path):
 
     image = QImage(str(shot))
     assert image.pixelColor(image.width() // 2, image.height() - 3).name() == "#ff00ff"  # the status bar's colour
+    # a second tester: before a sub-command, "-style fusion info X" opened the window with "info" as a path
+    run = subprocess.run([sys.executable, "-m", "ich_viewer", "-style", "fusion", "info", dicom_testfile("CT_small.dcm")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0 and "series" in run.stdout and "1 slice" in run.stdout, run.stderr[-2000:]
