@@ -40,23 +40,27 @@ STEP_KEYS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.
 FLAG_SUMMARIES = ("Flagged: ", "Not flagged: ")
 
 class ScrollsDown(QScrollArea):
-    """A dock's panel in a scroll area that scrolls up and down only: on a short screen (a 1366 x 768 laptop at
-    150% has about 470 px for the window) the docks' full height made the window taller than the screen. Its
-    width follows the panel's, as without the scroll area."""
+    """A dock's panel in a scroll area: on a short screen (a 1366 x 768 laptop at 150% has about 470 px for the
+    window) the docks' full height made the window taller than the screen. Its width follows the panel's, as
+    without the scroll area (:meth:`follow_the_panel` when the panel grows), and where a dock is made narrower
+    still, it scrolls sideways rather than cut the values off."""
 
-    MIN_HEIGHT = 80
+    MIN_HEIGHT, MIN_WIDTH = 80, 200  # a small screen's window narrows the dock, which then scrolls sideways
 
     def __init__(self, panel: QWidget):
         super().__init__(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the panel's controls take focus, the frame around them not
         self.setWidget(panel)
+
+    def follow_the_panel(self) -> None:
+        """The panel's width changed (a model's preset buttons): the dock asks this area's minimum again."""
+        self.updateGeometry()
 
     def _bar(self) -> int:
         return self.verticalScrollBar().sizeHint().width() if self.verticalScrollBar().isVisible() else 0
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(self.widget().minimumSizeHint().width() + self._bar(), self.MIN_HEIGHT)
+        return QSize(min(self.widget().minimumSizeHint().width() + self._bar(), self.MIN_WIDTH), self.MIN_HEIGHT)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         hint = self.widget().sizeHint()
@@ -178,6 +182,7 @@ class MainWindow(FileActions, QMainWindow):
         viewer.slice_changed.connect(lambda i: self.slider.setAccessibleDescription(
             f"slice {i + 1} of {len(viewer.series)}" if viewer.series is not None else ""))  # counted as on screen
         viewer.model_changed.connect(lambda m: self.model_label.setText(f"model: {m.card.name} {m.card.version}"))
+        viewer.model_changed.connect(lambda _: [area.follow_the_panel() for area in self.findChildren(ScrollsDown)])
         viewer.prediction_changed.connect(
             lambda batch: batch is not None and self.progress.setValue(int(viewer.prediction.done.sum())))
         viewer.anonymised_changed.connect(self._on_anonymised_changed)

@@ -268,6 +268,13 @@ def test_the_window_fits_a_small_laptop_screen_and_its_docks_scroll(qtbot, tmp_p
     scroll.ensureWidgetVisible(panel.preset_label)  # the preset's rule, at the bottom
     assert scroll.verticalScrollBar().value() > 0
     assert panel.width() >= panel.minimumSizeHint().width()  # scrolled down, never squeezed across
+    # A second tester: narrower still (1280 x 800 at 150% is 853 px), the dock cut the values and a preset off
+    # with no way to them. The window can be narrower than the panels, which then scroll sideways.
+    window.resize(760, 460)
+    qtbot.waitUntil(lambda: window.width() == 760)
+    QApplication.processEvents()
+    assert scroll.horizontalScrollBar().isVisible() and scroll.horizontalScrollBar().maximum() > 0
+    assert panel.width() >= panel.minimumSizeHint().width() and window.view.width() >= 280
     from ich_viewer.gui.dialogs import ShortcutsDialog, resize_within_screen
 
     dialog = ShortcutsDialog(window)  # the dialogs likewise: a model card had its Close button below the screen
