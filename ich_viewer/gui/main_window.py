@@ -137,7 +137,7 @@ class MainWindow(FileActions, QMainWindow):
         self.skipped_dock = self._dock("Skipped files", self.skipped, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.skipped_dock.hide()  # opened from the status bar's count
         self.progress = QProgressBar(maximumWidth=220, visible=False)
-        self.hover_label, self.model_label, notice = QLabel(""), ElidedLabel(), QLabel(NOT_FOR_DIAGNOSIS)
+        self.hover_label, self.model_label, notice = ElidedLabel(), ElidedLabel(), QLabel(NOT_FOR_DIAGNOSIS)
         self.other_files_label = ElidedLabel()  # CSV/TXT beside the study: a count, not "skipped" (names in its tooltip)
         self.skipped_button = QPushButton("", flat=True, visible=False, toolTip="show or hide the skipped files")
         self.skipped_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -151,8 +151,9 @@ class MainWindow(FileActions, QMainWindow):
         self.statusBar().messageChanged.connect(self._share_status_bar)  # the skipped files' button comes with one
 
     def _share_status_bar(self, message: str | None = None) -> None:
-        """The model's name and the other-files count give up width before a message (default: the one shown)."""
-        share_room(self.statusBar(), self.permanent_widgets, [self.model_label, self.other_files_label],
+        """The HU read-out, the model's name and the other-files count give up width before a message (default:
+        the one shown)."""
+        share_room(self.statusBar(), self.permanent_widgets, [self.hover_label, self.model_label, self.other_files_label],
                    self.statusBar().currentMessage() if message is None else message)
 
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
@@ -173,6 +174,7 @@ class MainWindow(FileActions, QMainWindow):
         for panel in (self.view, self.plot):
             panel.bind(viewer)
         self.view.hoverText.connect(self.hover_label.setText)
+        self.view.hoverText.connect(lambda _: self._share_status_bar())  # it gives way to a message too
         self.slider.valueChanged.connect(viewer.go_to)
         self.browser.seriesChosen.connect(self.open_series)
         viewer.thresholds_changed.connect(self._show_flagged_in_tree)  # the tree says what the thresholds flag
@@ -339,14 +341,18 @@ class MainWindow(FileActions, QMainWindow):
             self.statusBar().showMessage(self._flag_summary(), 10000)
 
     def _flag_summary(self) -> str:
+        """What is flagged, in full or, where the status bar has too little room, in short: the classes'
+        abbreviations, or only the reasons a series is outside the intended use ("Not flagged: outside the model's
+        inte" had lost them)."""
         viewer = self.viewer
         if not viewer.flags_shown:
-            return f"Not flagged: {viewer.use_check.sentence}"
-        flagged = viewer.flagged_classes()
-        whole = "Flagged: " + (", ".join(flagged) or "nothing")
+            whole, short = f"Not flagged: {viewer.use_check.sentence}", f"Not flagged: {', '.join(viewer.use_check.reasons)}"
+        else:
+            flagged = viewer.flagged_classes()
+            whole = "Flagged: " + (", ".join(flagged) or "nothing")
+            short = "Flagged: " + (", ".join(ABBREVIATIONS[c] for c in flagged) or "nothing")
         self._share_status_bar(whole)  # the caps as they will be with this message, for the room it is measured in
-        return fitting(self.statusBar(), self.permanent_widgets, whole,
-                       "Flagged: " + (", ".join(ABBREVIATIONS[c] for c in flagged) or "nothing"))
+        return fitting(self.statusBar(), self.permanent_widgets, whole, short)
 
     def cancel_classification(self) -> None:
         if self.classify is not None and self.classify.running:
@@ -378,7 +384,10 @@ class MainWindow(FileActions, QMainWindow):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
-        self._share_status_bar()
+        if self.viewer.series is not None and self.statusBar().currentMessage().startswith(FLAG_SUMMARIES):
+            self.statusBar().showMessage(self._flag_summary(), 10000)  # in full or short, for the new width
+        else:
+            self._share_status_bar()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.closed = False  # a window shown again works again

@@ -224,6 +224,17 @@ def test_on_a_small_laptop_screen_the_flag_summary_is_whole_and_the_model_name_g
     window.view.hoverText.emit("x 123, y 200: 40 HU")
     status.clearMessage()
     qtbot.waitUntil(lambda: label.width() >= label.sizeHint().width() and label.toolTip() == "")
+    # A third tester: narrowing the window while the summary showed kept its full names, cut ("intra"), and the HU
+    # read-out under the cursor took the message's room ("Flag"). The summary is said again to fit, and the
+    # read-out gives way like the name.
+    window.resize(1800, 900)
+    window.actions["Classify this series"].trigger()  # its summary again, in full
+    qtbot.waitUntil(lambda: window.classify is None and status.currentMessage() == whole, timeout=30000)
+    window.resize(911, 470)
+    qtbot.waitUntil(lambda: status.currentMessage() == short)
+    qtbot.waitUntil(fits)
+    window.view.hoverText.emit("x 123, y 200: -1024 HU, a long read-out")
+    qtbot.waitUntil(fits)
 
 
 def test_the_status_bars_flag_summary_follows_the_thresholds(qtbot, window, study):
