@@ -48,7 +48,6 @@ class SliceView(pg.GraphicsLayoutWidget):
         self.window = Window("brain", 40, 80)
         self.composite: tuple[Window, ...] | None = None
         self.function: WindowFunction = "linear"
-        self.inverted = False  # a MONOCHROME1 series: white is the lowest value
         self._drag_start: tuple[QPointF, Window] | None = None
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -74,9 +73,6 @@ class SliceView(pg.GraphicsLayoutWidget):
     def _on_series_opened(self, series) -> None:
         # a millimetre as long across as down: rows 0.49 mm apart and columns 0.98 mm showed the head squashed 2:1
         self.viewbox.setAspectLocked(True, ratio=series.pixel_aspect)
-        if self.inverted != series.monochrome1:  # the first slice may already be drawn
-            self.inverted = series.monochrome1
-            self._render()
         self.overlays.set_markers(self.viewer.orientation_markers())
         # across the columns: the bar is horizontal; none where the files state no spacing (1 mm is a guess)
         self.overlays.set_pixel_spacing(series.pixel_spacing[1] if series.pixel_spacing_known else None)
@@ -173,7 +169,8 @@ class SliceView(pg.GraphicsLayoutWidget):
             self.image.clear()
             return
         # MONOCHROME1 is shown white for its lowest value, as DICOM asks; the model view's colours are the model's
-        self.image.setLookupTable(INVERTED_GREY if self.inverted and not self.composite else None)
+        monochrome1 = self.viewer.series is not None and self.viewer.series.monochrome1
+        self.image.setLookupTable(INVERTED_GREY if monochrome1 and not self.composite else None)
         if self.composite:
             self.image.setImage(composite_rgb(self.hu, self.composite, self.function), levels=(0.0, 1.0),
                                 autoLevels=False)

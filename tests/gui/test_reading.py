@@ -248,6 +248,8 @@ def test_a_monochrome1_slice_is_shown_and_exported_white_for_its_lowest_value(qt
     shown, exported = [], []
     for path in (Path(dicom_testfile("CT_small.dcm")), tmp_path / "monochrome1.dcm"):
         opened(qtbot, window, [path], classify=False)
+        # the view may still show the last series' slice (the same pixels) until this one's is drawn
+        qtbot.waitUntil(lambda: (window.view.image.lut is not None) == window.viewer.series.monochrome1)
         window.view.image.render()
         image = window.view.image.qimage.convertToFormat(window.view.image.qimage.Format.Format_Grayscale8)
         shown.append(np.array([[image.pixelColor(x, y).red() for x in range(0, 128, 8)] for y in range(0, 128, 8)]))
