@@ -264,13 +264,13 @@ def render_slice(viewer: ViewerModel, lut: np.ndarray | None = None,
 def _draw_markers(text: _Text, markers: dict[str, str], w: float, top: float, bottom: float, margin: float) -> None:
     """The view's orientation letters at the middle of each edge, between the text at the top and at the bottom:
     without them an export of a series with mirrored rows showed the patient's left on the left, unsaid."""
-    line_h = QFontMetricsF(text.painter.font()).height()
+    metrics = QFontMetricsF(text.painter.font())
+    line_h = metrics.height()
     middle = (top + bottom - line_h) / 2
     shade = QColor(0, 0, 0, 150)
-    text.line(w / 2 - QFontMetricsF(text.painter.font()).horizontalAdvance(markers["top"]) / 2, top, markers["top"],
-              MARKER, box=shade)
-    text.line(w / 2 - QFontMetricsF(text.painter.font()).horizontalAdvance(markers["bottom"]) / 2, bottom - line_h,
-              markers["bottom"], MARKER, box=shade)
+    text.line(w / 2 - metrics.horizontalAdvance(markers["top"]) / 2, top, markers["top"], MARKER, box=shade)
+    text.line(w / 2 - metrics.horizontalAdvance(markers["bottom"]) / 2, bottom - line_h, markers["bottom"], MARKER,
+              box=shade)
     text.line(margin, middle, markers["left"], MARKER, box=shade)
     text.line(w - margin, middle, markers["right"], MARKER, align=Qt.AlignmentFlag.AlignRight, box=shade)
 
